@@ -1,0 +1,68 @@
+/**
+ * Runtime checks of user options, in one place. Each throws `TypeError` / `RangeError` saying
+ * what was wrong and what is accepted.
+ *
+ * @module
+ */
+
+/** A positive integer option (or its default). */
+export function positiveInt(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** A non-negative integer option (or its default). */
+export function nonNegativeInt(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+    throw new RangeError(`${name} must be a non-negative integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** A duration in milliseconds (finite, > 0 unless `allowZero`). */
+export function duration(
+  value: unknown,
+  name: string,
+  fallback: number,
+  allowZero = false,
+): number {
+  if (value === undefined) return fallback;
+  if (
+    typeof value !== "number" || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0)
+  ) {
+    throw new RangeError(
+      `${name} must be a ${
+        allowZero ? "non-negative" : "positive"
+      } finite number of milliseconds, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+const NAME = /^[A-Za-z0-9_.\-]+$/;
+
+/** A key-prefix component such as the app or a queue name: letters, digits, `_`, `.`, `-`. */
+export function keyName(value: unknown, name: string, fallback: string): string {
+  if (value === undefined) return fallback;
+  if (typeof value !== "string" || !NAME.test(value)) {
+    throw new TypeError(
+      `${name} must be a non-empty string of letters, digits, "_", "." or "-", got ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  return value;
+}
+
+/** A boolean option (or its default). */
+export function bool(value: unknown, name: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") {
+    throw new TypeError(`${name} must be true or false, got ${String(value)}`);
+  }
+  return value;
+}

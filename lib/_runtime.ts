@@ -1,0 +1,328 @@
+/**
+ * The one module that knows whether it runs on Deno or on Node. Everything that differs between
+ * the two — environment, arguments, OS signals, exit, threads, child processes, module paths —
+ * goes through here. `node:` modules are imported lazily, only where needed.
+ *
+ * @module
+ */
+
+/** The subset of the `Deno` namespace this library uses (declared here so tsc builds for Node). */
+interface DenoLike {
+  env: { get(name: string): string | undefined; toObject(): Record<string, string> };
+  args: string[];
+  pid: number;
+  exit(code?: number): never;
+  execPath(): string;
+  hostname(): string;
+  addSignalListener(signal: string, handler: () => void): void;
+  removeSignalListener(signal: string, handler: () => void): void;
+}
+
+/** The subset of Node's `process` this library uses. */
+interface ProcessLike {
+  env: Record<string, string | undefined>;
+  argv: string[];
+  pid: number;
+  execPath: string;
+  exit(code?: number): never;
+  on(event: string, handler: (...args: unknown[]) => void): unknown;
+  off(event: string, handler: (...args: unknown[]) => void): unknown;
+}
+
+const deno = (globalThis as { Deno?: DenoLike }).Deno;
+const nodeProcess = (globalThis as { process?: ProcessLike }).process;
+
+/** True when running on Deno (false on Node). */
+export const isDeno: boolean = deno !== undefined;
+
+function proc(): ProcessLike {
+  if (!nodeProcess) throw new Error("neither Deno nor a Node-compatible process is available");
+  return nodeProcess;
+}
+
+/** Reads an environment variable; `undefined` when unset or when env access is not permitted. */
+export function getEnv(name: string): string | undefined {
+  try {
+    return deno ? deno.env.get(name) : proc().env[name];
+  } catch {
+    return undefined;
+  }
+}
+
+/** The whole environment as an object (for child processes). */
+export function envObject(): Record<string, string> {
+  if (deno) return deno.env.toObject();
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(proc().env)) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+/** Command-line arguments after the script name. */
+export function getArgs(): string[] {
+  return deno ? [...deno.args] : proc().argv.slice(2);
+}
+
+/** The process id. */
+export function pid(): number {
+  return deno ? deno.pid : proc().pid;
+}
+
+/** The host name (used in worker ids). */
+export function hostname(): string {
+  try {
+    return deno ? deno.hostname() : (proc().env.HOSTNAME ?? "localhost");
+  } catch {
+    return "localhost";
+  }
+}
+
+/** Exits the process. */
+export function exit(code: number): never {
+  return deno ? deno.exit(code) : proc().exit(code);
+}
+
+/** The OS signals a worker handles. */
+export type ShutdownSignal = "SIGINT" | "SIGTERM";
+
+/**
+ * Listens for an OS signal (`Deno.addSignalListener` on Deno, `process.on` on Node).
+ * Returns a function that removes the listener.
+ */
+export function onSignal(signal: ShutdownSignal, handler: () => void): () => void {
+  if (deno) {
+    deno.addSignalListener(signal, handler);
+    return () => deno.removeSignalListener(signal, handler);
+  }
+  const p = proc();
+  p.on(signal, handler);
+  return () => void p.off(signal, handler);
+}
+
+/** True when `importMeta` belongs to the program's entry module. */
+export function isMainModule(importMeta: ImportMeta): boolean {
+  const main = (importMeta as { main?: boolean }).main;
+  if (typeof main === "boolean") return main;
+  const script = nodeProcess?.argv[1];
+  if (!script) return false;
+  const url = importMeta.url;
+  const path = decodeURIComponent(new URL(url).pathname);
+  return script === path || script === path.replace(/\.js$/, "") ||
+    // bin shims: node_modules/.bin/streamfutures-worker is a symlink to worker.js
+    (script.endsWith("streamfutures-worker") && path.endsWith("/worker.js"));
+}
+
+/** The file URL of this package's `worker` entry in the running build (worker.ts or worker.js). */
+export function workerEntryUrl(): URL {
+  return siblingUrl(new URL("../worker.ts", import.meta.url));
+}
+
+/** The command line that starts a worker process in this runtime: `[exe, ...args]`. */
+export function workerCommand(): string[] {
+  const entry = decodeURIComponent(workerEntryUrl().pathname);
+  return deno ? [deno.execPath(), "run", "-A", entry] : [proc().execPath, entry];
+}
+
+/** True when this module was loaded from compiled JavaScript (the npm build). */
+const compiled = import.meta.url.endsWith(".js");
+
+/**
+ * Maps a source `.ts` URL to the file this runtime can load: in the npm build (`.js` files), a
+ * `foo.ts` URL becomes `foo.js` when that file is part of the build. Other URLs are unchanged.
+ */
+export function siblingUrl(url: URL): URL {
+  if (!compiled || url.protocol !== "file:" || !url.pathname.endsWith(".ts")) return url;
+  return new URL(url.href.replace(/\.ts$/, ".js"));
+}
+
+/**
+ * Resolves a task module specifier (a URL, an absolute path, or a path relative to the working
+ * directory) to a URL string `import()` can load in this runtime.
+ */
+export async function resolveModuleUrl(spec: string | URL): Promise<string> {
+  let url: URL;
+  if (spec instanceof URL) url = spec;
+  else if (/^[a-z][a-z0-9+.-]*:/i.test(spec) && !/^[a-z]:[\\/]/i.test(spec)) url = new URL(spec);
+  else {
+    const { pathToFileURL } = await import("node:url");
+    const { resolve } = await import("node:path");
+    url = pathToFileURL(resolve(spec));
+  }
+  if (!isDeno && url.protocol === "file:" && url.pathname.endsWith(".ts")) {
+    // Node 20 cannot import TypeScript; use the compiled sibling when there is one.
+    const js = new URL(url.href.replace(/\.ts$/, ".js"));
+    const { existsSync } = await import("node:fs");
+    const { fileURLToPath } = await import("node:url");
+    if (existsSync(fileURLToPath(js))) url = js;
+  }
+  return url.href;
+}
+
+/** A thread started with {@link startThread}. */
+export interface ThreadHandle {
+  /** Sends a structured-clonable message to the thread. */
+  post(message: unknown): void;
+  /** Registers the handler of messages from the thread. */
+  onMessage(handler: (message: unknown) => void): void;
+  /** Registers the handler of an uncaught error in the thread. */
+  onError(handler: (error: unknown) => void): void;
+  /** Stops the thread at once. */
+  terminate(): Promise<void>;
+}
+
+/**
+ * Starts a module in a new thread (a Web Worker on Deno, `node:worker_threads` on Node). The
+ * thread receives `data` as its first message, read with {@link threadPort}.
+ */
+export async function startThread(url: URL, data: unknown): Promise<ThreadHandle> {
+  const target = siblingUrl(url);
+  if (deno) {
+    const WorkerCtor =
+      (globalThis as unknown as { Worker: new (u: string, o: object) => WebWorker })
+        .Worker;
+    const w = new WorkerCtor(target.href, { type: "module" });
+    let onError: (e: unknown) => void = () => {};
+    w.onerror = (e: { message?: string; preventDefault?: () => void }) => {
+      e.preventDefault?.();
+      onError(new Error(e.message ?? "thread error"));
+    };
+    w.postMessage({ init: data });
+    return {
+      post: (m) => w.postMessage(m),
+      onMessage: (h) => (w.onmessage = (e: { data: unknown }) => h(e.data)),
+      onError: (h) => (onError = h),
+      terminate: () => Promise.resolve(w.terminate()),
+    };
+  }
+  const { Worker } = await import("node:worker_threads");
+  const w = new Worker(target);
+  w.postMessage({ init: data });
+  return {
+    post: (m) => w.postMessage(m),
+    onMessage: (h) => void w.on("message", h),
+    onError: (h) => void w.on("error", h),
+    terminate: async () => void await w.terminate(),
+  };
+}
+
+interface WebWorker {
+  postMessage(m: unknown): void;
+  terminate(): void;
+  onmessage: ((e: { data: unknown }) => void) | null;
+  onerror: ((e: { message?: string; preventDefault?: () => void }) => void) | null;
+}
+
+/** The parent side of a thread, seen from inside it. */
+export interface ThreadPort {
+  /** The `data` given to {@link startThread}. */
+  data: unknown;
+  /** Sends a message to the parent. */
+  post(message: unknown): void;
+  /** Registers the handler of later messages from the parent. */
+  onMessage(handler: (message: unknown) => void): void;
+  /** Lets the thread end once its work is done (Node keeps a listening port alive otherwise). */
+  close(): void;
+}
+
+/** Inside a thread started by {@link startThread}: waits for the init message. */
+export async function threadPort(): Promise<ThreadPort> {
+  let handler: (m: unknown) => void = () => {};
+  if (deno) {
+    const scope = globalThis as unknown as {
+      onmessage: ((e: { data: unknown }) => void) | null;
+      postMessage(m: unknown): void;
+      close(): void;
+    };
+    const data = await new Promise<unknown>((resolve) => {
+      scope.onmessage = (e) => {
+        const m = e.data as { init?: unknown };
+        if (m && typeof m === "object" && "init" in m) resolve(m.init);
+        else handler(e.data);
+      };
+    });
+    return {
+      data,
+      post: (m) => scope.postMessage(m),
+      onMessage: (h) => (handler = h),
+      close: () => (scope.onmessage = null),
+    };
+  }
+  const { parentPort } = await import("node:worker_threads");
+  if (!parentPort) throw new Error("threadPort() called outside a thread");
+  const data = await new Promise<unknown>((resolve) => {
+    parentPort.on("message", (m: { init?: unknown }) => {
+      if (m && typeof m === "object" && "init" in m) resolve(m.init);
+      else handler(m);
+    });
+  });
+  return {
+    data,
+    post: (m) => parentPort.postMessage(m),
+    onMessage: (h) => (handler = h),
+    close: () => parentPort.close(),
+  };
+}
+
+/** A child process started with {@link spawnProcess}. */
+export interface ChildProcessHandle {
+  /** The OS process id. */
+  readonly pid: number;
+  /** Sends a signal (default SIGTERM). */
+  kill(signal?: string): void;
+  /** Resolves when the process has exited. */
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  /** Everything written to stdout so far. */
+  stdout(): string;
+  /** Everything written to stderr so far. */
+  stderr(): string;
+}
+
+/** Options of {@link spawnProcess}. */
+export interface SpawnOptions {
+  /** Working directory. */
+  cwd?: string;
+  /** Extra environment variables (merged over this process's environment). */
+  env?: Record<string, string>;
+  /** Echo the child's output to this process's stderr, prefixed (for debugging). */
+  echo?: string;
+}
+
+/** Starts a child process with piped output (works the same on Deno and Node). */
+export async function spawnProcess(
+  command: string,
+  args: string[],
+  options: SpawnOptions = {},
+): Promise<ChildProcessHandle> {
+  const { spawn } = await import("node:child_process");
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: { ...envObject(), ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stdout?.setEncoding("utf8");
+  child.stderr?.setEncoding("utf8");
+  child.stdout?.on("data", (d: string) => {
+    out += d;
+    if (options.echo) console.error(`[${options.echo}] ${d.trimEnd()}`);
+  });
+  child.stderr?.on("data", (d: string) => {
+    err += d;
+    if (options.echo) console.error(`[${options.echo}] ${d.trimEnd()}`);
+  });
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (code, signal) => resolve({ code, signal }));
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once("spawn", () => resolve());
+    child.once("error", reject);
+  });
+  return {
+    pid: child.pid!,
+    kill: (signal = "SIGTERM") => void child.kill(signal as "SIGTERM"),
+    exited,
+    stdout: () => out,
+    stderr: () => err,
+  };
+}

@@ -1,0 +1,689 @@
+/**
+ * Value codec for task arguments and results.
+ *
+ * Values are encoded as JSON text. Plain JSON values (`null`, booleans, finite numbers other than
+ * `-0`, strings, arrays and plain objects of those) encode to exactly `JSON.stringify(value)`, so
+ * results stored in Redis stay readable from any language.
+ *
+ * ## Wire format (part of the protocol)
+ *
+ * Values JSON cannot express are written as *tagged objects*: JSON objects whose reserved key
+ * `"$sf"` names the type, with the payload (if any) under `"v"`:
+ *
+ * | Value                         | Encoding                                                   |
+ * | ----------------------------- | ---------------------------------------------------------- |
+ * | `undefined`                   | `{"$sf":"undefined"}`                                      |
+ * | `NaN`, `±Infinity`, `-0`      | `{"$sf":"Number","v":"NaN"}` (`"Infinity"`, `"-Infinity"`, `"-0"`) |
+ * | `BigInt`                      | `{"$sf":"BigInt","v":"-123"}` (decimal digits)             |
+ * | `Date`                        | `{"$sf":"Date","v":"2024-01-01T00:00:00.000Z"}` (`"v":null` if invalid) |
+ * | `Map`                         | `{"$sf":"Map","v":[[key,value],...]}` (insertion order)    |
+ * | `Set`                         | `{"$sf":"Set","v":[member,...]}` (insertion order)         |
+ * | `Uint8Array` (and `Buffer`)   | `{"$sf":"Uint8Array","v":"<base64>"}`                      |
+ * | other typed arrays            | `{"$sf":"<Int8Array, Float64Array, ...>","v":"<base64 of the little-endian bytes>"}` |
+ * | `ArrayBuffer`                 | `{"$sf":"ArrayBuffer","v":"<base64>"}`                     |
+ * | `Error`                       | `{"$sf":"Error","v":{"name","message","stack"?,"cause"?,"errors"?,"props"?}}` |
+ * | plain object with own `"$sf"` | `{"$sf":"Object","v":{...the object, keys taken literally...}}` |
+ *
+ * Payloads are themselves encoded values, so tags nest at any depth (inside arrays, objects, Map
+ * keys and values, Set members, error causes). In an `Error` payload, `cause` and the members of
+ * `errors` (for `AggregateError`) are encoded values and `props` holds the error's other own
+ * enumerable properties (e.g. `code`). Decoders must reject unknown tags.
+ *
+ * ## Encoding rules
+ *
+ * - Like JSON, symbol-keyed and non-enumerable properties are ignored, boxed primitives are
+ *   unwrapped, and objects with a `toJSON()` method (other than the types above) are replaced by
+ *   its result, which is then encoded (e.g. `URL` becomes its string).
+ * - Unlike JSON, `undefined` is kept everywhere (an object property whose value is `undefined`
+ *   decodes to an own property holding `undefined`) and array holes decode as `undefined`.
+ * - Functions, symbols, cyclic references and instances of other classes (`WeakMap`, `Promise`,
+ *   `RegExp`, user classes, ...) throw a `TypeError` naming the offending path. An object reached
+ *   twice without a cycle is simply encoded twice.
+ *
+ * @example
+ * ```ts
+ * import { decode, encode } from "./codec.ts";
+ *
+ * const text = encode({ when: new Date(0), big: 2n ** 70n, tags: new Set(["a"]) });
+ * const value = decode(text) as { when: Date; big: bigint; tags: Set<string> };
+ * console.log(value.big === 2n ** 70n, value.tags.has("a")); // true true
+ * console.log(encode({ plain: [1, "two", null] })); // {"plain":[1,"two",null]}
+ * ```
+ *
+ * @module
+ */
+
+/** The reserved key of tagged objects. */
+const TAG = "$sf";
+
+const ACCEPTED =
+  "(accepted: JSON values, undefined, Date, BigInt, Map, Set, Uint8Array, NaN/Infinity)";
+
+/** Nesting depth from which the plain-JSON check starts tracking ancestors to detect cycles. */
+const FAST_PATH_CYCLE_DEPTH = 256;
+
+const hasOwn: (object: object, key: PropertyKey) => boolean = (object, key) =>
+  Object.prototype.hasOwnProperty.call(object, key);
+
+const objectToString = Object.prototype.toString;
+
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+
+type TypedArrayConstructor = {
+  readonly BYTES_PER_ELEMENT: number;
+  new (buffer: ArrayBuffer, byteOffset: number, length: number): ArrayBufferView;
+};
+
+const TYPED_ARRAY_NAMES = [
+  "Int8Array",
+  "Uint8Array",
+  "Uint8ClampedArray",
+  "Int16Array",
+  "Uint16Array",
+  "Int32Array",
+  "Uint32Array",
+  "Float16Array",
+  "Float32Array",
+  "Float64Array",
+  "BigInt64Array",
+  "BigUint64Array",
+];
+
+/** Typed array constructors available on this runtime, by name. */
+const TYPED_ARRAYS: ReadonlyMap<string, TypedArrayConstructor> = new Map(
+  TYPED_ARRAY_NAMES.flatMap((name) => {
+    const ctor = (globalThis as Record<string, unknown>)[name];
+    return typeof ctor === "function" ? [[name, ctor as unknown as TypedArrayConstructor]] : [];
+  }),
+);
+
+type ErrorConstructorLike = new (message?: string) => Error;
+
+const ERROR_CONSTRUCTORS: ReadonlyMap<string, ErrorConstructorLike> = new Map<
+  string,
+  ErrorConstructorLike
+>([
+  ["Error", Error],
+  ["TypeError", TypeError],
+  ["RangeError", RangeError],
+  ["SyntaxError", SyntaxError],
+  ["ReferenceError", ReferenceError],
+  ["EvalError", EvalError],
+  ["URIError", URIError],
+]);
+
+// ---------------------------------------------------------------------------------------------
+// base64
+
+type Base64Native = {
+  fromBase64?: (text: string) => Uint8Array;
+  prototype: { toBase64?: () => string };
+};
+const NATIVE_BASE64 = typeof (Uint8Array as unknown as Base64Native).fromBase64 === "function" &&
+  typeof (Uint8Array as unknown as Base64Native).prototype.toBase64 === "function";
+
+/** Chunk size for the fallback encoder: a multiple of 3 so chunks concatenate without padding. */
+const BASE64_CHUNK = 3 * 8192;
+
+function toBase64(bytes: Uint8Array): string {
+  if (NATIVE_BASE64) return (bytes as unknown as { toBase64(): string }).toBase64();
+  let out = "";
+  for (let i = 0; i < bytes.length; i += BASE64_CHUNK) {
+    const chunk = bytes.subarray(i, i + BASE64_CHUNK);
+    out += btoa(String.fromCharCode.apply(null, chunk as unknown as number[]));
+  }
+  return out;
+}
+
+function fromBase64(text: string, tag: string): Uint8Array {
+  try {
+    if (NATIVE_BASE64) {
+      return (Uint8Array as unknown as { fromBase64(text: string): Uint8Array }).fromBase64(text);
+    }
+    const binary = atob(text);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return bytes;
+  } catch {
+    throw new TypeError(`malformed ${tag} tag: "v" is not valid base64`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// encoding
+
+/**
+ * Whether `value` is a plain JSON value that `JSON.stringify` encodes exactly as we would.
+ *
+ * Cycles are only looked for below {@link FAST_PATH_CYCLE_DEPTH} (any cycle repeats there), so
+ * ordinary values cost no bookkeeping; a cycle makes this return false and the general encoder
+ * reports it.
+ */
+function isPlainJson(value: unknown, depth: number, deep: Set<object> | null): boolean {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return (value - value === 0) && (value !== 0 || 1 / value > 0);
+    case "object": {
+      if (value === null) return true;
+      if (depth >= FAST_PATH_CYCLE_DEPTH) {
+        deep ??= new Set();
+        if (deep.has(value)) return false;
+        deep.add(value);
+      }
+      const plain = isPlainJsonObject(value, depth, deep);
+      if (depth >= FAST_PATH_CYCLE_DEPTH) deep!.delete(value);
+      return plain;
+    }
+    default:
+      return false;
+  }
+}
+
+function isPlainJsonObject(value: object, depth: number, deep: Set<object> | null): boolean {
+  const proto = Object.getPrototypeOf(value);
+  if (proto === Array.prototype) {
+    const array = value as unknown[];
+    for (let i = 0; i < array.length; i++) {
+      if (!isPlainJson(array[i], depth + 1, deep)) return false;
+    }
+    return true;
+  }
+  if (proto !== Object.prototype && proto !== null) return false;
+  if (hasOwn(value, TAG)) return false;
+  const record = value as Record<string, unknown>;
+  for (const key in record) {
+    if (hasOwn(record, key) && !isPlainJson(record[key], depth + 1, deep)) return false;
+  }
+  return true;
+}
+
+/**
+ * One step of the path to the value being encoded: an array index, a property key, or (for the
+ * rarer containers) a special segment.
+ */
+type Segment = number | string | SpecialSegment;
+
+class SpecialSegment {
+  constructor(
+    readonly kind: "map key" | "map value" | "set member",
+    readonly index: number,
+    readonly key?: unknown,
+  ) {}
+
+  toString(): string {
+    switch (this.kind) {
+      case "map key":
+        return `.keys()[${this.index}]`;
+      case "map value":
+        return `.get(${mapKeyLabel(this.key, this.index)})`;
+      case "set member":
+        return `.values()[${this.index}]`;
+    }
+  }
+}
+
+function mapKeyLabel(key: unknown, index: number): string {
+  switch (typeof key) {
+    case "string":
+      return key.length <= 60 ? JSON.stringify(key) : `${JSON.stringify(key.slice(0, 60))}...`;
+    case "number":
+      return Object.is(key, -0) ? "-0" : String(key);
+    case "boolean":
+      return String(key);
+    case "bigint":
+      return `${key}n`;
+    case "undefined":
+      return "undefined";
+    default:
+      return key === null ? "null" : `<key #${index}>`;
+  }
+}
+
+function formatPath(root: string, segments: readonly Segment[], length: number): string {
+  let path = root;
+  for (let i = 0; i < length; i++) {
+    const segment = segments[i];
+    if (typeof segment === "number") path += `[${segment}]`;
+    else if (typeof segment === "string") {
+      path += IDENTIFIER.test(segment) ? `.${segment}` : `[${JSON.stringify(segment)}]`;
+    } else path += segment.toString();
+  }
+  return path;
+}
+
+function className(value: object): string {
+  const proto = Object.getPrototypeOf(value);
+  const ctor = proto === null ? undefined : proto.constructor;
+  if (typeof ctor === "function" && typeof ctor.name === "string" && ctor.name !== "") {
+    return ctor.name;
+  }
+  return objectToString.call(value).slice(8, -1);
+}
+
+/**
+ * The general encoder: converts a value into a JSON-compatible tree (tagging what JSON cannot
+ * express) for `JSON.stringify`. Paths are only formatted when an error is thrown.
+ */
+class Encoder {
+  readonly #root: string;
+  /** The path from the root to the value being encoded. */
+  readonly #segments: Segment[] = [];
+  /** Objects being encoded (the ancestors of the current value) and their path lengths. */
+  readonly #ancestors = new Map<object, number>();
+
+  constructor(root: string) {
+    this.#root = root;
+  }
+
+  #fail(what: string): TypeError {
+    const path = formatPath(this.#root, this.#segments, this.#segments.length);
+    return new TypeError(`${path}: ${what} cannot be serialized ${ACCEPTED}`);
+  }
+
+  #child(value: unknown, segment: Segment): unknown {
+    this.#segments.push(segment);
+    const out = this.encode(value);
+    this.#segments.pop();
+    return out;
+  }
+
+  encode(value: unknown): unknown {
+    switch (typeof value) {
+      case "string":
+      case "boolean":
+        return value;
+      case "number":
+        if (value - value !== 0) {
+          return {
+            [TAG]: "Number",
+            v: value !== value ? "NaN" : value > 0 ? "Infinity" : "-Infinity",
+          };
+        }
+        return value === 0 && 1 / value < 0 ? { [TAG]: "Number", v: "-0" } : value;
+      case "bigint":
+        return { [TAG]: "BigInt", v: value.toString() };
+      case "undefined":
+        return { [TAG]: "undefined" };
+      case "function":
+        throw this.#fail("a function");
+      case "symbol":
+        throw this.#fail("a symbol");
+    }
+    if (value === null) return null;
+    const object = value as object;
+    const ancestor = this.#ancestors.get(object);
+    if (ancestor !== undefined) {
+      const target = formatPath(this.#root, this.#segments, ancestor);
+      throw this.#fail(`a cyclic reference (back to ${target})`);
+    }
+    this.#ancestors.set(object, this.#segments.length);
+    const out = this.#encodeObject(object);
+    this.#ancestors.delete(object);
+    return out;
+  }
+
+  #encodeObject(value: object): unknown {
+    if (Array.isArray(value)) {
+      const out = new Array<unknown>(value.length);
+      for (let i = 0; i < value.length; i++) out[i] = this.#child(value[i], i);
+      return out;
+    }
+    if (value instanceof Date) {
+      const time = value.getTime();
+      return { [TAG]: "Date", v: time === time ? value.toISOString() : null };
+    }
+    if (ArrayBuffer.isView(value)) {
+      const name = objectToString.call(value).slice(8, -1);
+      if (!TYPED_ARRAYS.has(name)) throw this.#fail(`a ${className(value)}`);
+      const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+      return { [TAG]: name, v: toBase64(bytes) };
+    }
+    if (value instanceof ArrayBuffer) {
+      return { [TAG]: "ArrayBuffer", v: toBase64(new Uint8Array(value)) };
+    }
+    if (value instanceof Map) {
+      const entries: unknown[] = [];
+      let i = 0;
+      for (const [k, v] of value) {
+        entries.push([
+          this.#child(k, new SpecialSegment("map key", i)),
+          this.#child(v, new SpecialSegment("map value", i, k)),
+        ]);
+        i++;
+      }
+      return { [TAG]: "Map", v: entries };
+    }
+    if (value instanceof Set) {
+      const members: unknown[] = [];
+      let i = 0;
+      for (const member of value) {
+        members.push(this.#child(member, new SpecialSegment("set member", i)));
+        i++;
+      }
+      return { [TAG]: "Set", v: members };
+    }
+    if (value instanceof Error) return this.#encodeError(value);
+    const toJSON = (value as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === "function") {
+      const last = this.#segments[this.#segments.length - 1];
+      const key = typeof last === "number" ? String(last) : typeof last === "string" ? last : "";
+      return this.encode(toJSON.call(value, key));
+    }
+    if (value instanceof String || value instanceof Number || value instanceof Boolean) {
+      return this.encode(value.valueOf());
+    }
+    const proto = Object.getPrototypeOf(value);
+    if (proto !== Object.prototype && proto !== null) throw this.#fail(`a ${className(value)}`);
+    const out = this.#encodeProperties(value as Record<string, unknown>);
+    return TAG in out ? { [TAG]: "Object", v: out } : out;
+  }
+
+  /** Encodes the own enumerable string-keyed properties into a null-prototype object. */
+  #encodeProperties(
+    value: Record<string, unknown>,
+    skip?: ReadonlySet<string>,
+  ): Record<string, unknown> {
+    // A null prototype makes `out["__proto__"] = ...` define an ordinary own property.
+    const out: Record<string, unknown> = Object.create(null);
+    for (const key of Object.keys(value)) {
+      if (skip === undefined || !skip.has(key)) out[key] = this.#child(value[key], key);
+    }
+    return out;
+  }
+
+  #encodeError(error: Error): unknown {
+    const v: Record<string, unknown> = {
+      name: String(error.name),
+      message: String(error.message),
+    };
+    if (typeof error.stack === "string") v.stack = error.stack;
+    if (hasOwn(error, "cause")) {
+      v.cause = this.#child((error as { cause?: unknown }).cause, "cause");
+    }
+    const errors = (error as { errors?: unknown }).errors;
+    if (error instanceof AggregateError && Array.isArray(errors)) {
+      v.errors = this.#child(errors, "errors");
+    }
+    const props = this.#encodeProperties(error as unknown as Record<string, unknown>, ERROR_FIELDS);
+    for (const _ in props) {
+      v.props = props;
+      break;
+    }
+    return { [TAG]: "Error", v };
+  }
+}
+
+const ERROR_FIELDS: ReadonlySet<string> = new Set([
+  "name",
+  "message",
+  "stack",
+  "cause",
+  "errors",
+]);
+
+/**
+ * Encodes a value as JSON text, using the tagged-object scheme described in the module
+ * documentation for values JSON cannot represent.
+ *
+ * Plain JSON values encode to exactly `JSON.stringify(value)`.
+ *
+ * @param value The value to encode.
+ * @param path How to name `value` in error messages (default `"value"`).
+ * @returns The JSON text.
+ * @throws {TypeError} If the value contains a function, a symbol, a cyclic reference or an
+ * instance of an unsupported class; the message starts with the path of the offending value,
+ * e.g. `args[1].f: a function cannot be serialized (...)`.
+ *
+ * @example
+ * ```ts
+ * import { encode } from "./codec.ts";
+ *
+ * encode({ a: [1, 2] }); // '{"a":[1,2]}'
+ * encode(10n); // '{"$sf":"BigInt","v":"10"}'
+ * ```
+ */
+export function encode(value: unknown, path = "value"): string {
+  if (isPlainJson(value, 0, null)) return JSON.stringify(value);
+  return JSON.stringify(new Encoder(path).encode(value));
+}
+
+/**
+ * Encodes the arguments of a task call (an array) with the path `"args"`.
+ *
+ * @param args The arguments.
+ * @returns The JSON text of the arguments array.
+ * @throws {TypeError} If `args` is not an array or an argument cannot be serialized.
+ *
+ * @example
+ * ```ts
+ * import { encodeArgs } from "./codec.ts";
+ *
+ * encodeArgs([1, "x"]); // '[1,"x"]'
+ * ```
+ */
+export function encodeArgs(args: readonly unknown[]): string {
+  if (!Array.isArray(args)) {
+    const got = args === null
+      ? "null"
+      : typeof args === "object"
+      ? `a ${className(args as object)}`
+      : `a ${typeof args}`;
+    throw new TypeError(`args must be an array of task arguments (got ${got})`);
+  }
+  return encode(args, "args");
+}
+
+// ---------------------------------------------------------------------------------------------
+// decoding
+
+function malformed(tag: string, expected: string): TypeError {
+  return new TypeError(`malformed ${tag} tag: "v" must be ${expected}`);
+}
+
+function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === "__proto__") {
+    Object.defineProperty(target, key, {
+      value,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  } else {
+    target[key] = value;
+  }
+}
+
+function defineHidden(target: object, key: string, value: unknown): void {
+  Object.defineProperty(target, key, {
+    value,
+    writable: true,
+    enumerable: false,
+    configurable: true,
+  });
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function revive(value: unknown): unknown {
+  if (typeof value !== "object" || value === null) return value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = revive(value[i]);
+    return value;
+  }
+  const record = value as Record<string, unknown>;
+  return hasOwn(record, TAG) ? reviveTagged(record) : reviveProperties(record);
+}
+
+/** Revives the property values of a parsed object in place (its own keys are taken literally). */
+function reviveProperties(record: Record<string, unknown>): Record<string, unknown> {
+  for (const key of Object.keys(record)) setOwn(record, key, revive(record[key]));
+  return record;
+}
+
+function reviveTagged(record: Record<string, unknown>): unknown {
+  const tag = record[TAG];
+  if (typeof tag !== "string") {
+    throw new TypeError(`invalid codec tag: "${TAG}" must be a string, got ${JSON.stringify(tag)}`);
+  }
+  const v = record.v;
+  switch (tag) {
+    case "undefined":
+      return undefined;
+    case "Number":
+      switch (v) {
+        case "NaN":
+          return NaN;
+        case "Infinity":
+          return Infinity;
+        case "-Infinity":
+          return -Infinity;
+        case "-0":
+          return -0;
+        default:
+          throw malformed(tag, `"NaN", "Infinity", "-Infinity" or "-0"`);
+      }
+    case "BigInt":
+      if (typeof v !== "string" || !/^-?\d+$/.test(v)) {
+        throw malformed(tag, "a decimal integer string");
+      }
+      return BigInt(v);
+    case "Date":
+      if (v !== null && typeof v !== "string") throw malformed(tag, "an ISO date string or null");
+      return new Date(v === null ? NaN : v);
+    case "Map": {
+      if (!Array.isArray(v)) throw malformed(tag, "an array of [key, value] pairs");
+      const map = new Map<unknown, unknown>();
+      for (const entry of v) {
+        if (!Array.isArray(entry) || entry.length !== 2) {
+          throw malformed(tag, "an array of [key, value] pairs");
+        }
+        map.set(revive(entry[0]), revive(entry[1]));
+      }
+      return map;
+    }
+    case "Set": {
+      if (!Array.isArray(v)) throw malformed(tag, "an array");
+      const set = new Set<unknown>();
+      for (const member of v) set.add(revive(member));
+      return set;
+    }
+    case "ArrayBuffer": {
+      if (typeof v !== "string") throw malformed(tag, "a base64 string");
+      const bytes = fromBase64(v, tag);
+      return bytes.buffer.byteLength === bytes.byteLength ? bytes.buffer : bytes.slice().buffer;
+    }
+    case "Object":
+      if (!isRecord(v)) throw malformed(tag, "an object");
+      return reviveProperties(v);
+    case "Error":
+      return reviveError(v);
+  }
+  const ctor = TYPED_ARRAYS.get(tag);
+  if (ctor !== undefined) {
+    if (typeof v !== "string") throw malformed(tag, "a base64 string");
+    const bytes = fromBase64(v, tag);
+    if (tag === "Uint8Array") return bytes;
+    if (bytes.byteLength % ctor.BYTES_PER_ELEMENT !== 0) {
+      throw malformed(tag, `base64 of a multiple of ${ctor.BYTES_PER_ELEMENT} bytes`);
+    }
+    const copy = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.byteLength
+      ? bytes
+      : bytes.slice();
+    return new ctor(copy.buffer as ArrayBuffer, 0, copy.byteLength / ctor.BYTES_PER_ELEMENT);
+  }
+  throw new TypeError(`unknown codec tag ${JSON.stringify(tag.slice(0, 100))}`);
+}
+
+function reviveError(v: unknown): Error {
+  if (!isRecord(v) || typeof v.name !== "string" || typeof v.message !== "string") {
+    throw malformed("Error", "an object with string name and message");
+  }
+  let error: Error;
+  if (v.name === "AggregateError" && Array.isArray(v.errors)) {
+    error = new AggregateError(revive(v.errors) as unknown[], v.message);
+  } else {
+    const ctor = ERROR_CONSTRUCTORS.get(v.name) ?? Error;
+    error = new ctor(v.message);
+    if (Array.isArray(v.errors)) defineHidden(error, "errors", revive(v.errors));
+  }
+  if (error.name !== v.name) defineHidden(error, "name", v.name);
+  if (typeof v.stack === "string") defineHidden(error, "stack", v.stack);
+  if (hasOwn(v, "cause")) defineHidden(error, "cause", revive(v.cause));
+  if (v.props !== undefined) {
+    if (!isRecord(v.props)) throw malformed("Error", 'an object whose "props" is an object');
+    const props = reviveProperties(v.props);
+    for (const key of Object.keys(props)) {
+      if (!ERROR_FIELDS.has(key)) {
+        setOwn(error as unknown as Record<string, unknown>, key, props[key]);
+      }
+    }
+  }
+  return error;
+}
+
+/**
+ * Decodes JSON text produced by {@link encode} (or by any JSON writer) back into a value.
+ *
+ * Input is not trusted: keys such as `__proto__` become ordinary own properties and never
+ * modify prototypes.
+ *
+ * @param text The JSON text.
+ * @returns The decoded value.
+ * @throws {SyntaxError} If `text` is not valid JSON.
+ * @throws {TypeError} If `text` contains an unknown or malformed tagged value.
+ *
+ * @example
+ * ```ts
+ * import { decode } from "./codec.ts";
+ *
+ * decode('{"$sf":"BigInt","v":"10"}'); // 10n
+ * ```
+ */
+export function decode(text: string): unknown {
+  const parsed: unknown = JSON.parse(text);
+  // Tagged objects need the literal key "$sf" (or a "\u" escape spelling it).
+  if (text.indexOf(TAG) === -1 && text.indexOf("\\u") === -1) return parsed;
+  return revive(parsed);
+}
+
+/**
+ * Returns the length of `text` encoded as UTF-8, in bytes, without encoding it. Lone surrogates
+ * count as U+FFFD (3 bytes), as `TextEncoder` would write them.
+ *
+ * @param text The string.
+ * @returns Its UTF-8 byte length.
+ *
+ * @example
+ * ```ts
+ * import { byteLength } from "./codec.ts";
+ *
+ * byteLength("héllo"); // 6
+ * ```
+ */
+export function byteLength(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) continue;
+    if (code < 0x800) {
+      bytes += 1;
+    } else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        // A surrogate pair: 2 UTF-16 units, 4 bytes.
+        bytes += 2;
+        i++;
+      } else {
+        bytes += 2;
+      }
+    } else {
+      bytes += 2;
+    }
+  }
+  return bytes;
+}

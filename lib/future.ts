@@ -1,0 +1,232 @@
+/**
+ * `StreamFuture`: the handle of one task, modelled on Python's `concurrent.futures.Future` and
+ * usable as a promise.
+ *
+ * The state machine is small and explicit:
+ *
+ * ```
+ * pending ──► running ──► finished (value or error)
+ *    │           │
+ *    └───────────┴──────► cancelled
+ * ```
+ *
+ * @module
+ */
+
+import { CancelledError } from "./errors.ts";
+import { type WaitLimits, withinLimits } from "./_deadline.ts";
+
+/** The states of a future (Python's PENDING / RUNNING / CANCELLED / FINISHED). */
+export type FutureState = "pending" | "running" | "cancelled" | "finished";
+
+/** Options of {@link StreamFuture.result} and {@link StreamFuture.exception}. */
+export type ResultOptions = WaitLimits;
+
+/** What the pool does for a future (cancel in Redis, release its entries). */
+export interface FutureHooks {
+  /** Asks Redis to cancel the task; resolves true if it was stopped before completing. */
+  cancel(future: StreamFuture<unknown>): Promise<boolean>;
+  /** Removes the task's entries from Redis (unless the pool keeps them). */
+  release(future: StreamFuture<unknown>): Promise<void>;
+}
+
+/** The pool's side of a future: how the reply reader moves it through its states. */
+export interface FutureControl {
+  /** The task started on a worker. */
+  markRunning(): void;
+  /** The task completed with a value. */
+  resolve(value: unknown): void;
+  /** The task failed, or could not be submitted. */
+  reject(error: unknown): void;
+  /** The task was cancelled. */
+  cancel(error?: CancelledError): void;
+  /** True when the future finished with an error (not cancelled). */
+  failed(): boolean;
+}
+
+let controlOf: (future: StreamFuture<unknown>) => FutureControl;
+
+/** Callback given to {@link StreamFuture.addDoneCallback}. */
+export type DoneCallback<T> = (future: StreamFuture<T>) => void;
+
+/**
+ * The future of a task submitted with `pool.submit` or `pool.map`. It is `PromiseLike`: `await`
+ * it for the task's value; it rejects with `RemoteTaskError` when the task threw and with
+ * `CancelledError` when it was cancelled.
+ *
+ * @example
+ * ```ts ignore
+ * const f = pool.submit(tasks.add, [3, 8]);
+ * f.addDoneCallback((done) => console.log(done.id, "done"));
+ * console.log(await f.result({ timeout: 5_000 })); // 11
+ * ```
+ */
+export class StreamFuture<T> implements PromiseLike<T> {
+  /** The task id. */
+  readonly id: string;
+  /** The id of the operation (one per `submit` / `map` call). */
+  readonly operationId: string;
+  #state: FutureState = "pending";
+  #error: unknown = undefined;
+  #failed = false;
+  #callbacks: DoneCallback<T>[] = [];
+  #promise: Promise<T>;
+  #resolve!: (value: T) => void;
+  #reject!: (error: unknown) => void;
+  #hooks: FutureHooks;
+  #released = false;
+
+  static {
+    controlOf = (future) => ({
+      markRunning: () => {
+        if (future.#state === "pending") future.#state = "running";
+      },
+      resolve: (value) => future.#settle("finished", value, undefined, false),
+      reject: (error) => future.#settle("finished", undefined, error, true),
+      cancel: (error) =>
+        future.#settle("cancelled", undefined, error ?? new CancelledError(), true),
+      failed: () => future.#state === "finished" && future.#failed,
+    });
+  }
+
+  /** Futures are created by the pool; see `StreamFuturePool.submit`. */
+  constructor(id: string, operationId: string, hooks: FutureHooks) {
+    this.id = id;
+    this.operationId = operationId;
+    this.#hooks = hooks;
+    this.#promise = new Promise<T>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    // A future nobody awaits must not crash the process with an unhandled rejection.
+    this.#promise.catch(() => {});
+  }
+
+  /** The current state. */
+  get state(): FutureState {
+    return this.#state;
+  }
+
+  /** True when the future is cancelled or finished. */
+  done(): boolean {
+    return this.#state === "cancelled" || this.#state === "finished";
+  }
+
+  /** True while a worker runs the task. */
+  running(): boolean {
+    return this.#state === "running";
+  }
+
+  /** True when the task was cancelled. */
+  cancelled(): boolean {
+    return this.#state === "cancelled";
+  }
+
+  /**
+   * Waits for the task's value. A `timeout` (ms) rejects the wait with `TimeoutError`, an aborted
+   * `signal` with its reason; neither cancels the task.
+   */
+  result(options?: ResultOptions): Promise<T> {
+    return withinLimits(this.#promise, options, `task ${this.id}`);
+  }
+
+  /**
+   * Waits for the task to finish and returns the error it failed with, or `undefined` if it
+   * completed. Rejects with `CancelledError` if it was cancelled (as Python does).
+   */
+  async exception(options?: ResultOptions): Promise<unknown> {
+    try {
+      await this.result(options);
+      return undefined;
+    } catch (error) {
+      if (this.#state === "finished" && this.#failed && error === this.#error) return error;
+      throw error;
+    }
+  }
+
+  /**
+   * Cancels the task if it has not completed. Resolves `true` if the task was stopped before
+   * completing (or already was cancelled), `false` if it had finished or could not be stopped.
+   */
+  async cancel(): Promise<boolean> {
+    if (this.#state === "finished") return false;
+    if (this.#state === "cancelled") return true;
+    const stopped = await this.#hooks.cancel(this as StreamFuture<unknown>);
+    if (stopped) controlOf(this as StreamFuture<unknown>).cancel();
+    return stopped || this.cancelled();
+  }
+
+  /**
+   * Calls `callback(future)` when the future is done — at once if it already is. Errors thrown
+   * by the callback are reported and otherwise ignored.
+   */
+  addDoneCallback(callback: DoneCallback<T>): void {
+    if (typeof callback !== "function") {
+      throw new TypeError("addDoneCallback() needs a function (future) => void");
+    }
+    if (this.done()) runCallback(callback, this);
+    else this.#callbacks.push(callback);
+  }
+
+  /** Promise interface: the task's value, or its error. */
+  then<R1 = T, R2 = never>(
+    onfulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
+    onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
+  ): Promise<R1 | R2> {
+    return this.#promise.then(onfulfilled, onrejected);
+  }
+
+  /** Promise interface: handles the task's error. */
+  catch<R = never>(onrejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<T | R> {
+    return this.#promise.catch(onrejected);
+  }
+
+  /** Promise interface: runs `onfinally` when the future settles. */
+  finally(onfinally?: (() => void) | null): Promise<T> {
+    return this.#promise.finally(onfinally);
+  }
+
+  /**
+   * Cancels the task if it is not done, then releases its entries in Redis (unless the pool was
+   * created with `keep: true`).
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.done()) await this.cancel();
+    if (this.#released) return;
+    this.#released = true;
+    await this.#hooks.release(this as StreamFuture<unknown>);
+  }
+
+  /** @ignore */
+  get [Symbol.toStringTag](): string {
+    return "StreamFuture";
+  }
+
+  #settle(state: FutureState, value: unknown, error: unknown, failed: boolean): void {
+    if (this.done()) return;
+    this.#state = state;
+    this.#failed = failed;
+    if (failed) {
+      this.#error = error;
+      this.#reject(error);
+    } else {
+      this.#resolve(value as T);
+    }
+    const callbacks = this.#callbacks;
+    this.#callbacks = [];
+    for (const callback of callbacks) runCallback(callback, this);
+  }
+}
+
+function runCallback<T>(callback: DoneCallback<T>, future: StreamFuture<T>): void {
+  try {
+    callback(future);
+  } catch (error) {
+    console.error(`streamfutures: a done callback of task ${future.id} threw:`, error);
+  }
+}
+
+/** The pool's control handle of a future (not part of the public API). */
+export function futureControl(future: StreamFuture<unknown>): FutureControl {
+  return controlOf(future);
+}

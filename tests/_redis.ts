@@ -1,0 +1,124 @@
+/**
+ * Test harness: a private redis-server on a free port in a temp dir, which tests may kill,
+ * restart and pause. Never touches the shared instance on 6379.
+ *
+ * @module
+ */
+
+import { type ChildProcessHandle, spawnProcess, workerCommand } from "../lib/_runtime.ts";
+import { connect, type RedisConnection } from "../lib/_redis.ts";
+
+/** A private redis-server. */
+export interface TestRedis {
+  readonly port: number;
+  readonly url: string;
+  readonly dir: string;
+  /** A command connection (closed by `stop`). */
+  client(): Promise<RedisConnection>;
+  /** Stops the server and removes its directory. */
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return await new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `check` until it returns a truthy value or the deadline passes. */
+export async function waitFor<T>(
+  check: () => T | Promise<T>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last})` : ""}`,
+  );
+}
+
+/** Starts a private redis-server. */
+export async function startRedis(): Promise<TestRedis> {
+  const { mkdtemp, rm } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = await mkdtemp(join(tmpdir(), "streamfutures-redis-"));
+  const port = await freePort();
+  const server: ChildProcessHandle = await spawnProcess("redis-server", [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--dir",
+    dir,
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+  ]);
+  const url = `redis://127.0.0.1:${port}`;
+  const clients: RedisConnection[] = [];
+  await waitFor(async () => {
+    const c = await connect(url);
+    const pong = await c.sendCommand(["PING"]);
+    c.close();
+    return pong === "PONG";
+  }, `redis-server on port ${port}`);
+  return {
+    port,
+    url,
+    dir,
+    async client() {
+      const c = await connect(url);
+      clients.push(c);
+      return c;
+    },
+    async stop() {
+      for (const c of clients) c.close();
+      server.kill("SIGKILL");
+      await server.exited;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A worker process (`deno run -A worker.ts ...` or `node worker.js ...`). */
+export async function startWorkerProcess(
+  args: string[],
+  readyText = "streamfutures-worker: ready",
+): Promise<ChildProcessHandle> {
+  const [exe, ...pre] = workerCommand();
+  const child = await spawnProcess(exe, [...pre, ...args], {
+    echo: (await import("../lib/_runtime.ts")).getEnv("STREAMFUTURES_TEST_ECHO")
+      ? "worker"
+      : undefined,
+  });
+  await waitFor(
+    () => child.stderr().includes(readyText) || child.stderr().includes("cannot start"),
+    "worker ready",
+    30_000,
+  );
+  if (!child.stderr().includes(readyText)) {
+    throw new Error(`worker failed to start:\n${child.stderr()}`);
+  }
+  return child;
+}
+
+/** The examples task module URL. */
+export const TASKS: URL = new URL("../examples/tasks.ts", import.meta.url);
