@@ -36,6 +36,31 @@ export interface RedisConnection extends RedisCommander {
   close(): void;
 }
 
+/**
+ * A connection dedicated to blocking reads. A read already written cannot be aborted, so
+ * {@link BlockingReader.unblock} asks Redis (over another connection) to end it at once with
+ * CLIENT UNBLOCK: the read returns as if it timed out, and nothing it was about to deliver is lost.
+ */
+export interface BlockingReader extends RedisConnection {
+  /** Ends the reader's current blocking command, if any, using `via` to send CLIENT UNBLOCK. */
+  unblock(via: RedisCommander): Promise<void>;
+}
+
+/** Opens a connection for blocking reads (see {@link BlockingReader}). */
+export async function connectReader(
+  options: ConnectionOptions,
+  name?: string,
+): Promise<BlockingReader> {
+  const connection = await connect(options, name);
+  const id = String(await connection.sendCommand(["CLIENT", "ID"]));
+  return {
+    ...connection,
+    unblock: async (via) => {
+      await via.sendCommand(["CLIENT", "UNBLOCK", id]);
+    },
+  };
+}
+
 /** Checks connection options and returns them in a structured-clonable form. */
 export function checkConnectionOptions(
   options: ConnectionOptions | undefined,

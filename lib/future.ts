@@ -69,9 +69,11 @@ export class StreamFuture<T> implements PromiseLike<T> {
   #state: FutureState = "pending";
   #error: unknown = undefined;
   #failed = false;
-  #callbacks: DoneCallback<T>[] = [];
+  // Private fields do not mention T in a parameter position, so StreamFuture stays covariant
+  // (a StreamFuture<never> is a StreamFuture<number>).
+  #callbacks: ((future: StreamFuture<unknown>) => void)[] = [];
   #promise: Promise<T>;
-  #resolve!: (value: T) => void;
+  #resolve!: (value: unknown) => void;
   #reject!: (error: unknown) => void;
   #hooks: FutureHooks;
   #released = false;
@@ -95,7 +97,7 @@ export class StreamFuture<T> implements PromiseLike<T> {
     this.operationId = operationId;
     this.#hooks = hooks;
     this.#promise = new Promise<T>((resolve, reject) => {
-      this.#resolve = resolve;
+      this.#resolve = resolve as (value: unknown) => void;
       this.#reject = reject;
     });
     // A future nobody awaits must not crash the process with an unhandled rejection.
@@ -165,7 +167,7 @@ export class StreamFuture<T> implements PromiseLike<T> {
       throw new TypeError("addDoneCallback() needs a function (future) => void");
     }
     if (this.done()) runCallback(callback, this);
-    else this.#callbacks.push(callback);
+    else this.#callbacks.push(callback as (future: StreamFuture<unknown>) => void);
   }
 
   /** Promise interface: the task's value, or its error. */
@@ -210,11 +212,11 @@ export class StreamFuture<T> implements PromiseLike<T> {
       this.#error = error;
       this.#reject(error);
     } else {
-      this.#resolve(value as T);
+      this.#resolve(value);
     }
     const callbacks = this.#callbacks;
     this.#callbacks = [];
-    for (const callback of callbacks) runCallback(callback, this);
+    for (const callback of callbacks) runCallback(callback, this as StreamFuture<unknown>);
   }
 }
 

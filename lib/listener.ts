@@ -17,9 +17,11 @@ import { REGISTER } from "./_lua/register.ts";
 import { START } from "./_lua/start.ts";
 import { duration, keyName, positiveInt } from "./_options.ts";
 import {
+  type BlockingReader,
   checkConnectionOptions,
   connect,
   type ConnectionOptions,
+  connectReader,
   type RedisConnection,
 } from "./_redis.ts";
 import { hostname, pid } from "./_runtime.ts";
@@ -116,7 +118,7 @@ export class Listener {
   readonly #log: (line: string) => void;
   #tasks: TaskRegistry | undefined;
   #cmd: RedisConnection | undefined;
-  #reader: RedisConnection | undefined;
+  #reader: BlockingReader | undefined;
   #active = new Map<string, RunningTask>();
   #state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
   #loop: Promise<void> | undefined;
@@ -171,7 +173,7 @@ export class Listener {
     this.#state = "starting";
     this.#tasks = await loadTasks(this.#modules);
     this.#cmd = await connect(this.#url, "streamfutures-worker");
-    this.#reader = await connect(this.#url, "streamfutures-worker-read");
+    this.#reader = await connectReader(this.#url, "streamfutures-worker-read");
     for (const stream of this.#streams) await this.#ensureGroup(stream);
     await this.#beat();
     this.#timer = setInterval(() => void this.#beat(), this.#heartbeatInterval);
@@ -205,6 +207,8 @@ export class Listener {
     }
     this.#state = "stopping";
     this.#slotFree?.();
+    // End the blocking read now; entries it already received are still run.
+    await this.#reader?.unblock(this.#cmd!).catch(() => {});
     await this.#loop?.catch(() => {});
     if (this.#active.size > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;

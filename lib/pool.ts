@@ -8,7 +8,7 @@
  * @module
  */
 
-import { encode } from "./codec.ts";
+import { decode, encode } from "./codec.ts";
 import {
   CancelledError,
   NoWorkersError,
@@ -20,12 +20,13 @@ import { futureControl, type FutureHooks, StreamFuture } from "./future.ts";
 import { Keys, Status } from "./_keys.ts";
 import { CANCEL } from "./_lua/cancel.ts";
 import { SUBMIT } from "./_lua/submit.ts";
-import { decode } from "./codec.ts";
 import { bool, duration, keyName, nonNegativeInt, positiveInt } from "./_options.ts";
 import {
+  type BlockingReader,
   checkConnectionOptions,
   connect,
   type ConnectionOptions,
+  connectReader,
   type RedisConnection,
 } from "./_redis.ts";
 import { startThread, type ThreadHandle } from "./_runtime.ts";
@@ -145,7 +146,9 @@ export class StreamFuturePool implements AsyncDisposable {
   readonly #hooks: FutureHooks;
   #registry: TaskRegistry | undefined;
   #cmd: RedisConnection | undefined;
-  #reader: RedisConnection | undefined;
+  #reader: BlockingReader | undefined;
+  /** Why a future is being cancelled, until its cancellation is confirmed. */
+  #cancelReasons = new Map<string, CancelledError>();
   #ready: Promise<void>;
   #futures = new Map<string, StreamFuture<unknown>>();
   #unsent = new Set<string>();
@@ -474,20 +477,24 @@ export class StreamFuturePool implements AsyncDisposable {
       return true;
     }
     await this.#ready;
-    const reply = await CANCEL.run(
-      this.#cmd!,
-      [
-        this.#keys.status(future.operationId),
-        this.#keys.results(future.operationId),
-        this.#replyKey,
-      ],
-      [future.id, `CancelledError: ${reason?.message ?? "cancelled by the client"}`],
-    );
-    if (reply === 1) {
+    // The confirmation may arrive on the reply stream before CANCEL returns: keep the reason.
+    if (reason) this.#cancelReasons.set(future.id, reason);
+    try {
+      const reply = await CANCEL.run(
+        this.#cmd!,
+        [
+          this.#keys.status(future.operationId),
+          this.#keys.results(future.operationId),
+          this.#replyKey,
+        ],
+        [future.id, `CancelledError: ${reason?.message ?? "cancelled by the client"}`],
+      );
+      if (reply !== 1) return false;
       this.#settle(future.id, (c) => c.cancel(reason));
       return true;
+    } finally {
+      this.#cancelReasons.delete(future.id);
     }
-    return false;
   }
 
   async #release(future: StreamFuture<unknown>): Promise<void> {
@@ -505,7 +512,7 @@ export class StreamFuturePool implements AsyncDisposable {
   async #start(): Promise<void> {
     if (this.#modules.length > 0) this.#registry = await loadTasks(this.#modules);
     this.#cmd = await connect(this.#url, "streamfutures-client");
-    this.#reader = await connect(this.#url, "streamfutures-client-read");
+    this.#reader = await connectReader(this.#url, "streamfutures-client-read");
     // The reply stream must exist: workers write to it with NOMKSTREAM so that replies to a
     // vanished client do not recreate it.
     const id = await this.#cmd.sendCommand(["XADD", this.#replyKey, "*", "init", "1"]);
@@ -615,7 +622,7 @@ export class StreamFuturePool implements AsyncDisposable {
       case Status.ERROR:
         return this.#settle(id, (c) => c.reject(remoteError(id, fields.p)));
       case Status.CANCELLED:
-        return this.#settle(id, (c) => c.cancel());
+        return this.#settle(id, (c) => c.cancel(this.#cancelReasons.get(id)));
     }
   }
 
@@ -632,8 +639,9 @@ export class StreamFuturePool implements AsyncDisposable {
     await Promise.all([...this.#futures.values()].map((f) => f.then(() => {}, () => {})));
     if (this.#locals.length > 0) await this.#stopLocalListeners();
     this.#reading = false;
-    this.#reader?.close();
+    if (this.#cmd) await this.#reader?.unblock(this.#cmd).catch(() => {});
     await this.#readLoop;
+    this.#reader?.close();
     if (this.#cmd) {
       try {
         const keys = [this.#replyKey];
