@@ -16,6 +16,22 @@ interface DenoLike {
   hostname(): string;
   addSignalListener(signal: string, handler: () => void): void;
   removeSignalListener(signal: string, handler: () => void): void;
+  Command: new (command: string, options: {
+    args: string[];
+    cwd?: string;
+    env?: Record<string, string>;
+    stdin: "null";
+    stdout: "piped";
+    stderr: "piped";
+  }) => {
+    spawn(): {
+      pid: number;
+      kill(signal?: string): void;
+      stdout: ReadableStream<Uint8Array>;
+      stderr: ReadableStream<Uint8Array>;
+      status: Promise<{ code: number; signal: string | null }>;
+    };
+  };
 }
 
 /** The subset of Node's `process` this library uses. */
@@ -286,30 +302,65 @@ export interface SpawnOptions {
   echo?: string;
 }
 
-/** Starts a child process with piped output (works the same on Deno and Node). */
+/**
+ * Starts a child process with piped output: `Deno.Command` on Deno (its `node:child_process`
+ * reports a child that handled SIGTERM and exited 0 as killed by the signal), `node:child_process`
+ * on Node.
+ */
 export async function spawnProcess(
   command: string,
   args: string[],
   options: SpawnOptions = {},
 ): Promise<ChildProcessHandle> {
+  let out = "";
+  let err = "";
+  const onData = (stream: "out" | "err", text: string) => {
+    if (stream === "out") out += text;
+    else err += text;
+    if (options.echo) console.error(`[${options.echo}] ${text.trimEnd()}`);
+  };
+  if (deno) {
+    const child = new deno.Command(command, {
+      args,
+      cwd: options.cwd,
+      env: options.env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const pump = async (stream: ReadableStream<Uint8Array>, name: "out" | "err") => {
+      const decoder = new TextDecoder();
+      for await (const chunk of stream) onData(name, decoder.decode(chunk, { stream: true }));
+    };
+    const pumps = Promise.all([pump(child.stdout, "out"), pump(child.stderr, "err")]);
+    const exited = child.status.then(async (status) => {
+      await pumps.catch(() => {});
+      return { code: status.signal ? null : status.code, signal: status.signal };
+    });
+    return {
+      pid: child.pid,
+      kill: (signal = "SIGTERM") => {
+        try {
+          child.kill(signal);
+        } catch {
+          // already exited
+        }
+      },
+      exited,
+      stdout: () => out,
+      stderr: () => err,
+    };
+  }
   const { spawn } = await import("node:child_process");
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: { ...envObject(), ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  let out = "";
-  let err = "";
   child.stdout?.setEncoding("utf8");
   child.stderr?.setEncoding("utf8");
-  child.stdout?.on("data", (d: string) => {
-    out += d;
-    if (options.echo) console.error(`[${options.echo}] ${d.trimEnd()}`);
-  });
-  child.stderr?.on("data", (d: string) => {
-    err += d;
-    if (options.echo) console.error(`[${options.echo}] ${d.trimEnd()}`);
-  });
+  child.stdout?.on("data", (d: string) => onData("out", d));
+  child.stderr?.on("data", (d: string) => onData("err", d));
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve, reject) => {
     child.once("error", reject);
     child.once("close", (code, signal) => resolve({ code, signal }));

@@ -11,7 +11,6 @@ import { decode, encode } from "./codec.ts";
 import { runInTask } from "./current_task.ts";
 import { describeThrown, formatErrorLine, ProtocolError, StreamFuturesError } from "./errors.ts";
 import { GROUP, Keys, PROTOCOL_VERSION, Status } from "./_keys.ts";
-import { CANCEL as _CANCEL } from "./_lua/cancel.ts";
 import { FINISH } from "./_lua/finish.ts";
 import { REGISTER } from "./_lua/register.ts";
 import { START } from "./_lua/start.ts";
@@ -81,6 +80,7 @@ export class UnknownTaskError extends StreamFuturesError {
 interface RunningTask {
   readonly taskId: string;
   readonly op: string;
+  readonly entry: StreamEntry;
   readonly controller: AbortController;
   readonly finished: Promise<void>;
 }
@@ -345,7 +345,7 @@ export class Listener {
     const controller = new AbortController();
     let done!: () => void;
     const finished = new Promise<void>((resolve) => (done = resolve));
-    const task: RunningTask = { taskId, op, controller, finished };
+    const task: RunningTask = { taskId, op, entry, controller, finished };
     this.#active.set(taskId, task);
     this.#run(entry, task).catch((error) => {
       this.#log(
@@ -384,11 +384,7 @@ export class Listener {
       payload = JSON.stringify(info);
     }
     if (task.controller.signal.aborted) return; // interrupted: stop() recorded the outcome
-    const recorded = await FINISH.run(
-      cmd,
-      [keys.status(task.op), keys.results(task.op), fields.reply, entry.stream],
-      [task.taskId, code, stored, payload, GROUP, entry.id],
-    );
+    const recorded = await this.#finish(task, code, stored, payload);
     if (recorded === 1) {
       if (code === Status.COMPLETE) this.#completed++;
       else this.#failed++;
@@ -434,23 +430,18 @@ export class Listener {
   }
 
   async #interrupt(task: RunningTask, error: WorkerInterrupted): Promise<void> {
-    // The task is abandoned: record the interruption unless it finished meanwhile. The stream
-    // entry stays pending for this consumer until it is reclaimed; DELCONSUMER drops it.
-    const keys = this.#keys;
+    // The task is abandoned: record it as failed (unless it finished meanwhile), tell its client,
+    // and acknowledge its entry, exactly as if it had thrown.
     try {
-      await this.#cmd!.sendCommand([
-        "EVAL",
-        `if redis.call('HGET', KEYS[1], ARGV[1]) == '1' then
-           redis.call('HSET', KEYS[1], ARGV[1], '3')
-           redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-         end
-         return 1`,
-        "2",
-        keys.status(task.op),
-        keys.results(task.op),
-        task.taskId,
+      await this.#finish(
+        task,
+        Status.ERROR,
         formatErrorLine(error.name, error.message),
-      ]);
+        JSON.stringify({
+          name: error.name,
+          message: error.message,
+        }),
+      );
     } catch (e) {
       this.#log(
         `streamfutures worker ${this.id}: could not record interruption of ${task.taskId}: ${
@@ -458,5 +449,14 @@ export class Listener {
         }`,
       );
     }
+  }
+
+  #finish(task: RunningTask, code: string, stored: string, payload: string): Promise<unknown> {
+    const keys = this.#keys;
+    return FINISH.run(
+      this.#cmd!,
+      [keys.status(task.op), keys.results(task.op), task.entry.fields.reply, task.entry.stream],
+      [task.taskId, code, stored, payload, GROUP, task.entry.id],
+    );
   }
 }

@@ -1,0 +1,144 @@
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { StreamFuturePool } from "../mod.ts";
+import * as tasks from "../examples/tasks.ts";
+import { startRedis, TASKS, type TestRedis } from "./_redis.ts";
+import type { RedisConnection } from "../lib/_redis.ts";
+
+let redis: TestRedis;
+
+async function keysOf(c: RedisConnection, app: string): Promise<string[]> {
+  return ((await c.sendCommand(["KEYS", `${app}:*`])) as string[]).sort();
+}
+
+async function hash(c: RedisConnection, key: string): Promise<Record<string, string>> {
+  const reply = await c.sendCommand(["HGETALL", key]);
+  if (Array.isArray(reply)) {
+    const out: Record<string, string> = {};
+    for (let i = 0; i < reply.length; i += 2) out[reply[i]] = reply[i + 1];
+    return out;
+  }
+  return { ...(reply as Record<string, string>) };
+}
+
+describe("the seed's Redis layout", () => {
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it("status, heartbeat and results hashes read back with plain Redis commands (keep: true)", async () => {
+    const c = await redis.client();
+    const app = "MyApp";
+    const pool = new StreamFuturePool({
+      url: redis.url,
+      app,
+      workers: 1,
+      concurrency: 1,
+      tasks: TASKS,
+      keep: true,
+    });
+    const ok = pool.submit(tasks.add, [3, 8]);
+    const bad = pool.submit(tasks.fail, ["bad input"]);
+    const mapped = pool.map(tasks.add, [[1, 2], [3, 4]]);
+    await Promise.allSettled([ok, bad, ...mapped]);
+    const blocker = pool.submit(tasks.sleep, [300]);
+    const cancelled = pool.submit(tasks.add, [0, 0]);
+    while (!blocker.running()) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(await cancelled.cancel(), true);
+    await blocker;
+
+    // submit: operation id == task id; map: one operation, one field per task.
+    assert.equal(ok.operationId, ok.id);
+    assert.deepEqual(await hash(c, `${app}:${ok.operationId}:status`), { [ok.id]: "2" });
+    assert.deepEqual(await hash(c, `${app}:${ok.operationId}:results`), { [ok.id]: "11" });
+    const beat = (await hash(c, `${app}:${ok.operationId}:heartbeat`))[ok.id];
+    assert.match(beat, /^\d{10}\.\d{6}$/, "epoch seconds as a decimal string");
+    assert.ok(Math.abs(Number(beat) - Date.now() / 1000) < 60);
+
+    assert.deepEqual(await hash(c, `${app}:${bad.operationId}:status`), { [bad.id]: "3" });
+    assert.deepEqual(await hash(c, `${app}:${bad.operationId}:results`), {
+      [bad.id]: "RangeError: bad input",
+    });
+
+    const op = mapped[0].operationId;
+    assert.deepEqual(await hash(c, `${app}:${op}:status`), {
+      [mapped[0].id]: "2",
+      [mapped[1].id]: "2",
+    });
+    assert.deepEqual(await hash(c, `${app}:${op}:results`), {
+      [mapped[0].id]: "3",
+      [mapped[1].id]: "7",
+    });
+
+    assert.equal(
+      await c.sendCommand(["HGET", `${app}:${cancelled.operationId}:status`, cancelled.id]),
+      "4",
+    );
+
+    await pool.shutdown();
+    // keep: true leaves the operation hashes; the client's reply stream is gone.
+    const keys = await keysOf(c, app);
+    assert.ok(keys.includes(`${app}:${ok.operationId}:status`));
+    assert.ok(!keys.some((k) => k.startsWith(`${app}:replies:`)), keys.join(" "));
+  });
+
+  it("a task not started has status 0 and an empty result", async () => {
+    const c = await redis.client();
+    const app = "PendingApp";
+    await using pool = new StreamFuturePool({
+      url: redis.url,
+      app,
+      requireWorkers: false,
+      keep: true,
+    });
+    const f = pool.submit("add", [1, 2]);
+    let status: Record<string, string> = {};
+    for (let i = 0; i < 200 && !status[f.id]; i++) {
+      status = await hash(c, `${app}:${f.operationId}:status`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.deepEqual(status, { [f.id]: "0" });
+    assert.deepEqual(await hash(c, `${app}:${f.operationId}:results`), { [f.id]: "" });
+    assert.deepEqual(await hash(c, `${app}:${f.operationId}:heartbeat`), {});
+    assert.equal(await f.cancel(), true);
+  });
+
+  it("after the pool closes only the documented long-lived keys remain", async () => {
+    const c = await redis.client();
+    const app = "CleanApp";
+    const pool = new StreamFuturePool({ url: redis.url, app, workers: 2, tasks: TASKS });
+    await Promise.allSettled([
+      pool.submit(tasks.add, [1, 2]),
+      pool.submit(tasks.fail, ["x"]),
+      ...pool.map(tasks.add, Array.from({ length: 50 }, (_, i) => [i, i])),
+    ]);
+    const during = await keysOf(c, app);
+    assert.ok(during.some((k) => k.endsWith(":status")));
+    await pool.shutdown();
+    const left = await keysOf(c, app);
+    assert.deepEqual(left, [`${app}:queue:default`], `left: ${left.join(", ")}`);
+    // The task stream keeps no entries: every entry was acknowledged and deleted.
+    assert.equal(await c.sendCommand(["XLEN", `${app}:queue:default`]), 0);
+    const pending = await c.sendCommand([
+      "XPENDING",
+      `${app}:queue:default`,
+      "workers",
+    ]) as unknown[];
+    assert.equal(pending[0], 0);
+  });
+
+  it("disposing a future removes its entries", async () => {
+    const c = await redis.client();
+    const app = "DisposeApp";
+    await using pool = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
+    const [a, b] = pool.map(tasks.add, [[1, 1], [2, 2]]);
+    await Promise.all([a, b]);
+    await a[Symbol.asyncDispose]();
+    assert.deepEqual(Object.keys(await hash(c, `${app}:${a.operationId}:status`)), [b.id]);
+    assert.deepEqual(Object.keys(await hash(c, `${app}:${a.operationId}:results`)), [b.id]);
+    assert.deepEqual(Object.keys(await hash(c, `${app}:${a.operationId}:heartbeat`)), [b.id]);
+  });
+});
