@@ -35,7 +35,8 @@ Options:
   --concurrency <n>         tasks run at once (default 8)
   --grace <seconds>         on SIGINT/SIGTERM, how long running tasks may finish (default 10)
   --heartbeat-interval <s>  heartbeat period in seconds (default 1)
-  --heartbeat-timeout <s>   heartbeat age after which a listener is dead (default 5)
+  --heartbeat-timeout <s>   heartbeat age after which this listener counts as dead (default 5;
+                            clients judge liveness by their own heartbeatTimeout)
   --id <id>                 listener id (default host:pid:random)
   -h, --help                show this help
 `;

@@ -14,7 +14,10 @@ export interface TaskContext {
   readonly operationId: string;
   /** 1 for the first run, 2 for the first retry, ... */
   readonly attempt: number;
-  /** Aborted when the task should stop (cancellation, timeout, worker shutdown). */
+  /**
+   * Aborted when the task should stop. In this version that is when its worker shuts down and
+   * the grace period has passed (reason: `WorkerInterrupted`).
+   */
   readonly signal: AbortSignal;
 }
 

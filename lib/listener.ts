@@ -12,6 +12,7 @@ import { runInTask } from "./current_task.ts";
 import { describeThrown, formatErrorLine, ProtocolError, StreamFuturesError } from "./errors.ts";
 import { GROUP, Keys, PROTOCOL_VERSION, Status } from "./_keys.ts";
 import { FINISH } from "./_lua/finish.ts";
+import { HEARTBEAT } from "./_lua/heartbeat.ts";
 import { REGISTER } from "./_lua/register.ts";
 import { START } from "./_lua/start.ts";
 import { duration, keyName, positiveInt } from "./_options.ts";
@@ -81,6 +82,8 @@ interface RunningTask {
   readonly taskId: string;
   readonly op: string;
   readonly entry: StreamEntry;
+  /** True once the start script let the task run (its heartbeat is then refreshed). */
+  started: boolean;
   readonly controller: AbortController;
   readonly finished: Promise<void>;
 }
@@ -126,6 +129,7 @@ export class Listener {
   #beating = false;
   #slotFree: (() => void) | undefined;
   #stopped: Promise<void> | undefined;
+  #rotation = 0;
   #completed = 0;
   #failed = 0;
 
@@ -269,8 +273,16 @@ export class Listener {
       const writes: Promise<unknown>[] = this.#queues.map((q) =>
         REGISTER.run(cmd, [this.#keys.listeners(q)], [this.id, String(this.#heartbeatTimeout * 4)])
       );
-      for (const task of this.#active.values()) {
-        writes.push(cmd.sendCommand(["HSET", this.#keys.heartbeat(task.op), task.taskId, now]));
+      const running = [...this.#active.values()].filter((t) => t.started);
+      if (running.length > 0) {
+        writes.push(HEARTBEAT.run(
+          cmd,
+          [
+            ...running.map((t) => this.#keys.status(t.op)),
+            ...running.map((t) => this.#keys.heartbeat(t.op)),
+          ],
+          [now, ...running.map((t) => t.taskId)],
+        ));
       }
       await Promise.all(writes);
     } catch (error) {
@@ -292,6 +304,15 @@ export class Listener {
         this.#slotFree = undefined;
         continue;
       }
+      // XREADGROUP's COUNT applies per stream: read at most `free` streams with COUNT
+      // floor(free / streams) so one read never returns more entries than there are free slots.
+      // The streams rotate so that no queue starves when slots are scarce.
+      const streams = this.#streams.length <= free
+        ? this.#streams
+        : Array.from({ length: free }, (_, i) =>
+          this.#streams[(this.#rotation + i) % this.#streams.length]);
+      this.#rotation = (this.#rotation + 1) % this.#streams.length;
+      const count = Math.floor(free / streams.length);
       let reply: unknown;
       try {
         reply = await reader.sendCommand([
@@ -300,12 +321,12 @@ export class Listener {
           GROUP,
           this.id,
           "COUNT",
-          String(free),
+          String(count),
           "BLOCK",
           String(this.#block),
           "STREAMS",
-          ...this.#streams,
-          ...this.#streams.map(() => ">"),
+          ...streams,
+          ...streams.map(() => ">"),
         ]);
         backoff = 50;
       } catch (error) {
@@ -345,7 +366,7 @@ export class Listener {
     const controller = new AbortController();
     let done!: () => void;
     const finished = new Promise<void>((resolve) => (done = resolve));
-    const task: RunningTask = { taskId, op, entry, controller, finished };
+    const task: RunningTask = { taskId, op, entry, controller, finished, started: false };
     this.#active.set(taskId, task);
     this.#run(entry, task).catch((error) => {
       this.#log(
@@ -370,6 +391,7 @@ export class Listener {
       [task.taskId, heartbeatNow(), GROUP, entry.id],
     );
     if (claimed !== 1) return; // cancelled, released, or taken already: nothing to run
+    task.started = true;
 
     let code: string = Status.COMPLETE;
     let stored: string;

@@ -176,6 +176,11 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#concurrency = positiveInt(options.concurrency, "concurrency", 8);
     this.#heartbeatInterval = duration(options.heartbeatInterval, "heartbeatInterval", 1000);
     this.#heartbeatTimeout = duration(options.heartbeatTimeout, "heartbeatTimeout", 5000);
+    if (this.#heartbeatTimeout <= this.#heartbeatInterval) {
+      throw new RangeError(
+        `heartbeatTimeout (${this.#heartbeatTimeout} ms) must be longer than heartbeatInterval (${this.#heartbeatInterval} ms)`,
+      );
+    }
     if (this.#workers > 0 && this.#modules.length === 0) {
       throw new TypeError("workers > 0 needs tasks: the task modules the local listeners run");
     }
@@ -410,36 +415,34 @@ export class StreamFuturePool implements AsyncDisposable {
         items.push(item);
         triples.push(item.future.id, name, item.args);
       }
-      for (let start = 0; start < items.length; start += SUBMIT_CHUNK) {
-        calls.push(this.#submitChunk(
-          batch,
-          items.slice(start, start + SUBMIT_CHUNK),
-          triples.slice(start * 3, (start + SUBMIT_CHUNK) * 3),
-        ));
-      }
+      if (items.length > 0) calls.push(this.#submitBatch(batch, items, triples));
     }
     await Promise.all(calls);
   }
 
-  async #submitChunk(batch: Batch, items: Outgoing[], triples: string[]): Promise<void> {
+  /**
+   * Writes one operation's tasks in chunks of {@link SUBMIT_CHUNK}. Only the first chunk checks
+   * for a live listener; the rest follow once it passed, so an operation is refused whole or
+   * written whole.
+   */
+  async #submitBatch(batch: Batch, items: Outgoing[], triples: string[]): Promise<void> {
     const { queue, op } = batch;
+    const keys = [
+      this.#keys.queue(queue),
+      this.#keys.listeners(queue),
+      this.#keys.status(op),
+      this.#keys.results(op),
+    ];
+    const chunk = (start: number, check: boolean) =>
+      SUBMIT.run(this.#cmd!, keys, [
+        check ? "1" : "0",
+        String(this.#heartbeatTimeout),
+        op,
+        this.#replyKey,
+        ...triples.slice(start * 3, (start + SUBMIT_CHUNK) * 3),
+      ]);
     try {
-      const written = await SUBMIT.run(
-        this.#cmd!,
-        [
-          this.#keys.queue(queue),
-          this.#keys.listeners(queue),
-          this.#keys.status(op),
-          this.#keys.results(op),
-        ],
-        [
-          this.#requireWorkers ? "1" : "0",
-          String(this.#heartbeatTimeout),
-          op,
-          this.#replyKey,
-          ...triples,
-        ],
-      );
+      const written = await chunk(0, this.#requireWorkers);
       if (written === -1) {
         this.#failBatch(
           items,
@@ -449,10 +452,22 @@ export class StreamFuturePool implements AsyncDisposable {
               `pass workers: N, or requireWorkers: false to let work wait in Redis`,
           ),
         );
+        return;
       }
     } catch (error) {
       this.#failBatch(items, error);
+      return;
     }
+    const rest: Promise<void>[] = [];
+    for (let start = SUBMIT_CHUNK; start < items.length; start += SUBMIT_CHUNK) {
+      rest.push(
+        chunk(start, false).then(
+          () => {},
+          (error) => this.#failBatch(items.slice(start, start + SUBMIT_CHUNK), error),
+        ),
+      );
+    }
+    await Promise.all(rest);
   }
 
   #failBatch(items: readonly Outgoing[], error: unknown): void {

@@ -352,6 +352,29 @@ describe("StreamFuturePool with local listeners", () => {
     assert.equal(await later.result({ timeout: 10_000 }), 42);
   });
 
+  it("a map larger than one submit chunk is refused whole or written whole", async () => {
+    const name = nextApp();
+    await using lonely = new StreamFuturePool({ url: redis.url, app: name });
+    const refused = lonely.map("add", Array.from({ length: 1_200 }, (_, i) => [i, 1]));
+    const outcomes = await Promise.allSettled(refused);
+    assert.ok(outcomes.every((o) => o.status === "rejected" && o.reason instanceof NoWorkersError));
+    const c = await redis.client();
+    assert.equal(
+      await c.sendCommand(["EXISTS", `${name}:queue:default`]),
+      0,
+      "nothing was written",
+    );
+
+    await using pool = new StreamFuturePool({
+      url: redis.url,
+      app: name,
+      workers: 2,
+      tasks: TASKS,
+    });
+    const args = Array.from({ length: 1_200 }, (_, i) => [i, 1] as [number, number]);
+    assert.deepEqual(await Promise.all(pool.map(tasks.add, args)), args.map(([a]) => a + 1));
+  });
+
   it("shutdown is safe twice, waits for futures, and refuses new work", async () => {
     const pool = new StreamFuturePool({ url: redis.url, app: nextApp(), workers: 1, tasks: TASKS });
     const f = pool.submit(tasks.sleep, [150]);
@@ -411,5 +434,9 @@ describe("StreamFuturePool with local listeners", () => {
     assert.throws(() => new StreamFuturePool({ workers: 1 }), /workers > 0 needs tasks/);
     assert.throws(() => new StreamFuturePool({ app: "a:b" }), /app must be a non-empty string/);
     assert.throws(() => new StreamFuturePool({ url: { port: 70000 } }), RangeError);
+    assert.throws(
+      () => new StreamFuturePool({ heartbeatInterval: 5000, heartbeatTimeout: 1000 }),
+      /heartbeatTimeout \(1000 ms\) must be longer than heartbeatInterval/,
+    );
   });
 });

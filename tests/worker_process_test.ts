@@ -208,6 +208,64 @@ describe("worker processes", () => {
     }
   });
 
+  it("a worker serving two queues never holds more entries than its concurrency", async () => {
+    const app = "twoqueues";
+    const worker = await startWorkerProcess(
+      workerArgs(app, "--queue", "a", "--queue", "b", "--concurrency", "1", "--id", "w2q"),
+    );
+    try {
+      const c = await redis.client();
+      await using pool = new StreamFuturePool({ url: redis.url, app, tasks: TASKS });
+      const futures = [
+        ...pool.map(tasks.sleep, [[80], [80], [80]], { queue: "a" }),
+        ...pool.map(tasks.sleep, [[80], [80], [80]], { queue: "b" }),
+      ];
+      let settled = false;
+      const all = Promise.all(futures).finally(() => (settled = true));
+      let maxPending = 0;
+      while (!settled) {
+        let pending = 0;
+        for (const q of ["a", "b"]) {
+          const summary = await c.sendCommand([
+            "XPENDING",
+            `${app}:queue:${q}`,
+            "workers",
+          ]) as unknown[];
+          pending += Number(summary[0]);
+        }
+        maxPending = Math.max(maxPending, pending);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.deepEqual(await all, [80, 80, 80, 80, 80, 80]);
+      assert.ok(maxPending <= 1, `the worker held ${maxPending} entries with concurrency 1`);
+    } finally {
+      worker.kill("SIGTERM");
+      await worker.exited;
+    }
+  });
+
+  it("heartbeats advance while a task runs", async () => {
+    const app = "beats";
+    const worker = await startWorkerProcess(workerArgs(app, "--heartbeat-interval", "0.1"));
+    try {
+      const c = await redis.client();
+      await using pool = new StreamFuturePool({ url: redis.url, app, tasks: TASKS });
+      const f = pool.submit(tasks.sleep, [700]);
+      await waitFor(() => f.running(), "task running");
+      const key = `${app}:${f.operationId}:heartbeat`;
+      const first = Number(await c.sendCommand(["HGET", key, f.id]));
+      const later = await waitFor(async () => {
+        const beat = Number(await c.sendCommand(["HGET", key, f.id]));
+        return beat > first + 0.15 ? beat : 0;
+      }, "a later heartbeat");
+      assert.ok(later > first);
+      await f;
+    } finally {
+      worker.kill("SIGTERM");
+      await worker.exited;
+    }
+  });
+
   it("bad command-line arguments exit 2 with usage", async () => {
     const { spawnProcess, workerCommand } = await import("../lib/_runtime.ts");
     const [exe, ...pre] = workerCommand();
