@@ -8,6 +8,19 @@
 import { type ChildProcessHandle, spawnProcess, workerCommand } from "../lib/_runtime.ts";
 import { connect, type RedisConnection } from "../lib/_redis.ts";
 
+/** `redis-server` is not installed (or not on PATH). */
+export class RedisNotInstalledError extends Error {
+  constructor(options?: { cause?: unknown }) {
+    super(
+      "redis-server is not installed (or not on PATH).\n" +
+        "Install it with `apt-get install redis-server` (Debian/Ubuntu) or `brew install redis` " +
+        "(macOS), or set REDIS_URL to a Redis you may write to.",
+      options,
+    );
+    this.name = "RedisNotInstalledError";
+  }
+}
+
 /** A private redis-server. */
 export interface TestRedis {
   readonly port: number;
@@ -60,21 +73,36 @@ export async function startRedis(): Promise<TestRedis> {
   const { join } = await import("node:path");
   const dir = await mkdtemp(join(tmpdir(), "streamfutures-redis-"));
   const port = await freePort();
-  const server: ChildProcessHandle = await spawnProcess("redis-server", [
-    "--port",
-    String(port),
-    "--bind",
-    "127.0.0.1",
-    "--dir",
-    dir,
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-  ]);
+  let server: ChildProcessHandle;
+  try {
+    server = await spawnProcess("redis-server", [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      dir,
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--logfile",
+      "redis.log",
+    ]);
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true });
+    const code = error as { code?: string; name?: string };
+    if (code.code === "ENOENT" || code.name === "NotFound") {
+      throw new RedisNotInstalledError({ cause: error });
+    }
+    throw error;
+  }
+  let exited = false;
+  void server.exited.then(() => (exited = true));
   const url = `redis://127.0.0.1:${port}`;
   const clients: RedisConnection[] = [];
   await waitFor(async () => {
+    if (exited) throw new Error(`redis-server on port ${port} exited`);
     const c = await connect(url);
     const pong = await c.sendCommand(["PING"]);
     c.close();
