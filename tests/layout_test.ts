@@ -130,6 +130,28 @@ describe("the seed's Redis layout", () => {
     assert.equal(pending[0], 0);
   });
 
+  it("url as an object { host, port, db } selects the database", async () => {
+    const c = await redis.client();
+    const app = "DbApp";
+    await using pool = new StreamFuturePool({
+      url: { host: "127.0.0.1", port: redis.port, db: 3 },
+      app,
+      workers: 1,
+      tasks: TASKS,
+      keep: true,
+    });
+    const f = pool.submit(tasks.add, [1, 2]);
+    assert.equal(await f, 3);
+    assert.equal(
+      await c.sendCommand(["EXISTS", `${app}:${f.operationId}:status`]),
+      0,
+      "not in db 0",
+    );
+    await c.sendCommand(["SELECT", "3"]);
+    assert.equal(await c.sendCommand(["HGET", `${app}:${f.operationId}:status`, f.id]), "2");
+    await c.sendCommand(["SELECT", "0"]);
+  });
+
   it("disposing a future removes its entries", async () => {
     const c = await redis.client();
     const app = "DisposeApp";
