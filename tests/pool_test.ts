@@ -10,12 +10,16 @@ import {
   TimeoutError,
   wait,
 } from "../mod.ts";
+import type { PoolOptions } from "../mod.ts";
 import * as tasks from "../examples/tasks.ts";
 import { startRedis, TASKS, type TestRedis, waitFor } from "./_redis.ts";
 
 let redis: TestRedis;
 let app = 0;
 const nextApp = () => `pooltest${app++}`;
+/** A pool with one local listener serving the example tasks, under a fresh app name. */
+const localPool = (options: PoolOptions = {}) =>
+  new StreamFuturePool({ url: redis.url, app: nextApp(), workers: 1, tasks: TASKS, ...options });
 
 describe("StreamFuturePool with local listeners", () => {
   before(async () => {
@@ -48,24 +52,14 @@ describe("StreamFuturePool with local listeners", () => {
   });
 
   it("submit by task name and currentTask() inside the task", async () => {
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      tasks: TASKS,
-    });
+    await using pool = localPool();
     assert.equal(await pool.submit<number>("add", [1, 2]), 3);
     const f = pool.submit(tasks.whoami, []);
     assert.deepEqual(await f, { taskId: f.id, operationId: f.operationId, attempt: 1 });
   });
 
   it("a task that throws rejects with RemoteTaskError carrying name, message and stack", async () => {
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      tasks: TASKS,
-    });
+    await using pool = localPool();
     const f = pool.submit(tasks.fail, ["bad input"]);
     const error = await f.then(() => undefined, (e) => e);
     assert.ok(error instanceof RemoteTaskError, String(error));
@@ -91,12 +85,7 @@ describe("StreamFuturePool with local listeners", () => {
   });
 
   it("unknown tasks: TypeError at submit for functions, an error result for unknown names", async () => {
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      tasks: TASKS,
-    });
+    await using pool = localPool();
     await pool.ready();
     const notATask = (a: number) => a;
     assert.throws(() => pool.submit(notATask, [1]), (e: unknown) => {
@@ -115,23 +104,13 @@ describe("StreamFuturePool with local listeners", () => {
   });
 
   it("an unknown function before the modules are loaded rejects the future with TypeError", async () => {
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      tasks: TASKS,
-    });
+    await using pool = localPool();
     const f = pool.submit(function notATask() {}, []);
     await assert.rejects(f.result(), /notATask is not a task/);
   });
 
   it("values of every supported type round-trip through a worker", async () => {
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      tasks: TASKS,
-    });
+    await using pool = localPool();
     const value = {
       u: undefined,
       d: new Date("2024-07-30T15:58:59.617Z"),
@@ -151,12 +130,7 @@ describe("StreamFuturePool with local listeners", () => {
   });
 
   it("unserializable arguments are a TypeError at submit naming the path", async () => {
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      tasks: TASKS,
-    });
+    await using pool = localPool();
     assert.throws(() => pool.submit(tasks.echo, [{ a: [1, () => 1] }]), (e: unknown) => {
       assert.ok(e instanceof TypeError);
       assert.match(e.message, /^args\[0\]\.a\[1\]: a function cannot be serialized/);
@@ -175,13 +149,7 @@ describe("StreamFuturePool with local listeners", () => {
   });
 
   it("asCompleted yields futures in completion order and times out", async () => {
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      concurrency: 4,
-      tasks: TASKS,
-    });
+    await using pool = localPool({ concurrency: 4 });
     const futures = pool.map(tasks.sleep, [[600], [10], [300]]);
     const order: number[] = [];
     for await (const f of asCompleted([...futures, futures[0]])) order.push(await f);
@@ -201,13 +169,7 @@ describe("StreamFuturePool with local listeners", () => {
   });
 
   it("wait: FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED, timeout", async () => {
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      concurrency: 4,
-      tasks: TASKS,
-    });
+    await using pool = localPool({ concurrency: 4 });
     const [fast, slow] = pool.map(tasks.sleep, [[20], [500]]);
     let r = await wait([fast, slow], { returnWhen: "FIRST_COMPLETED" });
     assert.deepEqual([...r.done], [fast]);
@@ -230,12 +192,7 @@ describe("StreamFuturePool with local listeners", () => {
   });
 
   it("result({ timeout }) and an aborted wait signal leave the task alone", async () => {
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      tasks: TASKS,
-    });
+    await using pool = localPool();
     const f = pool.submit(tasks.sleep, [300]);
     await assert.rejects(f.result({ timeout: 20 }), TimeoutError);
     const controller = new AbortController();
@@ -247,14 +204,7 @@ describe("StreamFuturePool with local listeners", () => {
   });
 
   it("cancel: a pending task never runs; a finished one cannot be cancelled", async () => {
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      concurrency: 1,
-      tasks: TASKS,
-      keep: true,
-    });
+    await using pool = localPool({ concurrency: 1, keep: true });
     const blocker = pool.submit(tasks.sleep, [400]);
     const queued = pool.submit(tasks.add, [1, 1]);
     await waitFor(() => blocker.running(), "blocker running");
@@ -284,13 +234,7 @@ describe("StreamFuturePool with local listeners", () => {
   });
 
   it("aborting the submit signal cancels pending work; a pre-aborted signal never submits", async () => {
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      concurrency: 1,
-      tasks: TASKS,
-    });
+    await using pool = localPool({ concurrency: 1 });
     const blocker = pool.submit(tasks.sleep, [300]);
     const controller = new AbortController();
     const queued = pool.map(tasks.add, [[1, 1], [2, 2]], { signal: controller.signal });
@@ -308,12 +252,7 @@ describe("StreamFuturePool with local listeners", () => {
   });
 
   it("addDoneCallback runs on completion, and at once when already done", async () => {
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      tasks: TASKS,
-    });
+    await using pool = localPool();
     const f = pool.submit(tasks.add, [1, 2]);
     const calls: string[] = [];
     f.addDoneCallback((done) => calls.push(`first ${done.state}`));
@@ -376,7 +315,7 @@ describe("StreamFuturePool with local listeners", () => {
   });
 
   it("shutdown is safe twice, waits for futures, and refuses new work", async () => {
-    const pool = new StreamFuturePool({ url: redis.url, app: nextApp(), workers: 1, tasks: TASKS });
+    const pool = localPool();
     const f = pool.submit(tasks.sleep, [150]);
     const first = pool.shutdown();
     const second = pool.shutdown();
@@ -389,13 +328,7 @@ describe("StreamFuturePool with local listeners", () => {
   });
 
   it("shutdown({ cancelFutures: true }) cancels what has not started", async () => {
-    const pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      concurrency: 1,
-      tasks: TASKS,
-    });
+    const pool = localPool({ concurrency: 1 });
     const running = pool.submit(tasks.sleep, [300]);
     const queued = pool.map(tasks.add, [[1, 1], [2, 2], [3, 3]]);
     await waitFor(() => running.running(), "first task running");
@@ -405,12 +338,7 @@ describe("StreamFuturePool with local listeners", () => {
   });
 
   it("a CPU-bound task on a local listener does not stall the client", async () => {
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app: nextApp(),
-      workers: 1,
-      tasks: TASKS,
-    });
+    await using pool = localPool();
     await pool.ready();
     const spinning = pool.submit(tasks.spin, [700]);
     await waitFor(() => spinning.running(), "spin running");
