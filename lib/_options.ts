@@ -66,3 +66,21 @@ export function bool(value: unknown, name: string, fallback: boolean): boolean {
   }
   return value;
 }
+
+/**
+ * The heartbeat interval and timeout (ms, defaults 1000 and 5000); the timeout must be longer
+ * than the interval, or every listener would look dead between two heartbeats.
+ */
+export function heartbeats(
+  interval: unknown,
+  timeout: unknown,
+): { heartbeatInterval: number; heartbeatTimeout: number } {
+  const heartbeatInterval = duration(interval, "heartbeatInterval", 1000);
+  const heartbeatTimeout = duration(timeout, "heartbeatTimeout", 5000);
+  if (heartbeatTimeout <= heartbeatInterval) {
+    throw new RangeError(
+      `heartbeatTimeout (${heartbeatTimeout} ms) must be longer than heartbeatInterval (${heartbeatInterval} ms)`,
+    );
+  }
+  return { heartbeatInterval, heartbeatTimeout };
+}

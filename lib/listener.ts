@@ -15,7 +15,7 @@ import { FINISH } from "./_lua/finish.ts";
 import { HEARTBEAT } from "./_lua/heartbeat.ts";
 import { REGISTER } from "./_lua/register.ts";
 import { START } from "./_lua/start.ts";
-import { duration, keyName, positiveInt } from "./_options.ts";
+import { duration, heartbeats, keyName, positiveInt } from "./_options.ts";
 import {
   type BlockingReader,
   checkConnectionOptions,
@@ -145,13 +145,8 @@ export class Listener {
     this.#modules = checkTaskModules(options.tasks);
     if (this.#modules.length === 0) throw new TypeError("tasks must name at least one task module");
     this.#concurrency = positiveInt(options.concurrency, "concurrency", 8);
-    this.#heartbeatInterval = duration(options.heartbeatInterval, "heartbeatInterval", 1000);
-    this.#heartbeatTimeout = duration(options.heartbeatTimeout, "heartbeatTimeout", 5000);
-    if (this.#heartbeatTimeout <= this.#heartbeatInterval) {
-      throw new RangeError(
-        `heartbeatTimeout (${this.#heartbeatTimeout} ms) must be longer than heartbeatInterval (${this.#heartbeatInterval} ms)`,
-      );
-    }
+    ({ heartbeatInterval: this.#heartbeatInterval, heartbeatTimeout: this.#heartbeatTimeout } =
+      heartbeats(options.heartbeatInterval, options.heartbeatTimeout));
     this.#grace = duration(options.grace, "grace", 10_000, true);
     this.#block = positiveInt(options.block, "block", 1000);
     this.id = options.id ?? `${hostname()}:${pid()}:${Math.random().toString(36).slice(2, 8)}`;
@@ -368,7 +363,7 @@ export class Listener {
     const finished = new Promise<void>((resolve) => (done = resolve));
     const task: RunningTask = { taskId, op, entry, controller, finished, started: false };
     this.#active.set(taskId, task);
-    this.#run(entry, task).catch((error) => {
+    this.#run(task).catch((error) => {
       this.#log(
         `streamfutures worker ${this.id}: task ${taskId} could not be recorded: ${
           (error as Error)?.message
@@ -381,7 +376,8 @@ export class Listener {
     });
   }
 
-  async #run(entry: StreamEntry, task: RunningTask): Promise<void> {
+  async #run(task: RunningTask): Promise<void> {
+    const { entry } = task;
     const { fields } = entry;
     const cmd = this.#cmd!;
     const keys = this.#keys;

@@ -20,7 +20,7 @@ import { futureControl, type FutureHooks, StreamFuture } from "./future.ts";
 import { Keys, Status } from "./_keys.ts";
 import { CANCEL } from "./_lua/cancel.ts";
 import { SUBMIT } from "./_lua/submit.ts";
-import { bool, duration, keyName, nonNegativeInt, positiveInt } from "./_options.ts";
+import { bool, duration, heartbeats, keyName, nonNegativeInt, positiveInt } from "./_options.ts";
 import {
   type BlockingReader,
   checkConnectionOptions,
@@ -174,13 +174,8 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#modules = checkTaskModules(options.tasks);
     this.#workers = nonNegativeInt(options.workers, "workers", 0);
     this.#concurrency = positiveInt(options.concurrency, "concurrency", 8);
-    this.#heartbeatInterval = duration(options.heartbeatInterval, "heartbeatInterval", 1000);
-    this.#heartbeatTimeout = duration(options.heartbeatTimeout, "heartbeatTimeout", 5000);
-    if (this.#heartbeatTimeout <= this.#heartbeatInterval) {
-      throw new RangeError(
-        `heartbeatTimeout (${this.#heartbeatTimeout} ms) must be longer than heartbeatInterval (${this.#heartbeatInterval} ms)`,
-      );
-    }
+    ({ heartbeatInterval: this.#heartbeatInterval, heartbeatTimeout: this.#heartbeatTimeout } =
+      heartbeats(options.heartbeatInterval, options.heartbeatTimeout));
     if (this.#workers > 0 && this.#modules.length === 0) {
       throw new TypeError("workers > 0 needs tasks: the task modules the local listeners run");
     }
