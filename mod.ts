@@ -24,6 +24,7 @@
 
 export { StreamFuturePool } from "./lib/pool.ts";
 export type { PoolOptions, ShutdownOptions, SubmitOptions, TaskResult } from "./lib/pool.ts";
+export type { RetryOn } from "./lib/_options.ts";
 export { StreamFuture } from "./lib/future.ts";
 export type { DoneCallback, FutureHooks, FutureState, ResultOptions } from "./lib/future.ts";
 export { asCompleted } from "./lib/as_completed.ts";
@@ -32,16 +33,22 @@ export { wait } from "./lib/wait.ts";
 export type { ReturnWhen, WaitOptions, WaitResult } from "./lib/wait.ts";
 export { currentTask } from "./lib/current_task.ts";
 export type { TaskContext } from "./lib/current_task.ts";
-export { Listener, UnknownTaskError, WorkerInterrupted } from "./lib/listener.ts";
+export { Listener } from "./lib/listener.ts";
 export type { ListenerOptions } from "./lib/listener.ts";
 export {
   CancelledError,
+  ConnectionError,
   NoWorkersError,
   PoolClosedError,
   ProtocolError,
   RemoteTaskError,
   StreamFuturesError,
+  TaskFailure,
+  TaskTimeoutError,
   TimeoutError,
+  UnknownTaskError,
+  WorkerInterrupted,
+  WorkerLostError,
 } from "./lib/errors.ts";
 export type { RemoteErrorInfo, StreamFuturesErrorOptions } from "./lib/errors.ts";
 export { decode, encode } from "./lib/codec.ts";

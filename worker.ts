@@ -10,7 +10,8 @@
  * On Node (npm build): `npx streamfutures-worker --tasks ./tasks.js ...`.
  *
  * SIGINT / SIGTERM: stop taking work, let running tasks finish within `--grace` seconds, then
- * record them as interrupted and exit 0. A second SIGINT exits at once (130).
+ * abort them and record them as interrupted (or put them back in the queue when they have retries
+ * left) and exit 0. A second SIGINT exits at once (130).
  *
  * @module
  */
@@ -33,6 +34,13 @@ Options:
   --app <name>              application key prefix (default $STREAMFUTURES_APP or streamfutures)
   --queue <name>            queue to serve (repeatable; default "default")
   --concurrency <n>         tasks run at once (default 8)
+  --executors <n>           executor threads the tasks run on (default: CPUs, at most concurrency)
+  --task-timeout <seconds>  time limit of tasks submitted without a timeout (default: none)
+  --task-grace <seconds>    how long a task whose signal was aborted (cancel, timeout) may run on
+                            before its executor thread is terminated (default 2)
+  --max-payload-bytes <n>   largest encoded result; larger ones fail the task (default 16777216)
+  --reconnect-deadline <s>  how long Redis may be unreachable before a result is given up
+                            (default 30)
   --grace <seconds>         on SIGINT/SIGTERM, how long running tasks may finish (default 10)
   --heartbeat-interval <s>  heartbeat period in seconds (default 1)
   --heartbeat-timeout <s>   heartbeat age after which this listener counts as dead (default 5;
@@ -51,6 +59,11 @@ export function parseWorkerArgs(args: readonly string[]): ListenerOptions | "hel
       app: { type: "string" },
       queue: { type: "string", multiple: true },
       concurrency: { type: "string" },
+      executors: { type: "string" },
+      "task-timeout": { type: "string" },
+      "task-grace": { type: "string" },
+      "max-payload-bytes": { type: "string" },
+      "reconnect-deadline": { type: "string" },
       grace: { type: "string" },
       "heartbeat-interval": { type: "string" },
       "heartbeat-timeout": { type: "string" },
@@ -76,6 +89,11 @@ export function parseWorkerArgs(args: readonly string[]): ListenerOptions | "hel
     app: values.app ?? getEnv("STREAMFUTURES_APP"),
     queues: values.queue,
     concurrency: num("concurrency", values.concurrency),
+    executors: num("executors", values.executors),
+    taskTimeout: num("task-timeout", values["task-timeout"], 1000),
+    taskGrace: num("task-grace", values["task-grace"], 1000),
+    maxPayloadBytes: num("max-payload-bytes", values["max-payload-bytes"]),
+    reconnectDeadline: num("reconnect-deadline", values["reconnect-deadline"], 1000),
     grace: num("grace", values.grace, 1000),
     heartbeatInterval: num("heartbeat-interval", values["heartbeat-interval"], 1000),
     heartbeatTimeout: num("heartbeat-timeout", values["heartbeat-timeout"], 1000),

@@ -61,4 +61,40 @@ export class Keys {
   replies(clientId: string): string {
     return `${this.app}:replies:${clientId}`;
   }
+
+  /** `<app>:delayed:<queue>` — sorted set of entries due later `{entry: due ms (Redis TIME)}`. */
+  delayed(queue: string): string {
+    return `${this.app}:delayed:${queue}`;
+  }
+
+  /** `<app>:dead` — the dead-letter stream: tasks that exhausted their attempts. */
+  dead(): string {
+    return `${this.app}:dead`;
+  }
+
+  /** `<app>:recovering:<queue>` — lock string: which worker scans the queue for lost tasks. */
+  recovering(queue: string): string {
+    return `${this.app}:recovering:${queue}`;
+  }
+
+  /** `<app>:control` — the pub/sub channel of cancel and wake-up notices to workers. */
+  control(): string {
+    return `${this.app}:control`;
+  }
 }
+
+/**
+ * The same key names for Lua scripts that reach keys of several operations or queues in one call
+ * (batched START / FINISH / HEARTBEAT, recovery). Each script that uses them receives the app
+ * prefix as `ARGV[1]`; keep these in step with {@link Keys}.
+ */
+export const LUA_KEYS: string = `
+local APP = ARGV[1]
+local function k_status(op) return APP .. ':' .. op .. ':status' end
+local function k_heartbeat(op) return APP .. ':' .. op .. ':heartbeat' end
+local function k_results(op) return APP .. ':' .. op .. ':results' end
+local function k_queue(q) return APP .. ':queue:' .. q end
+local function k_delayed(q) return APP .. ':delayed:' .. q end
+local function k_dead() return APP .. ':dead' end
+local function k_control() return APP .. ':control' end
+`;

@@ -84,3 +84,18 @@ export function heartbeats(
   }
   return { heartbeatInterval, heartbeatTimeout };
 }
+
+/** Which failed attempts of a task are retried: lost ones only, or also those that threw. */
+export type RetryOn = "lost" | "error";
+
+/** A `retryOn` option (or its default). */
+export function retryOn(value: unknown, name: string, fallback: RetryOn): RetryOn {
+  if (value === undefined) return fallback;
+  if (value !== "lost" && value !== "error") {
+    throw new TypeError(
+      `${name} must be "lost" (retry attempts whose worker died) or "error" (also attempts that ` +
+        `threw or timed out), got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}

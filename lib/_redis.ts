@@ -6,7 +6,8 @@
  * @module
  */
 
-import { createClient } from "redis";
+import { createClient, ErrorReply } from "redis";
+import { ConnectionError } from "./errors.ts";
 
 /** Where Redis is: a `redis://` / `rediss://` URL, or its parts. */
 export type ConnectionOptions = string | {
@@ -34,6 +35,8 @@ export interface RedisCommander {
 export interface RedisConnection extends RedisCommander {
   /** Closes the connection; commands already written are dropped. */
   close(): void;
+  /** When the connection was lost (epoch ms), or `undefined` while it is up. */
+  readonly downSince: number | undefined;
 }
 
 /**
@@ -50,11 +53,26 @@ export interface BlockingReader extends RedisConnection {
 export async function connectReader(
   options: ConnectionOptions,
   name?: string,
+  deadline?: number,
 ): Promise<BlockingReader> {
-  const connection = await connect(options, name);
-  const id = String(await connection.sendCommand(["CLIENT", "ID"]));
+  const connection = await connect(options, name, deadline);
+  // The id changes when node-redis reconnects: ask again after every failed read.
+  let id = String(await connection.sendCommand(["CLIENT", "ID"]));
   return {
-    ...connection,
+    sendCommand: async (args) => {
+      try {
+        return await connection.sendCommand(args);
+      } catch (error) {
+        if (isConnectionError(error)) {
+          void connection.sendCommand(["CLIENT", "ID"]).then((v) => (id = String(v)), () => {});
+        }
+        throw error;
+      }
+    },
+    close: () => connection.close(),
+    get downSince() {
+      return connection.downSince;
+    },
     unblock: async (via) => {
       await via.sendCommand(["CLIENT", "UNBLOCK", id]);
     },
@@ -101,10 +119,19 @@ export function checkConnectionOptions(
   return { host, port, db, username, password, tls };
 }
 
-/** Opens a connection. */
-export async function connect(options: ConnectionOptions, name?: string): Promise<RedisConnection> {
-  const client = typeof options === "string" ? createClient({ url: options, name }) : createClient({
+/**
+ * How long to wait before reconnection attempt `retries` (0, 1, ...): exponential from 50 ms up
+ * to 2 s, with ±50 % jitter so that many clients do not reconnect in lockstep.
+ */
+export function reconnectDelay(retries: number): number {
+  return Math.round(Math.min(50 * 2 ** Math.min(retries, 6), 2000) * (0.5 + Math.random()));
+}
+
+function createRedisClient(options: ConnectionOptions, name: string | undefined) {
+  const socket = { reconnectStrategy: reconnectDelay };
+  return typeof options === "string" ? createClient({ url: options, name, socket }) : createClient({
     socket: {
+      ...socket,
       host: options.host ?? "127.0.0.1",
       port: options.port ?? 6379,
       tls: options.tls === true,
@@ -114,19 +141,143 @@ export async function connect(options: ConnectionOptions, name?: string): Promis
     password: options.password,
     name,
   });
+}
+
+/**
+ * Opens a connection. While Redis is unreachable node-redis keeps reconnecting (see
+ * {@link reconnectDelay}); this rejects with `ConnectionError` if the first connection is not up
+ * within `deadline` ms.
+ */
+export async function connect(
+  options: ConnectionOptions,
+  name?: string,
+  deadline = 30_000,
+): Promise<RedisConnection> {
+  const client = createRedisClient(options, name);
+  let downSince: number | undefined;
+  let lastError: unknown;
   // Errors are reported through command rejections; node-redis reconnects by itself.
-  client.on("error", () => {});
-  await client.connect();
+  client.on("error", (error: unknown) => {
+    lastError = error;
+    downSince ??= Date.now();
+  });
+  client.on("ready", () => (downSince = undefined));
+  const close = () => {
+    try {
+      client.destroy();
+    } catch {
+      // already closed
+    }
+  };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      client.connect(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => {
+          reject(
+            new ConnectionError(
+              `cannot connect to ${describeConnection(options)} within ${deadline} ms`,
+              { cause: lastError },
+            ),
+          );
+        }, deadline);
+      }),
+    ]);
+  } catch (error) {
+    close();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
   return {
     sendCommand: (args) => client.sendCommand(args as string[]) as Promise<unknown>,
-    close: () => {
-      try {
-        client.destroy();
-      } catch {
-        // already closed
-      }
+    close,
+    get downSince() {
+      return downSince;
     },
   };
+}
+
+/**
+ * Subscribes to a pub/sub channel on a connection of its own (node-redis subscribes again after a
+ * reconnect). Returns a function that closes the connection.
+ */
+export async function subscribe(
+  options: ConnectionOptions,
+  channel: string,
+  onMessage: (message: string) => void,
+  name?: string,
+  deadline = 30_000,
+): Promise<() => void> {
+  const client = createRedisClient(options, name);
+  client.on("error", () => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      client.connect(),
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new ConnectionError(`cannot subscribe within ${deadline} ms`)),
+          deadline,
+        );
+      }),
+    ]);
+    await client.subscribe(channel, (message: string) => onMessage(message));
+  } catch (error) {
+    client.destroy();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  return () => {
+    try {
+      client.destroy();
+    } catch {
+      // already closed
+    }
+  };
+}
+
+/** True for errors of the connection (lost, timed out, closed), false for Redis' error replies. */
+export function isConnectionError(error: unknown): boolean {
+  return error instanceof Error && !(error instanceof ErrorReply);
+}
+
+/**
+ * Runs `command`, retrying it with backoff and jitter while it fails for connection reasons,
+ * until `deadline` ms have passed since the connection went down (or since the first failure);
+ * then rejects with `ConnectionError`. Only for idempotent commands: a command that failed with a
+ * lost connection may have run. Redis error replies are rethrown at once.
+ */
+export async function withReconnect<T>(
+  connection: RedisConnection,
+  command: () => Promise<T>,
+  deadline: number,
+  what: string,
+  closed?: () => boolean,
+): Promise<T> {
+  let since: number | undefined;
+  for (let retries = 0;; retries++) {
+    try {
+      return await command();
+    } catch (error) {
+      if (!isConnectionError(error) || closed?.()) throw error;
+      since ??= Math.min(Date.now(), connection.downSince ?? Infinity);
+      const waited = Date.now() - since;
+      if (waited >= deadline) {
+        throw new ConnectionError(
+          `${what}: Redis unreachable for ${waited} ms (reconnectDeadline ${deadline} ms): ${
+            (error as Error).message
+          }`,
+          { cause: error },
+        );
+      }
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.min(reconnectDelay(retries), deadline - waited))
+      );
+    }
+  }
 }
 
 /** A human-readable description of where a connection goes, with the password masked. */

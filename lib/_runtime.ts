@@ -92,6 +92,48 @@ export function hostname(): string {
   }
 }
 
+/** The number of CPUs this process may use (at least 1). */
+export async function cpuCount(): Promise<number> {
+  try {
+    const os = await import("node:os");
+    return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+  } catch {
+    return 1;
+  }
+}
+
+/**
+ * Keeps a thread alive through errors thrown where nobody can catch them (a task's stray
+ * `setTimeout` callback, an unhandled rejection): they are passed to `handler` instead of ending
+ * the thread.
+ */
+export function onUncaught(handler: (error: unknown) => void): void {
+  if (deno) {
+    // Structural types: the Node build's compiler has no DOM event types.
+    type UncaughtEvent = {
+      preventDefault(): void;
+      error?: unknown;
+      message?: string;
+      reason?: unknown;
+    };
+    const scope = globalThis as unknown as {
+      addEventListener(type: string, listener: (event: UncaughtEvent) => void): void;
+    };
+    scope.addEventListener("error", (event) => {
+      event.preventDefault();
+      handler(event.error ?? event.message);
+    });
+    scope.addEventListener("unhandledrejection", (event) => {
+      event.preventDefault();
+      handler(event.reason);
+    });
+    return;
+  }
+  const p = proc();
+  p.on("uncaughtException", (error) => handler(error));
+  p.on("unhandledRejection", (reason) => handler(reason));
+}
+
 /** Exits the process. */
 export function exit(code: number): never {
   return deno ? deno.exit(code) : proc().exit(code);

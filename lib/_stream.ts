@@ -14,10 +14,20 @@ export interface StreamEntry {
   fields: Record<string, string>;
 }
 
-/** Flattens an XREAD/XREADGROUP reply into entries. `null` (timeout) gives `[]`. */
-export function parseStreamReply(reply: unknown): StreamEntry[] {
+/** One stream entry with its fields as the flat list Redis sent (`[name, value, ...]`). */
+export interface FlatStreamEntry {
+  /** The stream that held the entry. */
+  stream: string;
+  /** The entry id. */
+  id: string;
+  /** Field names and values, in order, duplicates kept. */
+  flat: string[];
+}
+
+/** Flattens an XREAD/XREADGROUP reply into entries with flat field lists. `null` gives `[]`. */
+export function parseStreamReplyFlat(reply: unknown): FlatStreamEntry[] {
   if (reply === null || reply === undefined) return [];
-  const out: StreamEntry[] = [];
+  const out: FlatStreamEntry[] = [];
   const streams: [string, unknown][] = Array.isArray(reply)
     ? reply.map((s) => [String((s as unknown[])[0]), (s as unknown[])[1]])
     : reply instanceof Map
@@ -28,13 +38,18 @@ export function parseStreamReply(reply: unknown): StreamEntry[] {
     for (const entry of entries) {
       if (!Array.isArray(entry)) continue;
       const [id, flat] = entry as [unknown, unknown];
-      const fields: Record<string, string> = Object.create(null);
-      if (Array.isArray(flat)) {
-        for (let i = 0; i + 1 < flat.length; i += 2) fields[String(flat[i])] = String(flat[i + 1]);
-      }
       // A deleted-but-pending entry comes back with nil fields; it is kept with no fields.
-      out.push({ stream, id: String(id), fields });
+      out.push({ stream, id: String(id), flat: Array.isArray(flat) ? flat.map(String) : [] });
     }
   }
   return out;
+}
+
+/** Flattens an XREAD/XREADGROUP reply into entries. `null` (timeout) gives `[]`. */
+export function parseStreamReply(reply: unknown): StreamEntry[] {
+  return parseStreamReplyFlat(reply).map(({ stream, id, flat }) => {
+    const fields: Record<string, string> = Object.create(null);
+    for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]] = flat[i + 1];
+    return { stream, id, fields };
+  });
 }

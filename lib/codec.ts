@@ -687,3 +687,22 @@ export function byteLength(text: string): number {
   }
   return bytes;
 }
+
+/**
+ * Throws a `RangeError` when `text` is longer than `limit` bytes in UTF-8 (counted only when it
+ * could be: a string of n UTF-16 units has at most 3n bytes).
+ *
+ * @param text The encoded payload.
+ * @param limit The largest accepted size in bytes.
+ * @param what What the payload is, for the message (e.g. `"the arguments"`).
+ */
+export function checkPayloadSize(text: string, limit: number, what: string): void {
+  if (text.length * 3 <= limit) return;
+  const bytes = byteLength(text);
+  if (bytes > limit) {
+    throw new RangeError(
+      `${what} encode to ${bytes} bytes, more than maxPayloadBytes (${limit}); ` +
+        `raise maxPayloadBytes or pass a reference (a key, a URL) instead of the data`,
+    );
+  }
+}

@@ -14,9 +14,14 @@ export interface TaskContext {
   readonly operationId: string;
   /** 1 for the first run, 2 for the first retry, ... */
   readonly attempt: number;
+  /** The queue the task was submitted to. */
+  readonly queue: string;
   /**
-   * Aborted when the task should stop. In this version that is when its worker shuts down and
-   * the grace period has passed (reason: `WorkerInterrupted`).
+   * Aborted when the task should stop, with the reason as `signal.reason`: a `CancelledError`
+   * when it was cancelled, a `TimeoutError` when it ran past its `timeout`, a `WorkerInterrupted`
+   * when its worker shuts down and the grace period has passed, a `WorkerLostError` when the
+   * worker learns that the task was given to another attempt. A task that ignores it is stopped
+   * by force once the worker's task grace period has passed.
    */
   readonly signal: AbortSignal;
 }

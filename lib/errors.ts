@@ -8,10 +8,16 @@
  * StreamFuturesError
  * ├── CancelledError      the task was cancelled before it completed
  * ├── TimeoutError        a client-side wait ran out (the task goes on)
- * ├── RemoteTaskError     the task threw on a worker
+ * ├── TaskFailure         the task ran (or was due to run) and did not produce a value; `attempts`
+ * │   ├── RemoteTaskError     the task threw on a worker
+ * │   ├── WorkerLostError     its worker (or executor thread) died: no heartbeat within the timeout
+ * │   └── TaskTimeoutError    it ran longer than its `timeout` and was stopped
  * ├── NoWorkersError      no live listener serves the queue
  * ├── PoolClosedError     work was submitted after shutdown
- * └── ProtocolError       a stream entry or reply could not be understood
+ * ├── ConnectionError     Redis was unreachable for longer than the reconnect deadline
+ * ├── ProtocolError       a stream entry or reply could not be understood
+ * ├── UnknownTaskError    (worker side) no task module exports the requested name
+ * └── WorkerInterrupted   (worker side) the worker stopped before the task finished
  * ```
  *
  * Bad arguments are plain `TypeError` / `RangeError`.
@@ -82,6 +88,25 @@ export interface RemoteErrorInfo {
 }
 
 /**
+ * Base class of the errors a future rejects with when its task did not produce a value on a
+ * worker. `attempts` is how many times the task was started (1 without retries).
+ */
+export class TaskFailure extends StreamFuturesError {
+  /** How many attempts were made (1 unless the task was retried). */
+  attempts: number;
+
+  /**
+   * @param message What went wrong.
+   * @param options `cause` is kept on the error; `attempts` defaults to 1.
+   */
+  constructor(message: string, options?: StreamFuturesErrorOptions & { attempts?: number }) {
+    super(message, options);
+    this.name = "TaskFailure";
+    this.attempts = options?.attempts ?? 1;
+  }
+}
+
+/**
  * A task threw (or rejected) on a worker. `remoteName`, `message` and `remoteStack` describe the
  * remote error; `name` stays `"RemoteTaskError"` so it can be told apart from local errors.
  *
@@ -90,11 +115,11 @@ export interface RemoteErrorInfo {
  * try {
  *   await pool.submit(tasks.fail, ["bad input"]);
  * } catch (e) {
- *   if (e instanceof RemoteTaskError) console.log(e.remoteName, e.message);
+ *   if (e instanceof RemoteTaskError) console.log(e.remoteName, e.message, e.attempts);
  * }
  * ```
  */
-export class RemoteTaskError extends StreamFuturesError {
+export class RemoteTaskError extends TaskFailure {
   /** The remote error's `name`, e.g. `"RangeError"`. */
   readonly remoteName: string;
   /** The stack trace printed on the worker, if any. */
@@ -102,13 +127,51 @@ export class RemoteTaskError extends StreamFuturesError {
 
   /**
    * @param info The remote error's name, message and stack.
-   * @param options `cause` is kept on the error.
+   * @param options `cause` is kept on the error; `attempts` defaults to 1.
    */
-  constructor(info: RemoteErrorInfo, options?: StreamFuturesErrorOptions) {
+  constructor(info: RemoteErrorInfo, options?: StreamFuturesErrorOptions & { attempts?: number }) {
     super(info.message, options);
     this.name = "RemoteTaskError";
     this.remoteName = info.name;
     this.remoteStack = info.stack;
+  }
+}
+
+/**
+ * The worker running the task died (SIGKILL, crash, lost network, a terminated executor thread):
+ * its heartbeat was older than `heartbeatTimeout`, and no retries were left. The results hash
+ * holds `"WorkerLostError: <message>"`.
+ */
+export class WorkerLostError extends TaskFailure {
+  /**
+   * @param message Which task was lost and when.
+   * @param options `cause` is kept on the error; `attempts` defaults to 1.
+   */
+  constructor(
+    message = "the worker running the task was lost",
+    options?: StreamFuturesErrorOptions & { attempts?: number },
+  ) {
+    super(message, options);
+    this.name = "WorkerLostError";
+  }
+}
+
+/**
+ * The task ran longer than its `timeout` (submit option, or the worker's `--task-timeout`): its
+ * `currentTask().signal` was aborted with a `TimeoutError`, and if it did not return within the
+ * worker's task grace period its executor thread was terminated.
+ */
+export class TaskTimeoutError extends TaskFailure {
+  /**
+   * @param message Which task timed out, after how long.
+   * @param options `cause` is kept on the error; `attempts` defaults to 1.
+   */
+  constructor(
+    message = "the task timed out",
+    options?: StreamFuturesErrorOptions & { attempts?: number },
+  ) {
+    super(message, options);
+    this.name = "TaskTimeoutError";
   }
 }
 
@@ -148,6 +211,48 @@ export class ProtocolError extends StreamFuturesError {
   constructor(message: string, options?: StreamFuturesErrorOptions) {
     super(message, options);
     this.name = "ProtocolError";
+  }
+}
+
+/**
+ * Redis could not be reached for longer than the reconnect deadline (`reconnectDeadline`,
+ * default 30 s). Shorter outages are ridden out: commands are retried with backoff and jitter.
+ */
+export class ConnectionError extends StreamFuturesError {
+  /**
+   * @param message What could not be done, and for how long Redis was unreachable.
+   * @param options `cause` is kept on the error (the last connection error).
+   */
+  constructor(message = "Redis is unreachable", options?: StreamFuturesErrorOptions) {
+    super(message, options);
+    this.name = "ConnectionError";
+  }
+}
+
+/** Raised on the worker (and reported to the client) for a task name no module exports. */
+export class UnknownTaskError extends StreamFuturesError {
+  /**
+   * @param message Which name was unknown.
+   * @param options `cause` is kept on the error.
+   */
+  constructor(message: string, options?: StreamFuturesErrorOptions) {
+    super(message, options);
+    this.name = "UnknownTaskError";
+  }
+}
+
+/**
+ * The reason a task's `currentTask().signal` is aborted with, and the error name recorded for it,
+ * when its worker stops (SIGINT / SIGTERM) before the task finished within the grace period.
+ */
+export class WorkerInterrupted extends StreamFuturesError {
+  /**
+   * @param message Why the worker stopped, e.g. `"SIGTERM"`.
+   * @param options `cause` is kept on the error.
+   */
+  constructor(message: string, options?: StreamFuturesErrorOptions) {
+    super(message, options);
+    this.name = "WorkerInterrupted";
   }
 }
 

@@ -6,7 +6,7 @@
  *
  * ```
  * pending ──► running ──► finished (value or error)
- *    │           │
+ *    │  ◄────────┤ (retry: back to the queue)
  *    └───────────┴──────► cancelled
  * ```
  *
@@ -32,8 +32,10 @@ export interface FutureHooks {
 
 /** The pool's side of a future: how the reply reader moves it through its states. */
 export interface FutureControl {
-  /** The task started on a worker. */
-  markRunning(): void;
+  /** The task started on a worker (attempt `attempt`). */
+  markRunning(attempt?: number): void;
+  /** The task went back to its queue for another attempt. */
+  markPending(attempt: number): void;
   /** The task completed with a value. */
   resolve(value: unknown): void;
   /** The task failed, or could not be submitted. */
@@ -77,11 +79,17 @@ export class StreamFuture<T> implements PromiseLike<T> {
   #reject!: (error: unknown) => void;
   #hooks: FutureHooks;
   #released = false;
+  #attempt = 1;
 
   static {
     controlOf = (future) => ({
-      markRunning: () => {
+      markRunning: (attempt) => {
         if (future.#state === "pending") future.#state = "running";
+        if (attempt !== undefined && attempt > future.#attempt) future.#attempt = attempt;
+      },
+      markPending: (attempt) => {
+        if (future.#state === "running") future.#state = "pending";
+        if (attempt > future.#attempt) future.#attempt = attempt;
       },
       resolve: (value) => future.#settle("finished", value, undefined, false),
       reject: (error) => future.#settle("finished", undefined, error, true),
@@ -104,9 +112,14 @@ export class StreamFuture<T> implements PromiseLike<T> {
     this.#promise.catch(() => {});
   }
 
-  /** The current state. */
+  /** The current state. A task that goes back to its queue for a retry is `pending` again. */
   get state(): FutureState {
     return this.#state;
+  }
+
+  /** The attempt the task is on (1, then 2 after its first retry, ...). */
+  get attempt(): number {
+    return this.#attempt;
   }
 
   /** True when the future is cancelled or finished. */
@@ -147,8 +160,10 @@ export class StreamFuture<T> implements PromiseLike<T> {
   }
 
   /**
-   * Cancels the task if it has not completed. Resolves `true` if the task was stopped before
-   * completing (or already was cancelled), `false` if it had finished or could not be stopped.
+   * Cancels the task if it has not completed: a pending task never runs; a running task's
+   * `currentTask().signal` is aborted on its worker (and the task is stopped by force if it ignores
+   * it). Resolves `true` if the task was stopped before completing (or already was cancelled),
+   * `false` if it had finished.
    */
   async cancel(): Promise<boolean> {
     if (this.#state === "finished") return false;

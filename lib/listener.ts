@@ -1,18 +1,27 @@
 /**
  * `Listener`: the worker loop. It joins the consumer group of one or more queues, proves it is
- * alive by heartbeat, takes at most as many tasks as it has free slots, runs them, and writes
- * status, heartbeat and result into the seed's hashes. The `worker.ts` CLI and a pool's local
- * listeners (`workers: N`) both run this loop.
+ * alive by heartbeat, takes at most as many tasks as it has free slots, runs them on executor
+ * threads, and writes status, heartbeat and result into the seed's hashes. It also keeps the
+ * queues healthy: it recovers tasks whose worker died, moves delayed tasks to their stream when
+ * they are due, stops tasks that are cancelled or run past their timeout, and rides out Redis
+ * restarts. The `worker.ts` CLI and a pool's local listeners (`workers: N`) both run this loop.
  *
  * @module
  */
 
-import { decode, encode } from "./codec.ts";
-import { runInTask } from "./current_task.ts";
-import { describeThrown, formatErrorLine, ProtocolError, StreamFuturesError } from "./errors.ts";
-import { GROUP, Keys, PROTOCOL_VERSION, Status } from "./_keys.ts";
+import {
+  ConnectionError,
+  formatErrorLine,
+  type RemoteErrorInfo,
+  UnknownTaskError,
+  WorkerInterrupted,
+} from "./errors.ts";
+import { type DoneMessage, ExecutorPool, type RunMessage } from "./_executor.ts";
+import { GROUP, Keys, PROTOCOL_VERSION } from "./_keys.ts";
 import { FINISH } from "./_lua/finish.ts";
 import { HEARTBEAT } from "./_lua/heartbeat.ts";
+import { PROMOTE } from "./_lua/promote.ts";
+import { RECOVER } from "./_lua/recover.ts";
 import { REGISTER } from "./_lua/register.ts";
 import { START } from "./_lua/start.ts";
 import { duration, heartbeats, keyName, positiveInt } from "./_options.ts";
@@ -23,10 +32,14 @@ import {
   type ConnectionOptions,
   connectReader,
   type RedisConnection,
+  subscribe,
+  withReconnect,
 } from "./_redis.ts";
-import { hostname, pid } from "./_runtime.ts";
+import { cpuCount, hostname, pid, resolveModuleUrl } from "./_runtime.ts";
 import { parseStreamReply, type StreamEntry } from "./_stream.ts";
-import { checkTaskModules, loadTasks, type TaskModules, type TaskRegistry } from "./_tasks.ts";
+import { checkTaskModules, type TaskModules } from "./_tasks.ts";
+
+export { UnknownTaskError, WorkerInterrupted };
 
 /** Options of a {@link Listener} (and of the `worker.ts` CLI). */
 export interface ListenerOptions {
@@ -40,12 +53,25 @@ export interface ListenerOptions {
   tasks: TaskModules;
   /** Tasks run at once (default 8). */
   concurrency?: number;
+  /** Executor threads the tasks run on (default: the number of CPUs, at most `concurrency`). */
+  executors?: number;
   /** How often to refresh heartbeats, ms (default 1000). */
   heartbeatInterval?: number;
   /** A heartbeat older than this (ms) means dead (default 5000). */
   heartbeatTimeout?: number;
   /** How long a graceful stop waits for running tasks, ms (default 10000). */
   grace?: number;
+  /**
+   * How long a task whose signal was aborted (cancelled, timed out) may take to return before its
+   * executor thread is terminated, ms (default 2000).
+   */
+  taskGrace?: number;
+  /** Timeout of tasks submitted without one, ms (default: none). */
+  taskTimeout?: number;
+  /** The largest encoded result accepted, in bytes (default 16 MiB); larger ones fail the task. */
+  maxPayloadBytes?: number;
+  /** How long Redis may be unreachable before recording a result is given up, ms (default 30 s). */
+  reconnectDeadline?: number;
   /** How long one blocking read waits for work, ms (default 1000). */
   block?: number;
   /** Identifies this listener in the registry and as a consumer (default host:pid:random). */
@@ -54,44 +80,62 @@ export interface ListenerOptions {
   log?: (line: string) => void;
 }
 
-/** The task-running error name used when a worker stops before a task finished. */
-export class WorkerInterrupted extends StreamFuturesError {
-  /**
-   * @param message Why the worker stopped, e.g. `"SIGTERM"`.
-   * @param options `cause` is kept on the error.
-   */
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "WorkerInterrupted";
-  }
-}
+/** The default of `maxPayloadBytes` (pool and worker): 16 MiB. */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
 
-/** Raised on the worker (and reported to the client) for a task name no module exports. */
-export class UnknownTaskError extends StreamFuturesError {
-  /**
-   * @param message Which name was unknown.
-   * @param options `cause` is kept on the error.
-   */
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "UnknownTaskError";
-  }
-}
+type StopKind = "cancel" | "timeout" | "lost" | "interrupt";
 
-interface RunningTask {
+const STOP_REASON: Record<StopKind, string> = {
+  cancel: "CancelledError",
+  timeout: "TimeoutError",
+  lost: "WorkerLostError",
+  interrupt: "WorkerInterrupted",
+};
+
+interface Task {
+  readonly seq: number;
+  readonly entryId: string;
+  readonly stream: string;
+  readonly queue: string;
   readonly taskId: string;
   readonly op: string;
-  readonly entry: StreamEntry;
-  /** True once the start script let the task run (its heartbeat is then refreshed). */
-  started: boolean;
-  readonly controller: AbortController;
+  readonly reply: string;
+  readonly fields: Record<string, string>;
+  readonly attempt: number;
+  readonly retries: number;
+  readonly retryOnError: boolean;
+  readonly timeout: number | undefined;
+  state: "starting" | "running" | "finishing";
+  /** `performance.now()` at which the task times out. */
+  deadline: number | undefined;
+  /** Set once the task was told to stop; past `killAt` its executor is terminated. */
+  stop: { kind: StopKind; message: string; killAt: number } | undefined;
+  /** A cancel notice arrived while START was in flight. */
+  cancelSeen: boolean;
   readonly finished: Promise<void>;
+  readonly resolveFinished: () => void;
 }
+
+/** One outcome for FINISH: entry id, op, task id, reply, action, a, b. */
+type FinishRecord = [string, string, string, string, string, string, string];
 
 const ID = /^[A-Za-z0-9_.\-]+$/;
 
-function heartbeatNow(): string {
-  return ((performance.timeOrigin + performance.now()) / 1000).toFixed(6);
+/** Compares two stream entry ids (`<ms>-<seq>`). */
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split("-");
+  const [bm, bs] = b.split("-");
+  return Number(am) - Number(bm) || Number(as) - Number(bs);
+}
+
+function idRange(ids: readonly string[]): [string, string] {
+  let min = ids[0];
+  let max = ids[0];
+  for (const id of ids) {
+    if (compareIds(id, min) < 0) min = id;
+    if (compareIds(id, max) > 0) max = id;
+  }
+  return [min, max];
 }
 
 /**
@@ -114,24 +158,42 @@ export class Listener {
   readonly #streams: readonly string[];
   readonly #modules: (string | URL)[];
   readonly #concurrency: number;
+  readonly #executorCount: number | undefined;
   readonly #heartbeatInterval: number;
   readonly #heartbeatTimeout: number;
   readonly #grace: number;
+  readonly #taskGrace: number;
+  readonly #taskTimeout: number | undefined;
+  readonly #maxPayloadBytes: number;
+  readonly #reconnectDeadline: number;
   readonly #block: number;
   readonly #log: (line: string) => void;
-  #tasks: TaskRegistry | undefined;
+  #executors: ExecutorPool | undefined;
   #cmd: RedisConnection | undefined;
   #reader: BlockingReader | undefined;
-  #active = new Map<string, RunningTask>();
+  #unsubscribe: (() => void) | undefined;
+  #tasks = new Map<number, Task>();
+  #byTaskId = new Map<string, Task>();
+  /** Tasks with a deadline or a pending kill, watched by the sweep timer. */
+  #timed = new Set<Task>();
+  #sweepTimer: ReturnType<typeof setTimeout> | undefined;
+  #sweepAt = Infinity;
+  #seq = 0;
+  #starting = new Set<Promise<void>>();
+  #finishing = new Set<Promise<void>>();
   #state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
   #loop: Promise<void> | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #beating = false;
+  #beats = 0;
   #slotFree: (() => void) | undefined;
   #stopped: Promise<void> | undefined;
   #rotation = 0;
   #completed = 0;
   #failed = 0;
+  /** Redis time minus local time, ms (from PROMOTE). */
+  #clockOffset = 0;
+  #wakeTimers = new Map<string, { at: number; timer: ReturnType<typeof setTimeout> }>();
 
   constructor(options: ListenerOptions) {
     this.#url = checkConnectionOptions(options.url);
@@ -140,22 +202,35 @@ export class Listener {
     if (!Array.isArray(queues) || queues.length === 0) {
       throw new TypeError("queues must be a non-empty array of queue names");
     }
-    this.#queues = queues.map((q, i) => keyName(q, `queues[${i}]`, "default"));
+    this.#queues = [...new Set(queues.map((q, i) => keyName(q, `queues[${i}]`, "default")))];
     this.#streams = this.#queues.map((q) => this.#keys.queue(q));
     this.#modules = checkTaskModules(options.tasks);
     if (this.#modules.length === 0) throw new TypeError("tasks must name at least one task module");
     this.#concurrency = positiveInt(options.concurrency, "concurrency", 8);
+    this.#executorCount = options.executors === undefined
+      ? undefined
+      : positiveInt(options.executors, "executors", 1);
     ({ heartbeatInterval: this.#heartbeatInterval, heartbeatTimeout: this.#heartbeatTimeout } =
       heartbeats(options.heartbeatInterval, options.heartbeatTimeout));
     this.#grace = duration(options.grace, "grace", 10_000, true);
+    this.#taskGrace = duration(options.taskGrace, "taskGrace", 2_000, true);
+    this.#taskTimeout = options.taskTimeout === undefined
+      ? undefined
+      : duration(options.taskTimeout, "taskTimeout", 0);
+    this.#maxPayloadBytes = positiveInt(
+      options.maxPayloadBytes,
+      "maxPayloadBytes",
+      DEFAULT_MAX_PAYLOAD_BYTES,
+    );
+    this.#reconnectDeadline = duration(options.reconnectDeadline, "reconnectDeadline", 30_000);
     this.#block = positiveInt(options.block, "block", 1000);
     this.id = options.id ?? `${hostname()}:${pid()}:${Math.random().toString(36).slice(2, 8)}`;
     this.#log = options.log ?? ((line) => console.error(line));
   }
 
-  /** The number of tasks running now. */
+  /** The number of tasks in hand (starting, running or being recorded). */
   get active(): number {
-    return this.#active.size;
+    return this.#tasks.size;
   }
 
   /** Counts of tasks this listener finished: `completed` (value) and `failed` (error). */
@@ -164,32 +239,58 @@ export class Listener {
   }
 
   /**
-   * Loads the task modules, connects, joins the consumer groups, registers in the listener
-   * registry, and starts taking work. Resolves once the listener is live.
+   * Starts the executor threads (which load the task modules), connects, joins the consumer
+   * groups, registers in the listener registry, and starts taking work. Resolves once the
+   * listener is live.
    */
   async start(): Promise<void> {
     if (this.#state !== "new") throw new Error(`listener ${this.id} was already started`);
     this.#state = "starting";
-    this.#tasks = await loadTasks(this.#modules);
-    this.#cmd = await connect(this.#url, "streamfutures-worker");
-    this.#reader = await connectReader(this.#url, "streamfutures-worker-read");
+    const modules = await Promise.all(this.#modules.map((m) => resolveModuleUrl(m)));
+    const size = this.#executorCount ?? Math.min(this.#concurrency, await cpuCount());
+    this.#executors = new ExecutorPool({
+      modules,
+      size,
+      maxPayloadBytes: this.#maxPayloadBytes,
+      onDone: (results) => this.#onDone(results),
+      onLost: (seqs, why) => this.#onExecutorLost(seqs, why),
+      log: (line) => this.#log(`streamfutures worker ${this.id}: ${line}`),
+    });
+    await this.#executors.start();
+    const deadline = this.#reconnectDeadline;
+    this.#cmd = await connect(this.#url, "streamfutures-worker", deadline);
+    this.#reader = await connectReader(this.#url, "streamfutures-worker-read", deadline);
+    this.#unsubscribe = await subscribe(
+      this.#url,
+      this.#keys.control(),
+      (message) => this.#onControl(message),
+      "streamfutures-worker-control",
+      deadline,
+    );
     for (const stream of this.#streams) await this.#ensureGroup(stream);
     await this.#beat();
     this.#timer = setInterval(() => void this.#beat(), this.#heartbeatInterval);
     this.#state = "running";
+    for (const queue of this.#queues) {
+      this.#promote(queue).catch((error) => {
+        this.#log(`streamfutures worker ${this.id}: promoting delayed tasks failed: ${error}`);
+      });
+    }
     this.#loop = this.#readLoop();
     this.#log(
       `streamfutures worker ${this.id} serving ${
         this.#queues.join(", ")
-      } of app ${this.#keys.app} ` +
-        `(concurrency ${this.#concurrency}, tasks: ${[...this.#tasks.byName.keys()].join(", ")})`,
+      } of app ${this.#keys.app} (concurrency ${this.#concurrency}, ${size} executor thread${
+        size === 1 ? "" : "s"
+      }, tasks: ${this.#executors.names.join(", ")})`,
     );
   }
 
   /**
    * Stops taking work at once, lets running tasks finish within `grace` ms, then aborts the rest
-   * and records them as failed with `WorkerInterrupted: <reason>`. Leaves the registry, and
-   * closes the connections. Safe to call more than once.
+   * and records them as interrupted (`WorkerInterrupted: <reason>`; back to the queue when they
+   * have retries left). Leaves the registry, and closes the connections. Safe to call more than
+   * once.
    */
   stop(options: { grace?: number; reason?: string } = {}): Promise<void> {
     this.#stopped ??= this.#stop(
@@ -207,36 +308,49 @@ export class Listener {
     this.#state = "stopping";
     this.#slotFree?.();
     // End the blocking read now; entries it already received are still run.
-    await this.#reader?.unblock(this.#cmd!).catch(() => {});
+    if (this.#cmd) await this.#reader?.unblock(this.#cmd).catch(() => {});
     await this.#loop?.catch(() => {});
-    if (this.#active.size > 0) {
+    await Promise.all(this.#starting);
+    if (this.#tasks.size > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
-        Promise.all([...this.#active.values()].map((t) => t.finished)),
+        Promise.all([...this.#tasks.values()].map((t) => t.finished)),
         new Promise<void>((resolve) => (timer = setTimeout(resolve, grace))),
       ]);
       clearTimeout(timer);
     }
-    const interrupted = [...this.#active.values()];
+    const interrupted = [...this.#tasks.values()].filter((t) => t.state === "running");
     if (interrupted.length > 0) {
       this.#log(
         `streamfutures worker ${this.id}: interrupting ${interrupted.length} task(s) (${reason})`,
       );
-      const error = new WorkerInterrupted(reason);
-      await Promise.all(interrupted.map((t) => {
-        t.controller.abort(error);
-        return this.#interrupt(t, error);
-      }));
+      const records: Task[] = [];
+      for (const task of interrupted) {
+        this.#stopTask(task, "interrupt", reason);
+        records.push(task);
+      }
+      const error: RemoteErrorInfo = { name: "WorkerInterrupted", message: reason };
+      this.#finish(records.map((t) => [t, this.#failure(t, error, true)]));
     }
+    await Promise.all(this.#finishing);
     clearInterval(this.#timer);
+    clearTimeout(this.#sweepTimer);
+    for (const { timer } of this.#wakeTimers.values()) clearTimeout(timer);
+    await this.#executors?.close();
+    this.#unsubscribe?.();
     try {
       const cmd = this.#cmd!;
       await Promise.all(
         this.#queues.map((q) => cmd.sendCommand(["ZREM", this.#keys.listeners(q), this.id])),
       );
-      await Promise.all(
-        this.#streams.map((s) => cmd.sendCommand(["XGROUP", "DELCONSUMER", s, GROUP, this.id])),
-      );
+      // A consumer that still holds entries (results that could not be recorded) is kept, so
+      // that recovery finds them.
+      await Promise.all(this.#streams.map(async (s) => {
+        const held = await cmd.sendCommand(["XPENDING", s, GROUP, "-", "+", "1", this.id]);
+        if (Array.isArray(held) && held.length === 0) {
+          await cmd.sendCommand(["XGROUP", "DELCONSUMER", s, GROUP, this.id]);
+        }
+      }));
     } catch (error) {
       this.#log(
         `streamfutures worker ${this.id}: could not leave the registry: ${
@@ -259,26 +373,42 @@ export class Listener {
     }
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // Heartbeats, recovery, delayed tasks
+
   async #beat(): Promise<void> {
     if (this.#beating) return;
     this.#beating = true;
     try {
       const cmd = this.#cmd!;
-      const now = heartbeatNow();
       const writes: Promise<unknown>[] = this.#queues.map((q) =>
         REGISTER.run(cmd, [this.#keys.listeners(q)], [this.id, String(this.#heartbeatTimeout * 4)])
       );
-      const running = [...this.#active.values()].filter((t) => t.started);
+      const running = [...this.#tasks.values()].filter((t) => t.state === "running");
       if (running.length > 0) {
-        writes.push(HEARTBEAT.run(
-          cmd,
-          [
-            ...running.map((t) => this.#keys.status(t.op)),
-            ...running.map((t) => this.#keys.heartbeat(t.op)),
-          ],
-          [now, ...running.map((t) => t.taskId)],
-        ));
+        const args = [this.#keys.app, GROUP, this.id];
+        for (const t of running) args.push(t.stream, t.entryId, t.op, t.taskId);
+        writes.push(
+          HEARTBEAT.run(cmd, [], args).then((reply) => {
+            const verdicts = reply as (number | string)[];
+            for (let i = 0; i < verdicts.length; i += 2) {
+              const task = running[Number(verdicts[i]) - 1];
+              if (!task || task.state !== "running" || task.stop) continue;
+              const verdict = verdicts[i + 1];
+              if (verdict === "c") this.#stopTask(task, "cancel", "the task was cancelled");
+              else if (verdict === "l") {
+                this.#stopTask(task, "lost", "the task was given to another attempt");
+              } else this.#stopTask(task, "cancel", "the task is no longer running");
+            }
+          }),
+        );
       }
+      // Recovery every half heartbeat timeout (one worker per queue does it, by lock).
+      const every = Math.max(1, Math.round(this.#heartbeatTimeout / this.#heartbeatInterval / 2));
+      if (++this.#beats % every === 0) {
+        for (const queue of this.#queues) writes.push(this.#recover(queue));
+      }
+      for (const queue of this.#queues) writes.push(this.#promote(queue));
       await Promise.all(writes);
     } catch (error) {
       if (this.#state === "running") {
@@ -289,11 +419,87 @@ export class Listener {
     }
   }
 
+  async #recover(queue: string): Promise<void> {
+    const lockMs = Math.max(1, Math.round(this.#heartbeatTimeout / 2));
+    const reply = await RECOVER.run(
+      this.#cmd!,
+      [this.#keys.queue(queue), this.#keys.recovering(queue)],
+      [
+        this.#keys.app,
+        GROUP,
+        queue,
+        String(this.#heartbeatTimeout),
+        this.id,
+        String(lockMs),
+        "1000",
+      ],
+    );
+    if (Array.isArray(reply) && (Number(reply[1]) > 0 || Number(reply[2]) > 0)) {
+      this.#log(
+        `streamfutures worker ${this.id}: recovered lost tasks of ${queue}: ${
+          reply[1]
+        } back to the queue, ${reply[2]} failed (WorkerLostError)`,
+      );
+    }
+  }
+
+  /** Moves due delayed tasks of `queue` to its stream, and arms a timer for the next one. */
+  async #promote(queue: string): Promise<void> {
+    if (this.#state !== "running" && this.#state !== "starting") return;
+    const limit = 1000;
+    for (;;) {
+      const reply = await PROMOTE.run(
+        this.#cmd!,
+        [this.#keys.delayed(queue), this.#keys.queue(queue)],
+        [String(limit)],
+      ) as number[];
+      const [moved, next, now] = reply.map(Number);
+      this.#clockOffset = now - Date.now();
+      if (moved >= limit) continue;
+      if (next >= 0) this.#wakeAt(queue, next);
+      return;
+    }
+  }
+
+  /** Arms (or advances) the timer that promotes `queue`'s delayed tasks at Redis time `due`. */
+  #wakeAt(queue: string, due: number): void {
+    const current = this.#wakeTimers.get(queue);
+    if (current && current.at <= due) return;
+    if (current) clearTimeout(current.timer);
+    const delay = Math.max(0, due - (Date.now() + this.#clockOffset));
+    const timer = setTimeout(() => {
+      this.#wakeTimers.delete(queue);
+      void this.#promote(queue).catch((error) => {
+        this.#log(
+          `streamfutures worker ${this.id}: promoting delayed tasks failed: ${error.message}`,
+        );
+      });
+    }, delay);
+    this.#wakeTimers.set(queue, { at: due, timer });
+  }
+
+  #onControl(message: string): void {
+    const [kind, a, b] = message.split(" ");
+    if (kind === "c") {
+      const task = this.#byTaskId.get(b);
+      if (!task || task.op !== a) return;
+      if (task.state === "starting") task.cancelSeen = true;
+      else if (task.state === "running" && !task.stop) {
+        this.#stopTask(task, "cancel", "the task was cancelled");
+      }
+    } else if (kind === "w" && this.#queues.includes(a) && this.#state === "running") {
+      this.#wakeAt(a, Number(b));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reading and starting
+
   async #readLoop(): Promise<void> {
     const reader = this.#reader!;
     let backoff = 50;
     while (this.#state === "running") {
-      const free = this.#concurrency - this.#active.size;
+      const free = this.#concurrency - this.#tasks.size;
       if (free <= 0) {
         await new Promise<void>((resolve) => (this.#slotFree = resolve));
         this.#slotFree = undefined;
@@ -336,11 +542,24 @@ export class Listener {
         }
         continue;
       }
-      for (const entry of parseStreamReply(reply)) this.#start(entry);
+      const byStream = new Map<string, Task[]>();
+      for (const entry of parseStreamReply(reply)) {
+        const task = this.#accept(entry);
+        if (!task) continue;
+        let list = byStream.get(entry.stream);
+        if (!list) byStream.set(entry.stream, list = []);
+        list.push(task);
+      }
+      for (const [stream, tasks] of byStream) {
+        const started = this.#startBatch(stream, tasks);
+        this.#starting.add(started);
+        void started.finally(() => this.#starting.delete(started));
+      }
     }
   }
 
-  #start(entry: StreamEntry): void {
+  /** Validates an entry and takes it in hand (it occupies a slot from now on). */
+  #accept(entry: StreamEntry): Task | undefined {
     const { fields } = entry;
     const taskId = fields.id;
     const op = fields.op;
@@ -356,125 +575,275 @@ export class Listener {
       void this.#cmd!.sendCommand(["XACK", entry.stream, GROUP, entry.id])
         .then(() => this.#cmd!.sendCommand(["XDEL", entry.stream, entry.id]))
         .catch(() => {});
+      return undefined;
+    }
+    const nonNegative = (value: string | undefined): number | undefined => {
+      const n = Number(value);
+      return value !== undefined && Number.isFinite(n) && n >= 0 ? n : undefined;
+    };
+    const timeout = nonNegative(fields.timeout) || this.#taskTimeout;
+    let resolveFinished!: () => void;
+    const finished = new Promise<void>((resolve) => (resolveFinished = resolve));
+    const task: Task = {
+      seq: this.#seq++,
+      entryId: entry.id,
+      stream: entry.stream,
+      queue: entry.stream.slice(this.#keys.queue("").length),
+      taskId,
+      op,
+      reply,
+      fields,
+      attempt: Math.max(1, Math.floor(nonNegative(fields.attempt) ?? 1)),
+      retries: Math.floor(nonNegative(fields.retries) ?? 0),
+      retryOnError: fields.retryOn === "error",
+      timeout,
+      state: "starting",
+      deadline: undefined,
+      stop: undefined,
+      cancelSeen: false,
+      finished,
+      resolveFinished,
+    };
+    this.#tasks.set(task.seq, task);
+    this.#byTaskId.set(taskId, task);
+    return task;
+  }
+
+  async #startBatch(stream: string, tasks: Task[]): Promise<void> {
+    const cmd = this.#cmd!;
+    const [min, max] = idRange(tasks.map((t) => t.entryId));
+    const args = [this.#keys.app, GROUP, this.id, min, max];
+    for (const t of tasks) args.push(t.entryId, t.op, t.taskId, t.reply, String(t.attempt));
+    let verdicts: unknown[];
+    try {
+      verdicts = await withReconnect(
+        cmd,
+        () => START.run(cmd, [stream], args),
+        this.#reconnectDeadline,
+        "starting tasks",
+      ) as unknown[];
+    } catch (error) {
+      // The entries stay pending: recovery gives them to another worker.
+      this.#log(
+        `streamfutures worker ${this.id}: could not start ${tasks.length} task(s): ${
+          (error as Error).message
+        }`,
+      );
+      for (const task of tasks) this.#release(task);
       return;
     }
-    const controller = new AbortController();
-    let done!: () => void;
-    const finished = new Promise<void>((resolve) => (done = resolve));
-    const task: RunningTask = { taskId, op, entry, controller, finished, started: false };
-    this.#active.set(taskId, task);
-    this.#run(task).catch((error) => {
-      this.#log(
-        `streamfutures worker ${this.id}: task ${taskId} could not be recorded: ${
-          (error as Error)?.message
-        }`,
-      );
-    }).finally(() => {
-      this.#active.delete(taskId);
-      done();
-      this.#slotFree?.();
+    const run: RunMessage[] = [];
+    const rejected: [Task, FinishRecord][] = [];
+    const now = performance.now();
+    tasks.forEach((task, i) => {
+      if (verdicts[i] !== 1) return this.#release(task);
+      task.state = "running";
+      if (task.fields.v !== PROTOCOL_VERSION) {
+        const error = {
+          name: "ProtocolError",
+          message: `unsupported stream entry version ${
+            JSON.stringify(task.fields.v ?? null)
+          } (this worker reads version ${PROTOCOL_VERSION})`,
+        };
+        rejected.push([task, this.#failure(task, error, false)]);
+        return;
+      }
+      if (task.timeout !== undefined) {
+        task.deadline = now + task.timeout;
+        this.#timed.add(task);
+      }
+      run.push([
+        task.seq,
+        task.fields.fn ?? "",
+        task.fields.args ?? "",
+        task.taskId,
+        task.op,
+        task.attempt,
+        task.queue,
+      ]);
     });
+    if (rejected.length > 0) this.#finish(rejected);
+    if (run.length > 0) this.#executors!.run(run);
+    for (const task of tasks) {
+      if (task.state === "running" && task.cancelSeen && !task.stop) {
+        this.#stopTask(task, "cancel", "the task was cancelled");
+      }
+    }
+    if (this.#timed.size > 0) this.#scheduleSweep();
   }
 
-  async #run(task: RunningTask): Promise<void> {
-    const { entry } = task;
-    const { fields } = entry;
-    const cmd = this.#cmd!;
-    const keys = this.#keys;
-    const claimed = await START.run(
-      cmd,
-      [keys.status(task.op), keys.heartbeat(task.op), fields.reply, entry.stream],
-      [task.taskId, heartbeatNow(), GROUP, entry.id],
-    );
-    if (claimed !== 1) return; // cancelled, released, or taken already: nothing to run
-    task.started = true;
+  // ---------------------------------------------------------------------------------------------
+  // Stopping tasks: cancel, timeout, lost lease, shutdown
 
-    let code: string = Status.COMPLETE;
-    let stored: string;
-    let payload: string;
-    try {
-      const value = await this.#execute(fields, task);
-      stored = payload = encode(value, "result");
-    } catch (thrown) {
-      const info = describeThrown(thrown);
-      code = Status.ERROR;
-      stored = formatErrorLine(info.name, info.message);
-      payload = JSON.stringify(info);
-    }
-    if (task.controller.signal.aborted) return; // interrupted: stop() recorded the outcome
-    const recorded = await this.#finish(task, code, stored, payload);
-    if (recorded === 1) {
-      if (code === Status.COMPLETE) this.#completed++;
-      else this.#failed++;
-    }
+  #stopTask(task: Task, kind: StopKind, message: string): void {
+    task.stop = { kind, message, killAt: performance.now() + this.#taskGrace };
+    this.#timed.add(task);
+    this.#executors!.abort(task.seq, STOP_REASON[kind], message);
+    if (kind !== "interrupt") this.#scheduleSweep();
   }
 
-  async #execute(fields: Record<string, string>, task: RunningTask): Promise<unknown> {
-    if (fields.v !== PROTOCOL_VERSION) {
-      throw new ProtocolError(
-        `unsupported stream entry version ${
-          JSON.stringify(fields.v ?? null)
-        } (this worker reads version ${PROTOCOL_VERSION})`,
-      );
+  #scheduleSweep(): void {
+    let next = Infinity;
+    for (const task of this.#timed) {
+      const at = task.stop ? task.stop.killAt : task.deadline ?? Infinity;
+      if (at < next) next = at;
     }
-    const name = fields.fn;
-    const fn = name === undefined ? undefined : this.#tasks!.byName.get(name);
-    if (!fn) {
-      throw new UnknownTaskError(
-        `no task named ${JSON.stringify(name ?? null)} on worker ${this.id} (known: ${
-          [...this.#tasks!.byName.keys()].join(", ")
-        })`,
-      );
-    }
-    let args: unknown;
-    try {
-      args = decode(fields.args ?? "");
-    } catch (error) {
-      throw new ProtocolError(
-        `the arguments of task ${task.taskId} cannot be decoded: ${(error as Error)?.message}`,
-        {
-          cause: error,
-        },
-      );
-    }
-    if (!Array.isArray(args)) {
-      throw new ProtocolError(`the arguments of task ${task.taskId} are not an array`);
-    }
-    const attempt = Number(fields.attempt) || 1;
-    return await runInTask(
-      { taskId: task.taskId, operationId: task.op, attempt, signal: task.controller.signal },
-      () => fn(...args),
-    );
+    if (next === Infinity || next >= this.#sweepAt) return;
+    clearTimeout(this.#sweepTimer);
+    this.#sweepAt = next;
+    this.#sweepTimer = setTimeout(() => {
+      this.#sweepAt = Infinity;
+      this.#sweep();
+    }, Math.max(0, next - performance.now()));
   }
 
-  async #interrupt(task: RunningTask, error: WorkerInterrupted): Promise<void> {
-    // The task is abandoned: record it as failed (unless it finished meanwhile), tell its client,
-    // and acknowledge its entry, exactly as if it had thrown.
-    try {
-      await this.#finish(
+  #sweep(): void {
+    const now = performance.now();
+    const killed: [Task, FinishRecord][] = [];
+    for (const task of this.#timed) {
+      if (task.state !== "running") {
+        this.#timed.delete(task);
+        continue;
+      }
+      if (!task.stop && task.deadline !== undefined && now >= task.deadline) {
+        this.#stopTask(
+          task,
+          "timeout",
+          `task ${task.taskId} ran longer than its timeout of ${task.timeout} ms`,
+        );
+      } else if (task.stop && task.stop.kind !== "interrupt" && now >= task.stop.killAt) {
+        this.#log(
+          `streamfutures worker ${this.id}: task ${task.taskId} ignored its abort signal for ${this.#taskGrace} ms (${task.stop.kind}); terminating its executor thread`,
+        );
+        task.state = "finishing";
+        this.#timed.delete(task);
+        this.#executors!.kill(task.seq, `${task.taskId} (${task.stop.kind})`);
+        killed.push([task, this.#stoppedOutcome(task)]);
+      }
+    }
+    if (killed.length > 0) this.#finish(killed);
+    this.#scheduleSweep();
+  }
+
+  /** What to record for a task that was told to stop, whatever it returned. */
+  #stoppedOutcome(task: Task): FinishRecord {
+    if (task.stop?.kind === "timeout") {
+      return this.#failure(task, { name: "TaskTimeoutError", message: task.stop.message }, false);
+    }
+    return this.#record(task, "x", "", "");
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Recording outcomes
+
+  #onDone(results: DoneMessage[]): void {
+    const records: [Task, FinishRecord][] = [];
+    for (const r of results) {
+      const task = this.#tasks.get(r[0]);
+      if (!task || task.state !== "running") continue;
+      task.state = "finishing";
+      this.#timed.delete(task);
+      if (task.stop) {
+        records.push([task, this.#stoppedOutcome(task)]);
+      } else if (r[1] === 1) {
+        records.push([task, this.#record(task, "c", r[2], "")]);
+      } else {
+        const error = { name: r[2], message: r[3], stack: r[4] || undefined };
+        records.push([task, this.#failure(task, error, false)]);
+      }
+    }
+    if (records.length > 0) this.#finish(records);
+  }
+
+  #onExecutorLost(seqs: number[], why: string): void {
+    const records: [Task, FinishRecord][] = [];
+    for (const seq of seqs) {
+      const task = this.#tasks.get(seq);
+      if (!task || task.state !== "running") continue;
+      task.state = "finishing";
+      this.#timed.delete(task);
+      records.push([
         task,
-        Status.ERROR,
-        formatErrorLine(error.name, error.message),
-        JSON.stringify({
-          name: error.name,
-          message: error.message,
-        }),
-      );
-    } catch (e) {
-      this.#log(
-        `streamfutures worker ${this.id}: could not record interruption of ${task.taskId}: ${
-          (e as Error).message
-        }`,
-      );
+        task.stop ? this.#stoppedOutcome(task) : this.#record(
+          task,
+          "l",
+          `task ${task.taskId} was lost on worker ${this.id}: ${why}`,
+          "",
+        ),
+      ]);
+    }
+    if (records.length > 0) this.#finish(records);
+  }
+
+  #record(task: Task, action: string, a: string, b: string): FinishRecord {
+    return [task.entryId, task.op, task.taskId, task.reply, action, a, b];
+  }
+
+  /**
+   * The record of a failure: another attempt when the failure is retryable (thrown errors and
+   * timeouts only with `retryOn: "error"`; interruptions always) and retries remain; a final
+   * failure otherwise, dead-lettered when the task had a retry policy for it.
+   */
+  #failure(task: Task, error: RemoteErrorInfo, alwaysRetryable: boolean): FinishRecord {
+    const retryable = alwaysRetryable || (task.retryOnError && error.name !== "ProtocolError");
+    const payload = JSON.stringify({ ...error, attempts: task.attempt });
+    const line = formatErrorLine(error.name, error.message);
+    const action = !retryable ? "e" : task.attempt <= task.retries ? "r" : "d";
+    return this.#record(task, action, line, payload);
+  }
+
+  /** Sends outcomes to Redis, one FINISH call per stream; frees the slots when recorded. */
+  #finish(records: [Task, FinishRecord][]): void {
+    const byStream = new Map<string, [Task, FinishRecord][]>();
+    for (const item of records) {
+      item[0].state = "finishing";
+      let list = byStream.get(item[0].stream);
+      if (!list) byStream.set(item[0].stream, list = []);
+      list.push(item);
+    }
+    for (const [stream, items] of byStream) {
+      const done = this.#finishBatch(stream, items);
+      this.#finishing.add(done);
+      void done.finally(() => this.#finishing.delete(done));
     }
   }
 
-  #finish(task: RunningTask, code: string, stored: string, payload: string): Promise<unknown> {
-    const keys = this.#keys;
-    return FINISH.run(
-      this.#cmd!,
-      [keys.status(task.op), keys.results(task.op), task.entry.fields.reply, task.entry.stream],
-      [task.taskId, code, stored, payload, GROUP, task.entry.id],
-    );
+  async #finishBatch(stream: string, items: [Task, FinishRecord][]): Promise<void> {
+    const cmd = this.#cmd!;
+    const [min, max] = idRange(items.map(([t]) => t.entryId));
+    const args = [this.#keys.app, GROUP, this.id, min, max, items[0][0].queue];
+    for (const [, record] of items) args.push(...record);
+    try {
+      const results = await withReconnect(
+        cmd,
+        () => FINISH.run(cmd, [stream], args),
+        this.#reconnectDeadline,
+        "recording results",
+      ) as number[];
+      items.forEach(([, record], i) => {
+        if (Number(results[i]) !== 1) return;
+        if (record[4] === "c") this.#completed++;
+        else if (record[4] !== "x") this.#failed++;
+      });
+    } catch (error) {
+      const why = error instanceof ConnectionError
+        ? error.message
+        : `${(error as Error)?.message ?? error}`;
+      this.#log(
+        `streamfutures worker ${this.id}: could not record ${items.length} outcome(s) (${why}); ` +
+          `their entries stay pending for recovery`,
+      );
+    } finally {
+      for (const [task] of items) this.#release(task);
+    }
+  }
+
+  /** Forgets a task and frees its slot. */
+  #release(task: Task): void {
+    this.#tasks.delete(task.seq);
+    this.#timed.delete(task);
+    if (this.#byTaskId.get(task.taskId) === task) this.#byTaskId.delete(task.taskId);
+    task.resolveFinished();
+    this.#slotFree?.();
   }
 }

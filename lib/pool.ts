@@ -8,19 +8,33 @@
  * @module
  */
 
-import { decode, encode } from "./codec.ts";
+import { checkPayloadSize, decode, encode } from "./codec.ts";
 import {
   CancelledError,
+  ConnectionError,
   NoWorkersError,
   PoolClosedError,
   ProtocolError,
   RemoteTaskError,
+  TaskTimeoutError,
+  WorkerLostError,
 } from "./errors.ts";
 import { futureControl, type FutureHooks, StreamFuture } from "./future.ts";
-import { Keys, Status } from "./_keys.ts";
+import { GROUP, Keys, Status } from "./_keys.ts";
+import { DEFAULT_MAX_PAYLOAD_BYTES } from "./listener.ts";
 import { CANCEL } from "./_lua/cancel.ts";
+import { RECOVER_TASKS } from "./_lua/recover.ts";
 import { SUBMIT } from "./_lua/submit.ts";
-import { bool, duration, heartbeats, keyName, nonNegativeInt, positiveInt } from "./_options.ts";
+import {
+  bool,
+  duration,
+  heartbeats,
+  keyName,
+  nonNegativeInt,
+  positiveInt,
+  type RetryOn,
+  retryOn,
+} from "./_options.ts";
 import {
   type BlockingReader,
   checkConnectionOptions,
@@ -28,9 +42,10 @@ import {
   type ConnectionOptions,
   connectReader,
   type RedisConnection,
+  withReconnect,
 } from "./_redis.ts";
 import { startThread, type ThreadHandle } from "./_runtime.ts";
-import { parseStreamReply } from "./_stream.ts";
+import { parseStreamReplyFlat } from "./_stream.ts";
 import {
   checkTaskModules,
   loadTasks,
@@ -59,16 +74,63 @@ export interface PoolOptions {
   keep?: boolean;
   /** Heartbeat interval of local listeners, ms (default 1000). */
   heartbeatInterval?: number;
-  /** A listener whose heartbeat is older than this (ms) is not live (default 5000). */
+  /**
+   * A listener, or a running task, whose heartbeat is older than this (ms) is not live (default
+   * 5000): submitting then fails with `NoWorkersError`, and a running task is lost.
+   */
   heartbeatTimeout?: number;
+  /** Default `retries` of submitted tasks (default 0). */
+  retries?: number;
+  /** Default `retryDelay` of submitted tasks, ms (default 0). */
+  retryDelay?: number;
+  /** Default `retryOn` of submitted tasks (default `"lost"`). */
+  retryOn?: RetryOn;
+  /** Default `timeout` of submitted tasks, ms (default: none, or the worker's `--task-timeout`). */
+  timeout?: number;
+  /** The largest encoded argument list accepted by `submit`/`map`, bytes (default 16 MiB). */
+  maxPayloadBytes?: number;
+  /**
+   * How long Redis may be unreachable before calls fail with `ConnectionError`, ms (default
+   * 30000). Shorter outages are ridden out: commands are retried, reads resume, and the futures
+   * of the outage settle once Redis is back.
+   */
+  reconnectDeadline?: number;
+  /**
+   * Time to live of the keys of this pool's operations and of its reply stream, ms (default one
+   * hour), refreshed while the pool lives: the keys of a client that crashed expire.
+   */
+  orphanTtl?: number;
+  /** Local listeners: how long a task that ignores its abort signal may run on, ms (default 2000). */
+  taskGrace?: number;
 }
 
 /** Options of {@link StreamFuturePool.submit} and {@link StreamFuturePool.map}. */
 export interface SubmitOptions {
-  /** Aborting it cancels the task(s); a pending task then never runs. */
+  /** Aborting it cancels the task(s): a pending task never runs, a running one is stopped. */
   signal?: AbortSignal;
   /** The queue to submit to (default: the pool's `queue`). */
   queue?: string;
+  /**
+   * How many more times a task may be started after a failed attempt (default: the pool's
+   * `retries`, 0). Which failures are retried is `retryOn`.
+   */
+  retries?: number;
+  /**
+   * Delay before the first retry, ms; each further retry waits twice as long as the one before
+   * (default: the pool's `retryDelay`, 0).
+   */
+  retryDelay?: number;
+  /**
+   * `"lost"` (default): retry only attempts whose worker died or was stopped; `"error"`: also
+   * attempts that threw or timed out.
+   */
+  retryOn?: RetryOn;
+  /**
+   * Run time limit on the worker, ms: then the task's signal is aborted with a `TimeoutError`,
+   * it is stopped by force after the worker's task grace period, and the future rejects with
+   * `TaskTimeoutError`.
+   */
+  timeout?: number;
 }
 
 /** Options of {@link StreamFuturePool.shutdown}. */
@@ -92,6 +154,15 @@ interface Batch {
   readonly queue: string;
   readonly op: string;
   readonly items: Outgoing[];
+  /** Extra entry fields (retry policy, timeout), as name, value pairs. */
+  readonly extra: string[];
+}
+
+/** Where a started task is, for the lost-task check. */
+interface Started {
+  readonly queue: string;
+  readonly op: string;
+  entryId: string;
 }
 
 /** Tasks per SUBMIT call (keeps each Lua call short). */
@@ -142,6 +213,11 @@ export class StreamFuturePool implements AsyncDisposable {
   readonly #concurrency: number;
   readonly #heartbeatInterval: number;
   readonly #heartbeatTimeout: number;
+  readonly #defaults: TaskPolicy;
+  readonly #maxPayloadBytes: number;
+  readonly #reconnectDeadline: number;
+  readonly #orphanTtl: number;
+  readonly #taskGrace: number;
   readonly #replyKey: string;
   readonly #hooks: FutureHooks;
   #registry: TaskRegistry | undefined;
@@ -152,7 +228,8 @@ export class StreamFuturePool implements AsyncDisposable {
   #ready: Promise<void>;
   #futures = new Map<string, StreamFuture<unknown>>();
   #unsent = new Set<string>();
-  #ops = new Set<string>();
+  /** This pool's operations and their queues (for the TTL refresh and the close). */
+  #ops = new Map<string, string>();
   #outbox: Batch[] = [];
   #flushing: Promise<void> | undefined;
   #locals: ThreadHandle[] = [];
@@ -162,6 +239,9 @@ export class StreamFuturePool implements AsyncDisposable {
   #readLoop: Promise<void> | undefined;
   #counter = 0;
   #lastReplyId = "0";
+  /** Started tasks, by task id: where to look when checking whether their worker is alive. */
+  #started = new Map<string, Started>();
+  #timers: ReturnType<typeof setInterval>[] = [];
 
   /** Creates the pool; connecting and starting local listeners happen in the background. */
   constructor(options: PoolOptions = {}) {
@@ -176,6 +256,20 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#concurrency = positiveInt(options.concurrency, "concurrency", 8);
     ({ heartbeatInterval: this.#heartbeatInterval, heartbeatTimeout: this.#heartbeatTimeout } =
       heartbeats(options.heartbeatInterval, options.heartbeatTimeout));
+    this.#defaults = taskPolicy(options, {
+      retries: 0,
+      retryDelay: 0,
+      retryOn: "lost",
+      timeout: undefined,
+    });
+    this.#maxPayloadBytes = positiveInt(
+      options.maxPayloadBytes,
+      "maxPayloadBytes",
+      DEFAULT_MAX_PAYLOAD_BYTES,
+    );
+    this.#reconnectDeadline = duration(options.reconnectDeadline, "reconnectDeadline", 30_000);
+    this.#orphanTtl = duration(options.orphanTtl, "orphanTtl", 3_600_000);
+    this.#taskGrace = duration(options.taskGrace, "taskGrace", 2_000, true);
     if (this.#workers > 0 && this.#modules.length === 0) {
       throw new TypeError("workers > 0 needs tasks: the task modules the local listeners run");
     }
@@ -232,10 +326,15 @@ export class StreamFuturePool implements AsyncDisposable {
       throw new TypeError(`args must be an array of task arguments, got ${describe(args)}`);
     }
     const encoded = encode(args, "args");
+    checkPayloadSize(encoded, this.#maxPayloadBytes, "the arguments");
     const queue = keyName(options.queue, "queue", this.#queue);
-    const op = this.#newOperation();
+    const extra = policyFields(taskPolicy(options, this.#defaults));
+    const op = this.#newOperation(queue);
     const future = this.#newFuture(op, op);
-    this.#enqueue({ queue, op, items: [{ future, fn: task, args: encoded }] }, options.signal);
+    this.#enqueue(
+      { queue, op, items: [{ future, fn: task, args: encoded }], extra },
+      options.signal,
+    );
     return future;
   }
 
@@ -275,17 +374,20 @@ export class StreamFuturePool implements AsyncDisposable {
           `argsList[${i}] must be an array of task arguments, got ${describe(args)}`,
         );
       }
-      encoded.push(encode(args, `argsList[${i}]`));
+      const text = encode(args, `argsList[${i}]`);
+      checkPayloadSize(text, this.#maxPayloadBytes, `the arguments of argsList[${i}]`);
+      encoded.push(text);
       i++;
     }
     const queue = keyName(options.queue, "queue", this.#queue);
-    const op = this.#newOperation();
+    const extra = policyFields(taskPolicy(options, this.#defaults));
+    const op = this.#newOperation(queue);
     const items: Outgoing[] = encoded.map((args, index) => ({
       future: this.#newFuture(`${op}.${index.toString(36)}`, op),
       fn: task,
       args,
     }));
-    if (items.length > 0) this.#enqueue({ queue, op, items }, options.signal);
+    if (items.length > 0) this.#enqueue({ queue, op, items, extra }, options.signal);
     return items.map((item) => item.future);
   }
 
@@ -343,9 +445,9 @@ export class StreamFuturePool implements AsyncDisposable {
     return name;
   }
 
-  #newOperation(): string {
+  #newOperation(queue: string): string {
     const op = `${this.clientId}-${(this.#counter++).toString(36)}`;
-    this.#ops.add(op);
+    this.#ops.set(op, queue);
     return op;
   }
 
@@ -421,21 +523,32 @@ export class StreamFuturePool implements AsyncDisposable {
    * written whole.
    */
   async #submitBatch(batch: Batch, items: Outgoing[], triples: string[]): Promise<void> {
-    const { queue, op } = batch;
+    const { queue, op, extra } = batch;
     const keys = [
       this.#keys.queue(queue),
       this.#keys.listeners(queue),
       this.#keys.status(op),
       this.#keys.results(op),
     ];
+    const cmd = this.#cmd!;
+    // Idempotent (see SUBMIT), so a call cut by a lost connection is simply sent again.
     const chunk = (start: number, check: boolean) =>
-      SUBMIT.run(this.#cmd!, keys, [
-        check ? "1" : "0",
-        String(this.#heartbeatTimeout),
-        op,
-        this.#replyKey,
-        ...triples.slice(start * 3, (start + SUBMIT_CHUNK) * 3),
-      ]);
+      withReconnect(
+        cmd,
+        () =>
+          SUBMIT.run(cmd, keys, [
+            check ? "1" : "0",
+            String(this.#heartbeatTimeout),
+            op,
+            this.#replyKey,
+            String(this.#orphanTtl),
+            String(extra.length / 2),
+            ...extra,
+            ...triples.slice(start * 3, (start + SUBMIT_CHUNK) * 3),
+          ]),
+        this.#reconnectDeadline,
+        `submitting to queue "${queue}"`,
+      );
     try {
       const written = await chunk(0, this.#requireWorkers);
       if (written === -1) {
@@ -490,14 +603,26 @@ export class StreamFuturePool implements AsyncDisposable {
     // The confirmation may arrive on the reply stream before CANCEL returns: keep the reason.
     if (reason) this.#cancelReasons.set(future.id, reason);
     try {
-      const reply = await CANCEL.run(
-        this.#cmd!,
-        [
-          this.#keys.status(future.operationId),
-          this.#keys.results(future.operationId),
-          this.#replyKey,
-        ],
-        [future.id, `CancelledError: ${reason?.message ?? "cancelled by the client"}`],
+      const cmd = this.#cmd!;
+      const reply = await withReconnect(
+        cmd,
+        () =>
+          CANCEL.run(
+            cmd,
+            [
+              this.#keys.status(future.operationId),
+              this.#keys.results(future.operationId),
+              this.#replyKey,
+            ],
+            [
+              this.app,
+              future.id,
+              `CancelledError: ${reason?.message ?? "cancelled by the client"}`,
+              future.operationId,
+            ],
+          ),
+        this.#reconnectDeadline,
+        `cancelling task ${future.id}`,
       );
       if (reply !== 1) return false;
       this.#settle(future.id, (c) => c.cancel(reason));
@@ -510,27 +635,75 @@ export class StreamFuturePool implements AsyncDisposable {
   async #release(future: StreamFuture<unknown>): Promise<void> {
     this.#futures.delete(future.id);
     this.#unsent.delete(future.id);
+    this.#started.delete(future.id);
     if (this.#keep || !this.#cmd) return;
     const op = future.operationId;
+    const cmd = this.#cmd;
     await Promise.all([
-      this.#cmd.sendCommand(["HDEL", this.#keys.status(op), future.id]),
-      this.#cmd.sendCommand(["HDEL", this.#keys.heartbeat(op), future.id]),
-      this.#cmd.sendCommand(["HDEL", this.#keys.results(op), future.id]),
+      cmd.sendCommand(["HDEL", this.#keys.status(op), future.id]),
+      cmd.sendCommand(["HDEL", this.#keys.heartbeat(op), future.id]),
+      cmd.sendCommand(["HDEL", this.#keys.results(op), future.id]),
     ]);
   }
 
   async #start(): Promise<void> {
     if (this.#modules.length > 0) this.#registry = await loadTasks(this.#modules);
-    this.#cmd = await connect(this.#url, "streamfutures-client");
-    this.#reader = await connectReader(this.#url, "streamfutures-client-read");
+    const deadline = this.#reconnectDeadline;
+    this.#cmd = await connect(this.#url, "streamfutures-client", deadline);
+    this.#reader = await connectReader(this.#url, "streamfutures-client-read", deadline);
     // The reply stream must exist: workers write to it with NOMKSTREAM so that replies to a
-    // vanished client do not recreate it.
+    // vanished client do not recreate it. It expires unless this pool keeps refreshing it.
     const id = await this.#cmd.sendCommand(["XADD", this.#replyKey, "*", "init", "1"]);
     await this.#cmd.sendCommand(["XDEL", this.#replyKey, String(id)]);
+    await this.#cmd.sendCommand(["PEXPIRE", this.#replyKey, String(this.#orphanTtl)]);
     this.#lastReplyId = String(id);
     this.#reading = true;
     this.#readLoop = this.#readReplies();
+    this.#timers.push(
+      setInterval(() => void this.#checkStarted(), this.#heartbeatInterval),
+      setInterval(() => void this.#refreshTtl(), Math.max(1, this.#orphanTtl / 3)),
+    );
     if (this.#workers > 0) await this.#startLocalListeners();
+  }
+
+  /**
+   * Looks for lost tasks among those this pool saw start: a task whose heartbeat is older than
+   * `heartbeatTimeout` goes back to its queue (retries left) or fails with WorkerLostError, in
+   * Redis (RECOVER_TASKS); the outcome arrives on the reply stream like any other.
+   */
+  async #checkStarted(): Promise<void> {
+    if (this.#started.size === 0 || !this.#cmd) return;
+    const cmd = this.#cmd;
+    const records: string[] = [];
+    for (const [taskId, where] of this.#started) {
+      records.push(where.queue, where.entryId, where.op, taskId);
+    }
+    try {
+      for (let i = 0; i < records.length; i += 4 * 500) {
+        await RECOVER_TASKS.run(cmd, [], [
+          this.app,
+          GROUP,
+          String(this.#heartbeatTimeout),
+          ...records.slice(i, i + 4 * 500),
+        ]);
+      }
+    } catch {
+      // Redis is unreachable: the next check tries again (the read loop reports the outage).
+    }
+  }
+
+  /** Refreshes the time to live of the reply stream and of every operation's keys. */
+  async #refreshTtl(): Promise<void> {
+    const cmd = this.#cmd;
+    if (!cmd) return;
+    const ttl = String(this.#orphanTtl);
+    const calls: Promise<unknown>[] = [cmd.sendCommand(["PEXPIRE", this.#replyKey, ttl])];
+    for (const op of this.#ops.keys()) {
+      for (const key of [this.#keys.status(op), this.#keys.heartbeat(op), this.#keys.results(op)]) {
+        calls.push(cmd.sendCommand(["PEXPIRE", key, ttl]));
+      }
+    }
+    await Promise.all(calls).catch(() => {});
   }
 
   async #startLocalListeners(): Promise<void> {
@@ -546,6 +719,9 @@ export class StreamFuturePool implements AsyncDisposable {
           concurrency: this.#concurrency,
           heartbeatInterval: this.#heartbeatInterval,
           heartbeatTimeout: this.#heartbeatTimeout,
+          taskGrace: this.#taskGrace,
+          maxPayloadBytes: this.#maxPayloadBytes,
+          reconnectDeadline: this.#reconnectDeadline,
         });
         this.#locals.push(thread);
         await new Promise<void>((resolve, reject) => {
@@ -580,6 +756,7 @@ export class StreamFuturePool implements AsyncDisposable {
 
   async #readReplies(): Promise<void> {
     let backoff = 50;
+    let failedSince: number | undefined;
     while (this.#reading) {
       let reply: unknown;
       try {
@@ -594,18 +771,32 @@ export class StreamFuturePool implements AsyncDisposable {
           this.#lastReplyId,
         ]);
         backoff = 50;
+        failedSince = undefined;
       } catch (error) {
         if (!this.#reading) break;
-        console.error(
-          `streamfutures: reading replies failed (${(error as Error)?.message}); retrying`,
-        );
+        failedSince ??= Math.min(Date.now(), this.#reader!.downSince ?? Infinity);
+        const down = Date.now() - failedSince;
+        if (down >= this.#reconnectDeadline && this.#futures.size > 0) {
+          // Past the deadline the waiting futures fail; reading goes on for later work.
+          const failure = new ConnectionError(
+            `Redis unreachable for ${down} ms (reconnectDeadline ${this.#reconnectDeadline} ms): ${
+              (error as Error)?.message
+            }`,
+            { cause: error },
+          );
+          for (const id of [...this.#futures.keys()]) {
+            this.#unsent.delete(id);
+            this.#started.delete(id);
+            this.#settle(id, (c) => c.reject(failure));
+          }
+        }
         await new Promise((resolve) => setTimeout(resolve, backoff * (0.5 + Math.random())));
         backoff = Math.min(backoff * 2, 2000);
         continue;
       }
-      const entries = parseStreamReply(reply);
+      const entries = parseStreamReplyFlat(reply);
       if (entries.length === 0) continue;
-      for (const entry of entries) this.#onReply(entry.fields);
+      for (const entry of entries) this.#onReply(entry.flat);
       this.#lastReplyId = entries[entries.length - 1].id;
       void this.#cmd!.sendCommand(["XDEL", this.#replyKey, ...entries.map((e) => e.id)]).catch(
         () => {},
@@ -613,13 +804,36 @@ export class StreamFuturePool implements AsyncDisposable {
     }
   }
 
-  #onReply(fields: Record<string, string>): void {
+  /** Applies the notices of one reply entry (each starts with its `t` field). */
+  #onReply(flat: string[]): void {
+    let notice: Record<string, string> | undefined;
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      if (flat[i] === "t") {
+        if (notice) this.#onNotice(notice);
+        notice = { t: flat[i + 1] };
+      } else if (notice) {
+        notice[flat[i]] = flat[i + 1];
+      }
+    }
+    if (notice) this.#onNotice(notice);
+  }
+
+  #onNotice(fields: Record<string, string>): void {
     const id = fields.t;
-    if (id === undefined) return;
     switch (fields.s) {
-      case Status.RUNNING:
-        return this.#settle(id, (c) => c.markRunning());
+      case Status.NOT_STARTED: // back to the queue for another attempt
+        this.#started.delete(id);
+        return this.#settle(id, (c) => c.markPending(Number(fields.a) || 1));
+      case Status.RUNNING: {
+        const future = this.#futures.get(id);
+        if (future && fields.e) {
+          const queue = this.#ops.get(future.operationId);
+          if (queue) this.#started.set(id, { queue, op: future.operationId, entryId: fields.e });
+        }
+        return this.#settle(id, (c) => c.markRunning(Number(fields.a) || undefined));
+      }
       case Status.COMPLETE:
+        this.#started.delete(id);
         return this.#settle(id, (c) => {
           try {
             c.resolve(decode(fields.p ?? ""));
@@ -630,8 +844,10 @@ export class StreamFuturePool implements AsyncDisposable {
           }
         });
       case Status.ERROR:
+        this.#started.delete(id);
         return this.#settle(id, (c) => c.reject(remoteError(id, fields.p)));
       case Status.CANCELLED:
+        this.#started.delete(id);
         return this.#settle(id, (c) => c.cancel(this.#cancelReasons.get(id)));
     }
   }
@@ -648,20 +864,26 @@ export class StreamFuturePool implements AsyncDisposable {
     }
     await Promise.all([...this.#futures.values()].map((f) => f.then(() => {}, () => {})));
     if (this.#locals.length > 0) await this.#stopLocalListeners();
+    for (const timer of this.#timers) clearInterval(timer);
     this.#reading = false;
     if (this.#cmd) await this.#reader?.unblock(this.#cmd).catch(() => {});
     await this.#readLoop;
     this.#reader?.close();
     if (this.#cmd) {
       try {
-        const keys = [this.#replyKey];
-        if (!this.#keep) {
-          for (const op of this.#ops) {
-            keys.push(this.#keys.status(op), this.#keys.heartbeat(op), this.#keys.results(op));
-          }
+        await this.#cmd.sendCommand(["UNLINK", this.#replyKey]);
+        const keys: string[] = [];
+        for (const op of this.#ops.keys()) {
+          keys.push(this.#keys.status(op), this.#keys.heartbeat(op), this.#keys.results(op));
         }
-        for (let i = 0; i < keys.length; i += 300) {
-          await this.#cmd.sendCommand(["UNLINK", ...keys.slice(i, i + 300)]);
+        if (this.#keep) {
+          // Kept keys outlive the pool: no orphan expiry for them.
+          const cmd = this.#cmd;
+          await Promise.all(keys.map((key) => cmd.sendCommand(["PERSIST", key])));
+        } else {
+          for (let i = 0; i < keys.length; i += 300) {
+            await this.#cmd.sendCommand(["UNLINK", ...keys.slice(i, i + 300)]);
+          }
         }
       } finally {
         this.#cmd.close();
@@ -676,18 +898,29 @@ function abortError(signal: AbortSignal): CancelledError {
   });
 }
 
+/**
+ * The error a future rejects with, from a reply payload `{name, message, stack?, attempts?}`:
+ * the library's own verdicts (lost worker, timeout) as their classes, anything the task threw as
+ * a `RemoteTaskError`; all with `attempts`.
+ */
 function remoteError(id: string, payload: string | undefined): Error {
   try {
     const info = JSON.parse(payload ?? "") as {
       name?: unknown;
       message?: unknown;
       stack?: unknown;
+      attempts?: unknown;
     };
+    const name = String(info.name ?? "Error");
+    const message = String(info.message ?? "");
+    const attempts = Number(info.attempts) >= 1 ? Number(info.attempts) : 1;
+    if (name === "WorkerLostError") return new WorkerLostError(message, { attempts });
+    if (name === "TaskTimeoutError") return new TaskTimeoutError(message, { attempts });
     return new RemoteTaskError({
-      name: String(info.name ?? "Error"),
-      message: String(info.message ?? ""),
+      name,
+      message,
       stack: typeof info.stack === "string" ? info.stack : undefined,
-    });
+    }, { attempts });
   } catch (error) {
     return new ProtocolError(`the error of task ${id} cannot be decoded`, { cause: error });
   }
@@ -699,4 +932,42 @@ function describe(value: unknown): string {
   if (typeof value === "function") return `function ${value.name || "(anonymous)"}`;
   if (typeof value === "object") return `an object (${Object.prototype.toString.call(value)})`;
   return `${typeof value} ${String(value)}`;
+}
+
+/** A task's retry policy and timeout. */
+interface TaskPolicy {
+  retries: number;
+  retryDelay: number;
+  retryOn: RetryOn;
+  timeout: number | undefined;
+}
+
+/** Checks the policy options of `options`, falling back to `defaults`. */
+function taskPolicy(
+  options: {
+    retries?: number;
+    retryDelay?: number;
+    retryOn?: RetryOn;
+    timeout?: number;
+  },
+  defaults: TaskPolicy,
+): TaskPolicy {
+  return {
+    retries: nonNegativeInt(options.retries, "retries", defaults.retries),
+    retryDelay: duration(options.retryDelay, "retryDelay", defaults.retryDelay, true),
+    retryOn: retryOn(options.retryOn, "retryOn", defaults.retryOn),
+    timeout: options.timeout === undefined
+      ? defaults.timeout
+      : duration(options.timeout, "timeout", 0),
+  };
+}
+
+/** The extra stream entry fields of a policy (only those that differ from the defaults). */
+function policyFields(policy: TaskPolicy): string[] {
+  const fields: string[] = [];
+  if (policy.retries > 0) fields.push("retries", String(policy.retries));
+  if (policy.retryDelay > 0) fields.push("retryDelay", String(Math.round(policy.retryDelay)));
+  if (policy.retryOn !== "lost") fields.push("retryOn", policy.retryOn);
+  if (policy.timeout !== undefined) fields.push("timeout", String(Math.round(policy.timeout)));
+  return fields;
 }

@@ -26,10 +26,28 @@ export interface TestRedis {
   readonly port: number;
   readonly url: string;
   readonly dir: string;
+  /** The server process id (changes with {@link restart}). */
+  readonly pid: number;
   /** A command connection (closed by `stop`). */
   client(): Promise<RedisConnection>;
+  /** Kills the server (SIGKILL by default) and waits until it has exited. */
+  kill(signal?: string): Promise<void>;
+  /** Starts the server again on the same port and directory (after {@link kill}). */
+  start(): Promise<void>;
+  /** {@link kill}, then {@link start}. */
+  restart(signal?: string): Promise<void>;
+  /** Freezes the server (SIGSTOP): connections stay open, nothing is answered. */
+  pause(): void;
+  /** Thaws a paused server (SIGCONT). */
+  resume(): void;
   /** Stops the server and removes its directory. */
   stop(): Promise<void>;
+}
+
+/** Options of {@link startRedis}. */
+export interface TestRedisOptions {
+  /** Persist every write with AOF, `appendfsync always` (default false: no persistence). */
+  aof?: boolean;
 }
 
 async function freePort(): Promise<number> {
@@ -67,60 +85,94 @@ export async function waitFor<T>(
 }
 
 /** Starts a private redis-server. */
-export async function startRedis(): Promise<TestRedis> {
+export async function startRedis(options: TestRedisOptions = {}): Promise<TestRedis> {
   const { mkdtemp, rm } = await import("node:fs/promises");
   const { tmpdir } = await import("node:os");
   const { join } = await import("node:path");
   const dir = await mkdtemp(join(tmpdir(), "streamfutures-redis-"));
   const port = await freePort();
-  let server: ChildProcessHandle;
+  const url = `redis://127.0.0.1:${port}`;
+  const args = [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--dir",
+    dir,
+    "--save",
+    "",
+    "--logfile",
+    "redis.log",
+    ...(options.aof ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]),
+  ];
+  let server: ChildProcessHandle | undefined;
+  let exited = true;
+  const launch = async () => {
+    try {
+      server = await spawnProcess("redis-server", args);
+    } catch (error) {
+      const code = error as { code?: string; name?: string };
+      if (code.code === "ENOENT" || code.name === "NotFound") {
+        throw new RedisNotInstalledError({ cause: error });
+      }
+      throw error;
+    }
+    exited = false;
+    const current = server;
+    void current.exited.then(() => {
+      if (server === current) exited = true;
+    });
+    await waitFor(async () => {
+      if (exited) throw new Error(`redis-server on port ${port} exited`);
+      const c = await connect(url, undefined, 2_000);
+      try {
+        // LOADING while the AOF is read back: not ready yet.
+        return await c.sendCommand(["PING"]) === "PONG";
+      } finally {
+        c.close();
+      }
+    }, `redis-server on port ${port}`);
+  };
   try {
-    server = await spawnProcess("redis-server", [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--dir",
-      dir,
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--logfile",
-      "redis.log",
-    ]);
+    await launch();
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
-    const code = error as { code?: string; name?: string };
-    if (code.code === "ENOENT" || code.name === "NotFound") {
-      throw new RedisNotInstalledError({ cause: error });
-    }
     throw error;
   }
-  let exited = false;
-  void server.exited.then(() => (exited = true));
-  const url = `redis://127.0.0.1:${port}`;
   const clients: RedisConnection[] = [];
-  await waitFor(async () => {
-    if (exited) throw new Error(`redis-server on port ${port} exited`);
-    const c = await connect(url);
-    const pong = await c.sendCommand(["PING"]);
-    c.close();
-    return pong === "PONG";
-  }, `redis-server on port ${port}`);
+  const kill = async (signal = "SIGKILL") => {
+    if (!server || exited) return;
+    server.kill(signal);
+    await server.exited;
+  };
   return {
     port,
     url,
     dir,
+    get pid() {
+      return server?.pid ?? -1;
+    },
     async client() {
       const c = await connect(url);
       clients.push(c);
       return c;
     },
+    kill,
+    start: launch,
+    async restart(signal) {
+      await kill(signal);
+      await launch();
+    },
+    pause() {
+      server?.kill("SIGSTOP");
+    },
+    resume() {
+      server?.kill("SIGCONT");
+    },
     async stop() {
       for (const c of clients) c.close();
-      server.kill("SIGKILL");
-      await server.exited;
+      server?.kill("SIGCONT");
+      await kill("SIGKILL");
       await rm(dir, { recursive: true, force: true });
     },
   };

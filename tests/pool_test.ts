@@ -327,14 +327,16 @@ describe("StreamFuturePool with local listeners", () => {
     await pool[Symbol.asyncDispose]();
   });
 
-  it("shutdown({ cancelFutures: true }) cancels what has not started", async () => {
+  it("shutdown({ cancelFutures: true }) cancels running and queued tasks", async () => {
     const pool = localPool({ concurrency: 1 });
-    const running = pool.submit(tasks.sleep, [300]);
+    const running = pool.submit(tasks.sleep, [30_000]);
     const queued = pool.map(tasks.add, [[1, 1], [2, 2], [3, 3]]);
     await waitFor(() => running.running(), "first task running");
+    const started = performance.now();
     await pool.shutdown({ cancelFutures: true });
-    assert.equal(await running, 300);
-    for (const f of queued) assert.equal(f.state, "cancelled");
+    assert.ok(performance.now() - started < 10_000, "the 30 s task was stopped, not waited for");
+    await assert.rejects(running.result(), CancelledError);
+    for (const f of [running, ...queued]) assert.equal(f.state, "cancelled");
   });
 
   it("a CPU-bound task on a local listener does not stall the client", async () => {

@@ -1,32 +1,112 @@
 import { Script } from "../_script.ts";
+import { LUA_COMMON } from "./_common.ts";
 
 /**
- * A worker records the outcome of a task it ran and pushes it to the client. The write happens
- * only while the task is still running (status "1"): a task that was cancelled or released
- * meanwhile keeps its state. The stream entry is acknowledged and deleted either way.
+ * A worker records the outcomes of a batch of tasks it ran from one stream. Fencing: an outcome
+ * is written only while the task's entry is still pending for this worker (recovery did not hand
+ * the task to another attempt) and its status is still "1" (not cancelled, released or finished):
+ * the first final write wins. Entries of ours are acknowledged and deleted either way.
  *
- * KEYS[1] `<app>:<op>:status`
- * KEYS[2] `<app>:<op>:results`
- * KEYS[3] reply stream of the submitting client (not created if it is gone)
- * KEYS[4] task stream
- * ARGV[1] task id
- * ARGV[2] final status: "2" complete or "3" error
- * ARGV[3] value for the results hash: the result's JSON, or "<ErrorName>: <message>"
- * ARGV[4] reply payload: the result's JSON, or a JSON {name, message, stack}
- * ARGV[5] consumer group
- * ARGV[6] stream entry id
+ * KEYS[1] task stream `<app>:queue:<queue>`
+ * ARGV[1] app prefix
+ * ARGV[2] consumer group
+ * ARGV[3] consumer (worker id)
+ * ARGV[4] smallest entry id of the batch
+ * ARGV[5] largest entry id of the batch
+ * ARGV[6] queue name
+ * ARGV[7..] septuples: entry id, operation id, task id, reply stream, action, a, b
+ *   action "c" completed: a = the encoded value (results hash and reply payload)
+ *   action "e" failed: a = "<ErrorName>: <message>", b = reply payload JSON {name, message, ...}
+ *   action "d" failed for good after a retryable failure: as "e", and the task is dead-lettered
+ *              (reason "timeout" for a TaskTimeoutError payload, "interrupted" for
+ *              WorkerInterrupted, else "error")
+ *   action "r" failed with retries left: back to the queue as attempt + 1 after the backoff
+ *              delay; a = the error line, b = the payload (sent with the "requeued" notice)
+ *   action "l" its executor was lost: another attempt if retries remain, else WorkerLostError
+ *              with message a
+ *   action "x" discard the outcome (the task was cancelled or superseded): acknowledge only
  *
- * Returns 1 when the outcome was recorded, 0 when the task was no longer running.
+ * Returns one result per task: 1 recorded, 2 requeued, 0 not recorded (fenced or not running).
  */
 export const FINISH: Script = new Script(
   "finish",
-  `
-redis.call('XACK', KEYS[4], ARGV[5], ARGV[6])
-redis.call('XDEL', KEYS[4], ARGV[6])
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= '1' then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('XADD', KEYS[3], 'NOMKSTREAM', '*', 't', ARGV[1], 's', ARGV[2], 'p', ARGV[4])
-return 1
+  LUA_COMMON + `
+local stream, group, queue = KEYS[1], ARGV[2], ARGV[6]
+local n = (#ARGV - 6) / 7
+local owned = owned_set(stream, group, ARGV[3], ARGV[4], ARGV[5], 1000000)
+local results = {}
+local by_op, ops = {}, {}
+for i = 1, n do
+  local b = 6 + (i - 1) * 7
+  results[i] = 0
+  if owned[ARGV[b + 1]] then
+    ack(stream, ARGV[b + 1])
+    if ARGV[b + 5] ~= 'x' then
+      local op = ARGV[b + 2]
+      if not by_op[op] then
+        by_op[op] = {}
+        ops[#ops + 1] = op
+      end
+      local l = by_op[op]
+      l[#l + 1] = i
+    end
+  end
+end
+for _, op in ipairs(ops) do
+  local idx = by_op[op]
+  local tids = {}
+  for j, i in ipairs(idx) do tids[j] = ARGV[6 + (i - 1) * 7 + 3] end
+  local st = redis.call('HMGET', k_status(op), unpack(tids))
+  for j, i in ipairs(idx) do
+    local b = 6 + (i - 1) * 7
+    local id, tid, reply, action = ARGV[b + 1], tids[j], ARGV[b + 4], ARGV[b + 5]
+    if st[j] == '1' then
+      if action == 'c' then
+        hset(k_status(op), tid, '2')
+        hset(k_results(op), tid, ARGV[b + 6])
+        notice(reply, 't', tid, 's', '2', 'p', ARGV[b + 6])
+        results[i] = 1
+      elseif action == 'e' or action == 'd' then
+        hset(k_status(op), tid, '3')
+        hset(k_results(op), tid, ARGV[b + 6])
+        notice(reply, 't', tid, 's', '3', 'p', ARGV[b + 7])
+        if action == 'd' then
+          local flat = entry_fields(stream, id) or {}
+          local ok, info = pcall(cjson.decode, ARGV[b + 7])
+          local reason = 'error'
+          if ok and type(info) == 'table' then
+            if info.name == 'TaskTimeoutError' then reason = 'timeout' end
+            if info.name == 'WorkerInterrupted' then reason = 'interrupted' end
+          end
+          local fields = {'queue', queue, 'error', ARGV[b + 6], 'attempts',
+            get_field(flat, 'attempt') or '1', 'reason', reason}
+          for _, v in ipairs(flat) do fields[#fields + 1] = v end
+          redis.call('XADD', k_dead(), 'MAXLEN', '~', '10000', '*', unpack(fields))
+        end
+        results[i] = 1
+      elseif action == 'r' then
+        local flat = entry_fields(stream, id)
+        if flat then
+          local attempt = tonumber(get_field(flat, 'attempt') or '1') or 1
+          requeue(queue, flat, attempt + 1, backoff(flat, attempt))
+          hset(k_status(op), tid, '0')
+          notice(reply, 't', tid, 's', '0', 'a', tostring(attempt + 1), 'p', ARGV[b + 7])
+          results[i] = 2
+        end
+      elseif action == 'l' then
+        local flat = entry_fields(stream, id)
+        if flat then
+          if lost(queue, stream, id, flat, op, tid, reply, ARGV[b + 6]) == 'r' then
+            results[i] = 2
+          else
+            results[i] = 1
+          end
+        end
+      end
+    end
+  end
+end
+flush(group)
+return results
 `,
 );

@@ -1,33 +1,75 @@
 import { Script } from "../_script.ts";
+import { LUA_COMMON } from "./_common.ts";
 
 /**
- * A worker claims a task it read from the stream: only a task whose status is still "0" (not
- * started) may run. A task that was cancelled, released or already taken is acknowledged and
- * dropped from the stream instead.
+ * A worker claims a batch of tasks it read from one stream. A task may run only if its entry is
+ * still pending for this worker (its lease: recovery has not given it to someone else) and its
+ * status is "0" — or "1" when this very call is being retried after a dropped connection (at most
+ * one entry of a task is ever pending, so a pending entry of ours with status "1" was started by
+ * us). Started tasks get status "1", a heartbeat (Redis time) and a `started` notice to their
+ * client; any other task is acknowledged and deleted without running; an entry that is not ours
+ * any more is left alone.
  *
- * KEYS[1] `<app>:<op>:status`
- * KEYS[2] `<app>:<op>:heartbeat`
- * KEYS[3] reply stream of the submitting client (not created if it is gone)
- * KEYS[4] task stream
- * ARGV[1] task id
- * ARGV[2] heartbeat: epoch seconds as a decimal string
- * ARGV[3] consumer group
- * ARGV[4] stream entry id
+ * KEYS[1] task stream `<app>:queue:<queue>`
+ * ARGV[1] app prefix
+ * ARGV[2] consumer group
+ * ARGV[3] consumer (worker id)
+ * ARGV[4] smallest entry id of the batch
+ * ARGV[5] largest entry id of the batch
+ * ARGV[6..] quintuples: entry id, operation id, task id, reply stream, attempt
  *
- * Returns 1 when the task may run, else the status it had ("" when it has none).
+ * Returns one verdict per task: 1 = run it, "x" = not ours, else the status it had ("" if none).
  */
 export const START: Script = new Script(
   "start",
-  `
-local s = redis.call('HGET', KEYS[1], ARGV[1])
-if s ~= '0' then
-  redis.call('XACK', KEYS[4], ARGV[3], ARGV[4])
-  redis.call('XDEL', KEYS[4], ARGV[4])
-  return s or ''
+  LUA_COMMON + `
+local stream, group = KEYS[1], ARGV[2]
+local n = (#ARGV - 5) / 5
+local owned = owned_set(stream, group, ARGV[3], ARGV[4], ARGV[5], n + 16)
+local hb = heartbeat_now()
+local verdicts = {}
+local by_op, ops = {}, {}
+for i = 1, n do
+  local b = 5 + (i - 1) * 5
+  if owned[ARGV[b + 1]] then
+    local op = ARGV[b + 2]
+    if not by_op[op] then
+      by_op[op] = {}
+      ops[#ops + 1] = op
+    end
+    local l = by_op[op]
+    l[#l + 1] = i
+  else
+    verdicts[i] = 'x'
+  end
 end
-redis.call('HSET', KEYS[1], ARGV[1], '1')
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('XADD', KEYS[3], 'NOMKSTREAM', '*', 't', ARGV[1], 's', '1')
-return 1
+local started_ops = {}
+for _, op in ipairs(ops) do
+  local idx = by_op[op]
+  local tids = {}
+  for j, i in ipairs(idx) do tids[j] = ARGV[5 + (i - 1) * 5 + 3] end
+  local st = redis.call('HMGET', k_status(op), unpack(tids))
+  for j, i in ipairs(idx) do
+    local b = 5 + (i - 1) * 5
+    local s = st[j]
+    if s == '0' or s == '1' then
+      verdicts[i] = 1
+      hset(k_status(op), tids[j], '1')
+      hset(k_heartbeat(op), tids[j], hb)
+      notice(ARGV[b + 4], 't', tids[j], 's', '1', 'e', ARGV[b + 1], 'a', ARGV[b + 5])
+      started_ops[op] = true
+    else
+      verdicts[i] = s or ''
+      ack(stream, ARGV[b + 1])
+    end
+  end
+end
+flush(group)
+-- The heartbeat hash expires with the operation's other keys (orphan expiry).
+for op in pairs(started_ops) do
+  local ttl = redis.call('PTTL', k_status(op))
+  if ttl > 0 then redis.call('PEXPIRE', k_heartbeat(op), ttl) end
+end
+return verdicts
 `,
 );

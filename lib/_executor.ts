@@ -1,0 +1,181 @@
+/**
+ * The executor threads of a worker: tasks run there, never on the thread that reads Redis and
+ * heartbeats. Each executor runs many tasks at once (they are mostly asynchronous); a new batch
+ * goes to the least busy executors. An executor that must stop a task which ignores its abort
+ * signal is terminated — that ends even a synchronous infinite loop — and replaced; the other
+ * tasks it was running are reported lost, exactly as if their worker had died.
+ *
+ * @module
+ */
+
+import type { DoneMessage, ExecutorInit, RunMessage } from "./_executor_thread.ts";
+import { startThread, type ThreadHandle } from "./_runtime.ts";
+
+export type { DoneMessage, RunMessage };
+
+/** Options of {@link ExecutorPool}. */
+export interface ExecutorPoolOptions extends ExecutorInit {
+  /** How many executor threads to keep running. */
+  size: number;
+  /** Receives the outcomes of finished tasks, in batches. */
+  onDone(results: DoneMessage[]): void;
+  /** Receives the tasks lost with an executor that was terminated or died, and why. */
+  onLost(seqs: number[], why: string): void;
+  /** Receives log lines. */
+  log(line: string): void;
+}
+
+interface Executor {
+  readonly index: number;
+  thread: ThreadHandle | undefined;
+  ready: boolean;
+  readonly running: Set<number>;
+  /** Tasks given to it before it was ready. */
+  backlog: RunMessage[];
+}
+
+/** The executor threads of one worker. */
+export class ExecutorPool {
+  readonly #options: ExecutorPoolOptions;
+  readonly #executors: Executor[] = [];
+  readonly #where = new Map<number, Executor>();
+  #names: string[] = [];
+  #closed = false;
+
+  constructor(options: ExecutorPoolOptions) {
+    this.#options = options;
+  }
+
+  /** The task names the modules export (known once {@link start} resolved). */
+  get names(): readonly string[] {
+    return this.#names;
+  }
+
+  /** Starts the threads; resolves when all have loaded the task modules. */
+  async start(): Promise<void> {
+    const starts: Promise<void>[] = [];
+    for (let i = 0; i < this.#options.size; i++) {
+      const executor: Executor = {
+        index: i,
+        thread: undefined,
+        ready: false,
+        running: new Set(),
+        backlog: [],
+      };
+      this.#executors.push(executor);
+      starts.push(this.#launch(executor));
+    }
+    await Promise.all(starts);
+  }
+
+  /** Starts tasks, spread over the least busy executors. */
+  run(tasks: readonly RunMessage[]): void {
+    if (this.#closed) return;
+    const batches = new Map<Executor, RunMessage[]>();
+    for (const task of tasks) {
+      let best = this.#executors[0];
+      for (const executor of this.#executors) {
+        if (executor.running.size < best.running.size) best = executor;
+      }
+      best.running.add(task[0]);
+      this.#where.set(task[0], best);
+      let batch = batches.get(best);
+      if (!batch) batches.set(best, batch = []);
+      batch.push(task);
+    }
+    for (const [executor, batch] of batches) {
+      if (executor.ready) executor.thread!.post({ t: "run", tasks: batch });
+      else executor.backlog.push(...batch);
+    }
+  }
+
+  /** Aborts a task's signal with an error of the given name and message. */
+  abort(seq: number, name: string, message: string): void {
+    const executor = this.#where.get(seq);
+    if (executor?.ready) executor.thread!.post({ t: "abort", seq, name, message });
+  }
+
+  /**
+   * Terminates the executor running `seq` (the only way to stop a task that ignores its signal)
+   * and starts a replacement. Its other tasks are reported through `onLost`.
+   */
+  kill(seq: number, why: string): void {
+    const executor = this.#where.get(seq);
+    if (!executor || this.#closed) return;
+    executor.running.delete(seq);
+    this.#where.delete(seq);
+    this.#replace(executor, `its executor thread was terminated to stop task ${why}`);
+  }
+
+  /** Stops every thread at once. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#executors.map((e) => e.thread?.terminate().catch(() => {})));
+  }
+
+  #replace(executor: Executor, why: string): void {
+    const lost = [...executor.running];
+    for (const seq of lost) this.#where.delete(seq);
+    executor.running.clear();
+    executor.backlog = [];
+    const old = executor.thread;
+    executor.thread = undefined;
+    executor.ready = false;
+    void old?.terminate().catch(() => {});
+    if (lost.length > 0) this.#options.onLost(lost, why);
+    if (this.#closed) return;
+    void this.#launch(executor).catch((error) => {
+      this.#options.log(
+        `could not restart executor ${executor.index}: ${(error as Error).message}`,
+      );
+    });
+  }
+
+  async #launch(executor: Executor): Promise<void> {
+    const thread = await startThread(
+      new URL("./_executor_thread.ts", import.meta.url),
+      {
+        modules: this.#options.modules,
+        maxPayloadBytes: this.#options.maxPayloadBytes,
+      } satisfies ExecutorInit,
+    );
+    executor.thread = thread;
+    await new Promise<void>((resolve, reject) => {
+      thread.onError((error) => {
+        if (!executor.ready) return reject(error);
+        if (executor.thread !== thread) return;
+        this.#options.log(
+          `executor ${executor.index} died (${(error as Error)?.message ?? error}); restarting it`,
+        );
+        this.#replace(executor, "its executor thread died");
+      });
+      thread.onMessage((message) => {
+        const m = message as {
+          t: string;
+          r?: DoneMessage[];
+          names?: string[];
+          error?: string;
+          line?: string;
+        };
+        if (m.t === "done") {
+          for (const r of m.r!) {
+            executor.running.delete(r[0]);
+            this.#where.delete(r[0]);
+          }
+          this.#options.onDone(m.r!);
+        } else if (m.t === "ready") {
+          this.#names = m.names!;
+          executor.ready = true;
+          const backlog = executor.backlog;
+          executor.backlog = [];
+          if (backlog.length > 0) thread.post({ t: "run", tasks: backlog });
+          resolve();
+        } else if (m.t === "log") {
+          this.#options.log(`executor ${executor.index}: ${m.line}`);
+        } else if (m.t === "error") {
+          reject(new Error(`an executor thread failed to load the task modules: ${m.error}`));
+        }
+      });
+    });
+  }
+}

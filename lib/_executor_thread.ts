@@ -1,0 +1,145 @@
+/**
+ * Entry module of an executor thread: the thread a worker's tasks run on, so that a busy task
+ * never stalls the worker's heartbeats, reads and signal handling, and a task that will not stop
+ * can be ended by terminating the thread.
+ *
+ * Messages (all batched: one message per event-loop turn at most, each direction):
+ * - in: `{ t: "run", tasks: [[seq, fn, args, taskId, operationId, attempt, queue], ...] }`
+ * - in: `{ t: "abort", seq, name, message }` — aborts the task's `currentTask().signal`
+ * - out: `{ t: "ready", names }` once the task modules are loaded, or `{ t: "error", error }`
+ * - out: `{ t: "done", r: [[seq, 1, encodedValue] | [seq, 0, name, message, stack], ...] }`
+ * - out: `{ t: "log", line }` for errors no task could catch
+ *
+ * @module
+ */
+
+import { checkPayloadSize, decode, encode } from "./codec.ts";
+import { runInTask } from "./current_task.ts";
+import {
+  CancelledError,
+  describeThrown,
+  ProtocolError,
+  TimeoutError,
+  UnknownTaskError,
+  WorkerInterrupted,
+  WorkerLostError,
+} from "./errors.ts";
+import { onUncaught, threadPort } from "./_runtime.ts";
+import { loadTasks, type TaskRegistry } from "./_tasks.ts";
+
+/** What the worker sends to start one task. */
+export type RunMessage = [
+  seq: number,
+  fn: string,
+  args: string,
+  taskId: string,
+  operationId: string,
+  attempt: number,
+  queue: string,
+];
+
+/** A task's outcome: its encoded value, or the error it failed with. */
+export type DoneMessage =
+  | [seq: number, ok: 1, value: string]
+  | [seq: number, ok: 0, name: string, message: string, stack: string];
+
+/** The settings an executor thread starts with. */
+export interface ExecutorInit {
+  /** Task module URLs. */
+  modules: string[];
+  /** The largest encoded result accepted, in bytes. */
+  maxPayloadBytes: number;
+}
+
+const REASONS: Record<string, new (message: string) => Error> = {
+  TimeoutError,
+  CancelledError,
+  WorkerInterrupted,
+  WorkerLostError,
+};
+
+const port = await threadPort();
+const init = port.data as ExecutorInit;
+let tasks: TaskRegistry;
+try {
+  tasks = await loadTasks(init.modules);
+} catch (error) {
+  port.post({ t: "error", error: String((error as Error)?.stack ?? error) });
+  throw error;
+}
+onUncaught((error) => {
+  port.post({
+    t: "log",
+    line: `an error escaped a task and was ignored: ${(error as Error)?.stack ?? String(error)}`,
+  });
+});
+
+const controllers = new Map<number, AbortController>();
+let outbox: DoneMessage[] = [];
+// A macrotask hook that runs once the current burst of completions (all microtasks) is over, so
+// that a batch of tasks finishing together goes back in one message without a timer's delay.
+const channel = new MessageChannel();
+let flushing = false;
+channel.port1.onmessage = () => {
+  flushing = false;
+  const r = outbox;
+  outbox = [];
+  port.post({ t: "done", r });
+};
+function done(message: DoneMessage): void {
+  outbox.push(message);
+  if (!flushing) {
+    flushing = true;
+    channel.port2.postMessage(null);
+  }
+}
+
+async function run(message: RunMessage): Promise<void> {
+  const [seq, name, argsText, taskId, operationId, attempt, queue] = message;
+  const controller = new AbortController();
+  controllers.set(seq, controller);
+  try {
+    const fn = tasks.byName.get(name);
+    if (!fn) {
+      throw new UnknownTaskError(
+        `no task named ${JSON.stringify(name)} (known: ${[...tasks.byName.keys()].join(", ")})`,
+      );
+    }
+    let args: unknown;
+    try {
+      args = decode(argsText);
+    } catch (error) {
+      throw new ProtocolError(
+        `the arguments of task ${taskId} cannot be decoded: ${(error as Error)?.message}`,
+        { cause: error },
+      );
+    }
+    if (!Array.isArray(args)) {
+      throw new ProtocolError(`the arguments of task ${taskId} are not an array`);
+    }
+    const value = await runInTask(
+      { taskId, operationId, attempt, queue, signal: controller.signal },
+      () => fn(...args),
+    );
+    const encoded = encode(value, "result");
+    checkPayloadSize(encoded, init.maxPayloadBytes, "the result");
+    done([seq, 1, encoded]);
+  } catch (thrown) {
+    const info = describeThrown(thrown);
+    done([seq, 0, info.name, info.message, info.stack ?? ""]);
+  } finally {
+    controllers.delete(seq);
+  }
+}
+
+port.onMessage((message) => {
+  const m = message as { t: string; tasks?: RunMessage[]; seq?: number; name?: string };
+  if (m.t === "run") {
+    for (const task of m.tasks!) void run(task);
+  } else if (m.t === "abort") {
+    const controller = controllers.get(m.seq!);
+    const Reason = REASONS[m.name!] ?? Error;
+    controller?.abort(new Reason((message as { message: string }).message));
+  }
+});
+port.post({ t: "ready", names: [...tasks.byName.keys()] });

@@ -1,0 +1,111 @@
+/**
+ * Task module of the fault tests: tasks that misbehave on purpose, and tasks that leave traces
+ * (files) so that the tests can see what ran where, how often, and when it was aborted.
+ *
+ * @module
+ */
+
+import { appendFileSync, writeFileSync } from "node:fs";
+import process from "node:process";
+import { currentTask } from "../../mod.ts";
+
+/** Where and how a task ran. */
+export interface Trace {
+  pid: number;
+  attempt: number;
+  taskId: string;
+}
+
+function trace(): Trace {
+  const { attempt, taskId } = currentTask();
+  return { pid: process.pid, attempt, taskId };
+}
+
+/** Appends one JSON line (what ran, where) to `file`. */
+function log(file: string, event: string, extra: Record<string, unknown> = {}): void {
+  appendFileSync(file, JSON.stringify({ event, at: Date.now(), ...trace(), ...extra }) + "\n");
+}
+
+/** Sleeps `ms` (ends early with the abort reason when aborted) and returns where it ran. */
+export async function nap(ms: number, file?: string): Promise<Trace> {
+  const { signal } = currentTask();
+  if (file) log(file, "start");
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      if (file) log(file, "aborted", { reason: (signal.reason as Error)?.name });
+      reject(signal.reason);
+    }, { once: true });
+  });
+  if (file) log(file, "done");
+  return trace();
+}
+
+/** Sleeps `ms` ignoring its abort signal (but notes the abort in `file`), returns where it ran. */
+export async function stubbornNap(ms: number, file?: string): Promise<Trace> {
+  const { signal } = currentTask();
+  if (file) {
+    log(file, "start");
+    signal.addEventListener("abort", () => log(file, "aborted"), { once: true });
+  }
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  if (file) log(file, "done");
+  return trace();
+}
+
+/** Never returns: a synchronous infinite loop (notes its start in `file`). */
+export function loopForever(file?: string): never {
+  if (file) log(file, "start");
+  for (;;) {
+    // spin
+  }
+}
+
+/** Busy-waits on the CPU for `ms` and returns where it ran. */
+export function burn(ms: number): Trace {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    // spin
+  }
+  return trace();
+}
+
+/** Throws until its attempt number exceeds `failures`, then returns where it ran. */
+export function flaky(failures: number, file?: string): Trace {
+  if (file) log(file, "start");
+  const { attempt } = currentTask();
+  if (attempt <= failures) throw new Error(`attempt ${attempt} fails on purpose`);
+  return trace();
+}
+
+/** Returns a string of `bytes` ASCII characters. */
+export function bigResult(bytes: number): string {
+  return "x".repeat(bytes);
+}
+
+/** Returns its arguments' total length. */
+export function size(text: string): number {
+  return text.length;
+}
+
+/** Returns a symbol (not serializable). */
+export function returnSymbol(): symbol {
+  return Symbol("nope");
+}
+
+/** Throws a number (not an Error). */
+export function throwNumber(): never {
+  throw 42;
+}
+
+/** Writes `value` to `file` (for tests that need a side effect), returns where it ran. */
+export function touch(file: string, value: string): Trace {
+  writeFileSync(file, value);
+  return trace();
+}
+
+/** Returns where it ran at once. */
+export function where(): Trace {
+  return trace();
+}
