@@ -13,6 +13,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { checkPayloadSize, decode, encode } from "./codec.ts";
 import { runInTask } from "./current_task.ts";
 import {
@@ -76,21 +77,20 @@ onUncaught((error) => {
 
 const controllers = new Map<number, AbortController>();
 let outbox: DoneMessage[] = [];
-// A macrotask hook that runs once the current burst of completions (all microtasks) is over, so
-// that a batch of tasks finishing together goes back in one message without a timer's delay.
-const channel = new MessageChannel();
+// Sent once the current burst of completions (all microtasks) is over, so that a batch of tasks
+// finishing together goes back in one message, without a timer's delay (setImmediate).
 let flushing = false;
-channel.port1.onmessage = () => {
+function flush(): void {
   flushing = false;
   const r = outbox;
   outbox = [];
   port.post({ t: "done", r });
-};
+}
 function done(message: DoneMessage): void {
   outbox.push(message);
   if (!flushing) {
     flushing = true;
-    channel.port2.postMessage(null);
+    setImmediate(flush);
   }
 }
 

@@ -701,7 +701,7 @@ export function checkPayloadSize(text: string, limit: number, what: string): voi
   const bytes = byteLength(text);
   if (bytes > limit) {
     throw new RangeError(
-      `${what} encode to ${bytes} bytes, more than maxPayloadBytes (${limit}); ` +
+      `encoded size of ${what}: ${bytes} bytes, more than maxPayloadBytes (${limit}); ` +
         `raise maxPayloadBytes or pass a reference (a key, a URL) instead of the data`,
     );
   }

@@ -307,6 +307,9 @@ export class Listener {
     }
     this.#state = "stopping";
     this.#slotFree?.();
+    await Promise.all(
+      this.#queues.map((q) => this.#cmd?.sendCommand(["ZREM", this.#keys.listeners(q), this.id])),
+    ).catch(() => {});
     // End the blocking read now; entries it already received are still run.
     if (this.#cmd) await this.#reader?.unblock(this.#cmd).catch(() => {});
     await this.#loop?.catch(() => {});
@@ -381,9 +384,16 @@ export class Listener {
     this.#beating = true;
     try {
       const cmd = this.#cmd!;
-      const writes: Promise<unknown>[] = this.#queues.map((q) =>
-        REGISTER.run(cmd, [this.#keys.listeners(q)], [this.id, String(this.#heartbeatTimeout * 4)])
-      );
+      // A stopping listener takes no new work: it no longer counts as live.
+      const live = this.#state === "running" || this.#state === "starting";
+      const writes: Promise<unknown>[] = !live
+        ? []
+        : this.#queues.map((q) =>
+          REGISTER.run(cmd, [this.#keys.listeners(q)], [
+            this.id,
+            String(this.#heartbeatTimeout * 4),
+          ])
+        );
       const running = [...this.#tasks.values()].filter((t) => t.state === "running");
       if (running.length > 0) {
         const args = [this.#keys.app, GROUP, this.id];
@@ -676,6 +686,12 @@ export class Listener {
   // Stopping tasks: cancel, timeout, lost lease, shutdown
 
   #stopTask(task: Task, kind: StopKind, message: string): void {
+    if (kind === "lost") {
+      this.#log(
+        `streamfutures worker ${this.id}: task ${task.taskId} was given to another attempt; ` +
+          `stopping it here and discarding its outcome`,
+      );
+    }
     task.stop = { kind, message, killAt: performance.now() + this.#taskGrace };
     this.#timed.add(task);
     this.#executors!.abort(task.seq, STOP_REASON[kind], message);
@@ -820,8 +836,15 @@ export class Listener {
         this.#reconnectDeadline,
         "recording results",
       ) as number[];
-      items.forEach(([, record], i) => {
-        if (Number(results[i]) !== 1) return;
+      items.forEach(([task, record], i) => {
+        const result = Number(results[i]);
+        if (result === 0 && record[4] !== "x") {
+          this.#log(
+            `streamfutures worker ${this.id}: the outcome of task ${task.taskId} was not recorded: ` +
+              `the task is no longer this worker's (cancelled, released, or given to another attempt)`,
+          );
+        }
+        if (result !== 1) return;
         if (record[4] === "c") this.#completed++;
         else if (record[4] !== "x") this.#failed++;
       });

@@ -21,20 +21,24 @@ function trace(): Trace {
   return { pid: process.pid, attempt, taskId };
 }
 
-/** Appends one JSON line (what ran, where) to `file`. */
-function log(file: string, event: string, extra: Record<string, unknown> = {}): void {
-  appendFileSync(file, JSON.stringify({ event, at: Date.now(), ...trace(), ...extra }) + "\n");
+/**
+ * Appends one JSON line (what ran, where) to `file`. `where` is taken up front by callers that log
+ * from an abort listener, which runs outside the task's context.
+ */
+function log(file: string, event: string, extra: Record<string, unknown> = {}, where = trace()) {
+  appendFileSync(file, JSON.stringify({ event, at: Date.now(), ...where, ...extra }) + "\n");
 }
 
 /** Sleeps `ms` (ends early with the abort reason when aborted) and returns where it ran. */
 export async function nap(ms: number, file?: string): Promise<Trace> {
   const { signal } = currentTask();
+  const where = trace();
   if (file) log(file, "start");
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(resolve, ms);
     signal.addEventListener("abort", () => {
       clearTimeout(timer);
-      if (file) log(file, "aborted", { reason: (signal.reason as Error)?.name });
+      if (file) log(file, "aborted", { reason: (signal.reason as Error)?.name }, where);
       reject(signal.reason);
     }, { once: true });
   });
@@ -45,9 +49,10 @@ export async function nap(ms: number, file?: string): Promise<Trace> {
 /** Sleeps `ms` ignoring its abort signal (but notes the abort in `file`), returns where it ran. */
 export async function stubbornNap(ms: number, file?: string): Promise<Trace> {
   const { signal } = currentTask();
+  const where = trace();
   if (file) {
     log(file, "start");
-    signal.addEventListener("abort", () => log(file, "aborted"), { once: true });
+    signal.addEventListener("abort", () => log(file, "aborted", {}, where), { once: true });
   }
   await new Promise((resolve) => setTimeout(resolve, ms));
   if (file) log(file, "done");

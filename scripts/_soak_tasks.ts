@@ -1,0 +1,33 @@
+/**
+ * Task module of `deno task soak`: a task of a given duration that leaves a trace of every run
+ * that reached its end (so the soak can tell executions from recorded completions).
+ *
+ * @module
+ */
+
+import { appendFileSync } from "node:fs";
+import process from "node:process";
+import { currentTask } from "../mod.ts";
+
+/** What a soak task returns: which attempt ran where. */
+export interface SoakResult {
+  taskId: string;
+  attempt: number;
+  pid: number;
+  nonce: string;
+}
+
+/** Sleeps `ms` (stops early when aborted), logs the run to `log`, returns where it ran. */
+export async function work(ms: number, log: string): Promise<SoakResult> {
+  const { signal, taskId, attempt } = currentTask();
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
+  });
+  const result = { taskId, attempt, pid: process.pid, nonce: Math.random().toString(36).slice(2) };
+  appendFileSync(log, JSON.stringify(result) + "\n");
+  return result;
+}

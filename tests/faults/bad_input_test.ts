@@ -1,0 +1,121 @@
+import { after, afterEach, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { RemoteTaskError } from "../../mod.ts";
+import type { ChildProcessHandle } from "../../lib/_runtime.ts";
+import { startRedis, type TestRedis } from "../_redis.ts";
+import type { Trace } from "./_tasks.ts";
+import { faultPool, killAll, nextApp, startWorker, waitFor } from "./_setup.ts";
+
+let redis: TestRedis;
+const children: ChildProcessHandle[] = [];
+
+/** The error a future rejects with. */
+async function failure(f: PromiseLike<unknown>): Promise<RemoteTaskError> {
+  const error = await Promise.resolve(f).then(() => undefined, (e) => e);
+  assert.ok(error instanceof RemoteTaskError, `expected a RemoteTaskError, got ${error}`);
+  return error;
+}
+
+describe("bad input: a clear error, the worker survives, nothing else is lost", () => {
+  before(async () => {
+    redis = await startRedis();
+  });
+  afterEach(async () => {
+    await killAll(children);
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it("hand-written malformed entries: dropped or failed with ProtocolError; the rest runs", async () => {
+    const app = nextApp("badentry");
+    const worker = await startWorker(redis, app);
+    children.push(worker);
+    await using pool = faultPool(redis, app, { keep: true });
+    await pool.ready();
+    const c = await redis.client();
+    const stream = `${app}:queue:default`;
+    const reply = `${app}:replies:${pool.clientId}`;
+    // Missing fields: nothing to report to, dropped with a log line.
+    await c.sendCommand(["XADD", stream, "*", "garbage", "yes"]);
+    await c.sendCommand(["XADD", stream, "*", "v", "1", "id", "x", "op", "x"]);
+    // Well addressed but broken: each fails its task with a clear error.
+    const hand = async (id: string, fields: string[]) => {
+      await c.sendCommand(["HSET", `${app}:${id}:status`, id, "0"]);
+      await c.sendCommand(["XADD", stream, "*", "id", id, "op", id, "reply", reply, ...fields]);
+      await waitFor(async () => {
+        const s = await c.sendCommand(["HGET", `${app}:${id}:status`, id]);
+        return s === "3";
+      }, `${id} failed`);
+      return String(await c.sendCommand(["HGET", `${app}:${id}:results`, id]));
+    };
+    assert.match(
+      await hand("garbagejson", ["v", "1", "fn", "where", "args", "{not json"]),
+      /^ProtocolError: the arguments of task garbagejson cannot be decoded/,
+    );
+    assert.match(
+      await hand("notarray", ["v", "1", "fn", "where", "args", '{"a":1}']),
+      /^ProtocolError: the arguments of task notarray are not an array/,
+    );
+    assert.match(
+      await hand("version9", ["v", "9", "fn", "where", "args", "[]"]),
+      /^ProtocolError: unsupported stream entry version "9"/,
+    );
+    assert.match(
+      await hand("noversion", ["fn", "where", "args", "[]"]),
+      /^ProtocolError: unsupported stream entry version null/,
+    );
+    assert.match(
+      await hand("nofn", ["v", "1", "args", "[]"]),
+      /^UnknownTaskError: no task named ""/,
+    );
+    assert.match(worker.stderr(), /dropped malformed entry/);
+    assert.equal((await pool.submit<Trace>("where", [])).pid, worker.pid, "the worker goes on");
+  });
+
+  it("unknown task names fail with UnknownTaskError listing the known ones", async () => {
+    const app = nextApp("badname");
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app);
+    const error = await failure(pool.submit("noSuchTask", [1, 2]));
+    assert.equal(error.remoteName, "UnknownTaskError");
+    assert.match(error.message, /no task named "noSuchTask" \(known: .*where/);
+  });
+
+  it("arguments over maxPayloadBytes are refused at submit; results over the limit fail the task", async () => {
+    const app = nextApp("badsize");
+    const worker = await startWorker(redis, app, ["--max-payload-bytes", "1000"]);
+    children.push(worker);
+    await using pool = faultPool(redis, app, { maxPayloadBytes: 2_000 });
+    assert.throws(
+      () => pool.submit("size", ["é".repeat(1_500)]),
+      (e: unknown) =>
+        e instanceof RangeError &&
+        /encoded size of the arguments: 3004 bytes, more than maxPayloadBytes \(2000\)/.test(
+          e.message,
+        ),
+    );
+    assert.throws(() => pool.map("size", [["ok"], ["x".repeat(5_000)]]), /argsList\[1\]/);
+    assert.equal(await pool.submit("size", ["x".repeat(1_500)]), 1_500);
+    const error = await failure(pool.submit("bigResult", [5_000]));
+    assert.equal(error.remoteName, "RangeError");
+    assert.match(
+      error.message,
+      /encoded size of the result: 5002 bytes, more than maxPayloadBytes/,
+    );
+    assert.equal((await pool.submit<Trace>("where", [])).pid, worker.pid, "the worker goes on");
+  });
+
+  it("a non-serializable result and a thrown non-Error get clear errors", async () => {
+    const app = nextApp("badvalue");
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app);
+    const symbol = await failure(pool.submit("returnSymbol", []));
+    assert.equal(symbol.remoteName, "TypeError");
+    assert.match(symbol.message, /result: a symbol cannot be serialized/);
+    const number = await failure(pool.submit("throwNumber", []));
+    assert.equal(number.remoteName, "NonErrorThrown");
+    assert.match(number.message, /a non-Error value was thrown: 42/);
+    assert.equal((await pool.submit<Trace>("where", [])).attempt, 1);
+  });
+});

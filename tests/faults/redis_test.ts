@@ -1,0 +1,151 @@
+import { after, afterEach, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { ConnectionError, StreamFuturePool } from "../../mod.ts";
+import type { ChildProcessHandle } from "../../lib/_runtime.ts";
+import { startRedis, startWorkerProcess, type TestRedis } from "../_redis.ts";
+import type { Trace } from "./_tasks.ts";
+import {
+  cleanTraces,
+  FAULT_TASKS,
+  faultPool,
+  killAll,
+  nextApp,
+  readTrace,
+  startScript,
+  startWorker,
+  traceFile,
+  waitFor,
+} from "./_setup.ts";
+
+const children: ChildProcessHandle[] = [];
+
+describe("Redis faults", () => {
+  let redis: TestRedis;
+  before(async () => {
+    redis = await startRedis({ aof: true });
+  });
+  afterEach(async () => {
+    await killAll(children);
+    await cleanTraces();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it("a map running across a Redis restart (AOF, appendfsync always) completes with zero lost tasks", async () => {
+    const app = nextApp("aof");
+    // Heartbeats tolerant of the outage: a restart must not look like dead workers.
+    const args = (id: string) => [
+      "--tasks",
+      FAULT_TASKS.href,
+      "--url",
+      redis.url,
+      "--app",
+      app,
+      "--id",
+      id,
+      "--concurrency",
+      "16",
+    ];
+    children.push(await startWorkerProcess(args("w1")), await startWorkerProcess(args("w2")));
+    await using pool = new StreamFuturePool({ url: redis.url, app, tasks: FAULT_TASKS });
+    const n = 3_000;
+    const futures = pool.map<Trace>("nap", Array.from({ length: n }, (_, i) => [(i % 7) * 3]));
+    let done = 0;
+    for (const f of futures) f.addDoneCallback(() => done++);
+    await waitFor(() => done >= n / 4, "a quarter done", 30_000);
+    await redis.restart("SIGKILL");
+    const settled = await Promise.allSettled(futures);
+    const failed = settled.filter((s) => s.status === "rejected");
+    assert.equal(failed.length, 0, `failed: ${failed.slice(0, 3).map((s) => String(s.reason))}`);
+    assert.equal(new Set(futures.map((f) => f.id)).size, n);
+    assert.ok(done === n);
+  });
+
+  it("Redis down longer than reconnectDeadline: futures and submits fail with ConnectionError", async () => {
+    const app = nextApp("down");
+    children.push(await startWorker(redis, app));
+    const pool = faultPool(redis, app, { reconnectDeadline: 1_000 });
+    const f = pool.submit("nap", [60_000]);
+    await waitFor(() => f.running(), "running");
+    await redis.kill();
+    const started = performance.now();
+    const error = await f.then(() => undefined, (e) => e);
+    const took = performance.now() - started;
+    assert.ok(error instanceof ConnectionError, String(error));
+    assert.ok(took >= 900 && took < 6_000, `failed after ${took} ms`);
+    await assert.rejects(pool.submit("where", []).result(), ConnectionError);
+    await redis.start();
+    // Back up: the same pool works again.
+    await waitFor(
+      async () => {
+        const r = await pool.submit<Trace>("where", []).result({ timeout: 2_000 });
+        return r.attempt === 1;
+      },
+      "the pool works again after Redis came back",
+      20_000,
+    );
+    await pool.shutdown({ cancelFutures: true });
+  });
+
+  it("the consumer group is re-created when it goes missing", async () => {
+    const app = nextApp("nogroup");
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app, { requireWorkers: false });
+    assert.equal((await pool.submit<Trace>("where", [])).attempt, 1);
+    const c = await redis.client();
+    await c.sendCommand(["DEL", `${app}:queue:default`]);
+    await waitFor(async () => {
+      const groups = await c.sendCommand(["XINFO", "GROUPS", `${app}:queue:default`]);
+      return Array.isArray(groups) && groups.length === 1;
+    }, "the worker re-created stream and group");
+    assert.equal((await pool.submit<Trace>("where", [])).attempt, 1);
+  });
+
+  it("Redis paused (SIGSTOP) for a moment: work resumes and completes", async () => {
+    const app = nextApp("pause");
+    children.push(await startWorker(redis, app, ["--heartbeat-timeout", "5"]));
+    await using pool = faultPool(redis, app, { heartbeatTimeout: 5_000 });
+    const futures = pool.map<Trace>("nap", Array.from({ length: 200 }, () => [5]));
+    redis.pause();
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    redis.resume();
+    const results = await Promise.all(futures);
+    assert.equal(results.length, 200);
+  });
+
+  it("orphans: the keys of a client that died expire", async () => {
+    const app = nextApp("orphan");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    const client = await startScript(new URL("./_client.ts", import.meta.url), [
+      redis.url,
+      app,
+      JSON.stringify({ fn: "nap", args: [60_000, file], pool: { orphanTtl: 1_500 } }),
+    ]);
+    children.push(client);
+    const { operationId } = JSON.parse(
+      await waitFor(() => client.stdout().split("\n")[0], "the client submitted", 30_000),
+    );
+    await waitFor(async () => (await readTrace(file)).length === 1, "task running");
+    const c = await redis.client();
+    const keys = async () => await c.sendCommand(["KEYS", `${app}:*`]) as string[];
+    assert.ok((await keys()).includes(`${app}:${operationId}:heartbeat`));
+    assert.ok((await keys()).includes(`${app}:replies:${operationId.split("-")[0]}`));
+    client.kill("SIGKILL");
+    // Only the long-lived keys of the queue remain (stream, registry, recovery lock).
+    await waitFor(
+      async () => {
+        const remaining = (await keys()).filter((k) => !/:(queue|listeners|recovering):/.test(k));
+        return remaining.length === 0;
+      },
+      "the dead client's keys to expire",
+      10_000,
+    );
+    // The worker noticed the task was gone and stopped it.
+    await waitFor(
+      async () => (await readTrace(file)).some((t) => t.event === "aborted"),
+      "the orphaned task was stopped",
+    );
+  });
+});

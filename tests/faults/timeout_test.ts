@@ -1,0 +1,111 @@
+import { after, afterEach, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { asCompleted, TaskTimeoutError, TimeoutError, wait } from "../../mod.ts";
+import type { ChildProcessHandle } from "../../lib/_runtime.ts";
+import { startRedis, type TestRedis } from "../_redis.ts";
+import type { Trace } from "./_tasks.ts";
+import {
+  cleanTraces,
+  faultPool,
+  killAll,
+  nextApp,
+  readTrace,
+  startWorker,
+  traceFile,
+} from "./_setup.ts";
+
+let redis: TestRedis;
+const children: ChildProcessHandle[] = [];
+
+describe("timeouts", () => {
+  before(async () => {
+    redis = await startRedis();
+  });
+  afterEach(async () => {
+    await killAll(children);
+    await cleanTraces();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it("a task past its timeout sees a TimeoutError on its signal; the future rejects with TaskTimeoutError", async () => {
+    const app = nextApp("tonap");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app, { keep: true });
+    const started = performance.now();
+    const f = pool.submit("nap", [60_000, file], { timeout: 300 });
+    const error = await f.then(() => undefined, (e) => e);
+    const took = performance.now() - started;
+    assert.ok(error instanceof TaskTimeoutError, String(error));
+    assert.equal(error.attempts, 1);
+    assert.match(error.message, /ran longer than its timeout of 300 ms/);
+    assert.ok(took >= 300 && took < 3_000, `rejected after ${took} ms`);
+    const aborted = (await readTrace(file)).find((t) => t.event === "aborted");
+    assert.equal(aborted?.reason, "TimeoutError");
+    const c = await redis.client();
+    assert.equal(await c.sendCommand(["HGET", `${app}:${f.id}:status`, f.id]), "3");
+    assert.match(
+      String(await c.sendCommand(["HGET", `${app}:${f.id}:results`, f.id])),
+      /^TaskTimeoutError: /,
+    );
+  });
+
+  it("a synchronous infinite loop is stopped by force; its executor is replaced and the worker goes on", async () => {
+    const app = nextApp("toloop");
+    const worker = await startWorker(redis, app, ["--executors", "1"]);
+    children.push(worker);
+    await using pool = faultPool(redis, app);
+    const f = pool.submit("loopForever", [], { timeout: 200 });
+    await assert.rejects(f.result(), TaskTimeoutError);
+    assert.match(worker.stderr(), /terminating its executor thread/);
+    const results = await Promise.all(pool.map<Trace>("where", [[], [], []]));
+    assert.deepEqual(results.map((r) => r.pid), [worker.pid, worker.pid, worker.pid]);
+  });
+
+  it("the worker's --task-timeout applies to tasks submitted without a timeout", async () => {
+    const app = nextApp("todefault");
+    children.push(await startWorker(redis, app, ["--task-timeout", "0.3"]));
+    await using pool = faultPool(redis, app);
+    await assert.rejects(pool.submit("nap", [60_000]).result(), TaskTimeoutError);
+    assert.equal((await pool.submit<Trace>("nap", [10])).attempt, 1);
+    // An explicit timeout wins over the worker's.
+    assert.equal((await pool.submit<Trace>("nap", [600], { timeout: 5_000 })).attempt, 1);
+  });
+
+  it("a timed-out task is retried with retryOn: error", async () => {
+    const app = nextApp("toretry");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app);
+    const f = pool.submit("nap", [60_000, file], { timeout: 200, retries: 1, retryOn: "error" });
+    const error = await f.then(() => undefined, (e) => e);
+    assert.ok(error instanceof TaskTimeoutError);
+    assert.equal(error.attempts, 2);
+    const starts = (await readTrace(file)).filter((t) => t.event === "start");
+    assert.deepEqual(starts.map((t) => t.attempt), [1, 2]);
+  });
+
+  it("client-side waits reject with TimeoutError and leave the task alone", async () => {
+    const app = nextApp("towait");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app);
+    const f = pool.submit<Trace>("nap", [700, file]);
+    await assert.rejects(f.result({ timeout: 50 }), TimeoutError);
+    await assert.rejects(
+      wait([f], { timeout: 50 }).then((r) => {
+        if (r.notDone.size > 0) throw new TimeoutError();
+      }),
+      TimeoutError,
+    );
+    await assert.rejects(async () => {
+      for await (const _ of asCompleted([f], { timeout: 50 })) {
+        // none completes in time
+      }
+    }, TimeoutError);
+    assert.equal((await f).attempt, 1, "the task went on and completed");
+    assert.deepEqual((await readTrace(file)).map((t) => t.event), ["start", "done"]);
+  });
+});
