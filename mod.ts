@@ -25,6 +25,8 @@
 export { StreamFuturePool } from "./lib/pool.ts";
 export type { PoolOptions, ShutdownOptions, SubmitOptions, TaskResult } from "./lib/pool.ts";
 export type { RetryOn } from "./lib/_options.ts";
+export type { OnParentError } from "./lib/_submit_options.ts";
+export type { ScheduleInfo, ScheduleOptions } from "./lib/schedule.ts";
 export { StreamFuture } from "./lib/future.ts";
 export type { DoneCallback, FutureHooks, FutureState, ResultOptions } from "./lib/future.ts";
 export { asCompleted } from "./lib/as_completed.ts";
@@ -38,12 +40,14 @@ export type { ListenerOptions } from "./lib/listener.ts";
 export {
   CancelledError,
   ConnectionError,
+  DependencyError,
   NoWorkersError,
   PoolClosedError,
   ProtocolError,
   RemoteTaskError,
   StreamFuturesError,
   TaskFailure,
+  TaskNotFoundError,
   TaskTimeoutError,
   TimeoutError,
   UnknownTaskError,

@@ -4,7 +4,7 @@
  * can be ended by terminating the thread.
  *
  * Messages (all batched: one message per event-loop turn at most, each direction):
- * - in: `{ t: "run", tasks: [[seq, fn, args, taskId, operationId, attempt, queue], ...] }`
+ * - in: `{ t: "run", tasks: [[seq, fn, args, taskId, operationId, attempt, queue, deps], ...] }`
  * - in: `{ t: "abort", seq, name, message }` — aborts the task's `currentTask().signal`
  * - out: `{ t: "ready", names }` once the task modules are loaded, or `{ t: "error", error }`
  * - out: `{ t: "done", r: [[seq, 1, encodedValue] | [seq, 0, name, message, stack], ...] }`
@@ -37,6 +37,8 @@ export type RunMessage = [
   operationId: string,
   attempt: number,
   queue: string,
+  /** The entry's `deps` field: the parents' outcomes (JSON), or "". */
+  deps: string,
 ];
 
 /** A task's outcome: its encoded value, or the error it failed with. */
@@ -95,7 +97,7 @@ function done(message: DoneMessage): void {
 }
 
 async function run(message: RunMessage): Promise<void> {
-  const [seq, name, argsText, taskId, operationId, attempt, queue] = message;
+  const [seq, name, argsText, taskId, operationId, attempt, queue, deps] = message;
   const controller = new AbortController();
   controllers.set(seq, controller);
   try {
@@ -107,7 +109,7 @@ async function run(message: RunMessage): Promise<void> {
     }
     let args: unknown;
     try {
-      args = decode(argsText);
+      args = decode(argsText, deps ? parentValues(deps) : undefined);
     } catch (error) {
       throw new ProtocolError(
         `the arguments of task ${taskId} cannot be decoded: ${(error as Error)?.message}`,
@@ -130,6 +132,26 @@ async function run(message: RunMessage): Promise<void> {
   } finally {
     controllers.delete(seq);
   }
+}
+
+/**
+ * Resolves the task references in a child task's arguments to its parents' outcomes, from the
+ * entry's `deps` field `{"<op>/<id>": [status, stored result]}`: the decoded value of a parent
+ * that completed, or an `Error` with the remote name and message of one that failed or was
+ * cancelled (the child only runs with such a parent under `onParentError: "pass"`).
+ */
+function parentValues(deps: string): (ref: { op: string; id: string }) => unknown {
+  const outcomes = JSON.parse(deps) as Record<string, [string, string]>;
+  return (ref) => {
+    const outcome = outcomes[`${ref.op}/${ref.id}`];
+    if (!outcome) throw new ProtocolError(`no outcome of parent task ${ref.id} in the entry`);
+    const [status, stored] = outcome;
+    if (status === "2") return decode(stored);
+    const colon = stored.indexOf(": ");
+    const error = new Error(colon === -1 ? stored : stored.slice(colon + 2));
+    error.name = colon === -1 ? "Error" : stored.slice(0, colon);
+    return error;
+  };
 }
 
 port.onMessage((message) => {

@@ -52,6 +52,47 @@ export class Keys {
     return `${this.app}:queue:${queue}`;
   }
 
+  /**
+   * The stream of a queue's priority level: {@link queue} for priority 0, else
+   * `<app>:queue:<queue>:p<priority>` (e.g. `:p5`, `:p-2`).
+   */
+  stream(queue: string, priority = 0): string {
+    return priority === 0 ? this.queue(queue) : `${this.app}:queue:${queue}:p${priority}`;
+  }
+
+  /** `<app>:priorities:<queue>` — set of the non-zero priority levels a queue has seen. */
+  priorities(queue: string): string {
+    return `${this.app}:priorities:${queue}`;
+  }
+
+  /**
+   * `<app>:watch` — hash `{"<op>/<taskId>": JSON}` of tasks someone waits on besides their
+   * client: reply streams of attached clients, dependent tasks, a dedupe key to expire.
+   */
+  watch(): string {
+    return `${this.app}:watch`;
+  }
+
+  /** `<app>:deps:<op>:<taskId>` — hash: a task waiting for its parent tasks. */
+  deps(op: string, taskId: string): string {
+    return `${this.app}:deps:${op}:${taskId}`;
+  }
+
+  /** `<app>:dedupe:<hash>` — string `"<op>/<taskId>"`: the task identical calls share. */
+  dedupe(hash: string): string {
+    return `${this.app}:dedupe:${hash}`;
+  }
+
+  /** `<app>:schedules` — hash `{name: JSON spec}` of cron schedules. */
+  schedules(): string {
+    return `${this.app}:schedules`;
+  }
+
+  /** `<app>:schedule-due` — sorted set `{name: next due time, ms (Redis TIME)}`. */
+  scheduleDue(): string {
+    return `${this.app}:schedule-due`;
+  }
+
   /** `<app>:listeners:<queue>` — sorted set `{workerId: last heartbeat, ms (Redis TIME)}`. */
   listeners(queue: string): string {
     return `${this.app}:listeners:${queue}`;
@@ -97,4 +138,14 @@ local function k_queue(q) return APP .. ':queue:' .. q end
 local function k_delayed(q) return APP .. ':delayed:' .. q end
 local function k_dead() return APP .. ':dead' end
 local function k_control() return APP .. ':control' end
+local function k_priorities(q) return APP .. ':priorities:' .. q end
+local function k_watch() return APP .. ':watch' end
+local function k_deps(op, tid) return APP .. ':deps:' .. op .. ':' .. tid end
+local function k_dedupe(h) return APP .. ':dedupe:' .. h end
+local function k_schedules() return APP .. ':schedules' end
+local function k_schedule_due() return APP .. ':schedule-due' end
+local function k_stream(q, priority)
+  if priority == nil or priority == '' or priority == '0' then return k_queue(q) end
+  return k_queue(q) .. ':p' .. priority
+end
 `;

@@ -273,9 +273,13 @@ class Encoder {
   readonly #segments: Segment[] = [];
   /** Objects being encoded (the ancestors of the current value) and their path lengths. */
   readonly #ancestors = new Map<object, number>();
+  readonly #refOf: ((value: object) => FutureRef | undefined) | undefined;
+  /** The references met, as `"<op>/<id>"`, in order, without duplicates. */
+  readonly refs: string[] = [];
 
-  constructor(root: string) {
+  constructor(root: string, refOf?: (value: object) => FutureRef | undefined) {
     this.#root = root;
+    this.#refOf = refOf;
   }
 
   #fail(what: string): TypeError {
@@ -366,6 +370,12 @@ class Encoder {
       return { [TAG]: "Set", v: members };
     }
     if (value instanceof Error) return this.#encodeError(value);
+    const ref = this.#refOf?.(value);
+    if (ref !== undefined) {
+      const key = `${ref.op}/${ref.id}`;
+      if (!this.refs.includes(key)) this.refs.push(key);
+      return { [TAG]: "Future", v: { op: ref.op, id: ref.id } };
+    }
     const toJSON = (value as { toJSON?: unknown }).toJSON;
     if (typeof toJSON === "function") {
       const last = this.#segments[this.#segments.length - 1];
@@ -448,6 +458,35 @@ const ERROR_FIELDS: ReadonlySet<string> = new Set([
 export function encode(value: unknown, path = "value"): string {
   if (isPlainJson(value, 0, null)) return JSON.stringify(value);
   return JSON.stringify(new Encoder(path).encode(value));
+}
+
+/** A reference to a task (a future) inside encoded arguments. */
+export interface FutureRef {
+  /** The task's operation id. */
+  op: string;
+  /** The task id. */
+  id: string;
+}
+
+/**
+ * Encodes a value in which some objects stand for tasks (futures): `refOf` returns the task of
+ * such an object, which is written as `{"$sf":"Future","v":{"op","id"}}`. Returns the text and
+ * the tasks referenced (`"<op>/<id>"`, in order of first appearance).
+ *
+ * @param value The value to encode.
+ * @param path The name of the value in error messages.
+ * @param refOf Returns the task an object stands for, or `undefined` for ordinary objects.
+ * @returns The JSON text and the references.
+ */
+export function encodeWithRefs(
+  value: unknown,
+  path: string,
+  refOf: (value: object) => FutureRef | undefined,
+): { text: string; refs: string[] } {
+  if (isPlainJson(value, 0, null)) return { text: JSON.stringify(value), refs: [] };
+  const encoder = new Encoder(path, refOf);
+  const text = JSON.stringify(encoder.encode(value));
+  return { text, refs: encoder.refs };
 }
 
 /**
@@ -534,6 +573,15 @@ function reviveTagged(record: Record<string, unknown>): unknown {
   switch (tag) {
     case "undefined":
       return undefined;
+    case "Future": {
+      if (!isRecord(v) || typeof v.op !== "string" || typeof v.id !== "string") {
+        throw malformed(tag, "an object with string op and id");
+      }
+      if (!resolving) {
+        throw new TypeError(`a task reference (${v.op}/${v.id}) cannot be decoded here`);
+      }
+      return resolving({ op: v.op, id: v.id });
+    }
     case "Number":
       switch (v) {
         case "NaN":
@@ -644,12 +692,21 @@ function reviveError(v: unknown): Error {
  * decode('{"$sf":"BigInt","v":"10"}'); // 10n
  * ```
  */
-export function decode(text: string): unknown {
+export function decode(text: string, resolveRef?: (ref: FutureRef) => unknown): unknown {
   const parsed: unknown = JSON.parse(text);
   // Tagged objects need the literal key "$sf" (or a "\u" escape spelling it).
   if (text.indexOf(TAG) === -1 && text.indexOf("\\u") === -1) return parsed;
-  return revive(parsed);
+  const previous = resolving;
+  resolving = resolveRef;
+  try {
+    return revive(parsed);
+  } finally {
+    resolving = previous;
+  }
 }
+
+/** The resolver of `Future` tags of the `decode` call in progress. */
+let resolving: ((ref: FutureRef) => unknown) | undefined;
 
 /**
  * Returns the length of `text` encoded as UTF-8, in bytes, without encoding it. Lone surrogates

@@ -11,10 +11,12 @@
  * ├── TaskFailure         the task ran (or was due to run) and did not produce a value; `attempts`
  * │   ├── RemoteTaskError     the task threw on a worker
  * │   ├── WorkerLostError     its worker (or executor thread) died: no heartbeat within the timeout
- * │   └── TaskTimeoutError    it ran longer than its `timeout` and was stopped
+ * │   ├── TaskTimeoutError    it ran longer than its `timeout` and was stopped
+ * │   └── DependencyError     a parent task (a future among its arguments) failed or was cancelled
  * ├── NoWorkersError      no live listener serves the queue
  * ├── PoolClosedError     work was submitted after shutdown
  * ├── ConnectionError     Redis was unreachable for longer than the reconnect deadline
+ * ├── TaskNotFoundError   `pool.future(id)`: no such task (never submitted, released, expired)
  * ├── ProtocolError       a stream entry or reply could not be understood
  * ├── UnknownTaskError    (worker side) no task module exports the requested name
  * └── WorkerInterrupted   (worker side) the worker stopped before the task finished
@@ -172,6 +174,41 @@ export class TaskTimeoutError extends TaskFailure {
   ) {
     super(message, options);
     this.name = "TaskTimeoutError";
+  }
+}
+
+/**
+ * A parent of the task (a future passed among its arguments) failed or was cancelled, so the task
+ * did not run (the default `onParentError: "fail"`). `cause` is the parent's error, `parentId`
+ * its task id.
+ */
+export class DependencyError extends TaskFailure {
+  /** The task id of the parent that failed. */
+  readonly parentId: string | undefined;
+
+  /**
+   * @param message Which parent failed, and how.
+   * @param options `cause` is the parent's error; `parentId` its id.
+   */
+  constructor(
+    message = "a parent task failed",
+    options?: StreamFuturesErrorOptions & { attempts?: number; parentId?: string },
+  ) {
+    super(message, { attempts: 0, ...options });
+    this.name = "DependencyError";
+    this.parentId = options?.parentId;
+  }
+}
+
+/** `pool.future(id)` / `pool.operation(id)`: no such task exists (any more) in Redis. */
+export class TaskNotFoundError extends StreamFuturesError {
+  /**
+   * @param message Which task was looked up.
+   * @param options `cause` is kept on the error.
+   */
+  constructor(message = "no such task", options?: StreamFuturesErrorOptions) {
+    super(message, options);
+    this.name = "TaskNotFoundError";
   }
 }
 

@@ -44,6 +44,8 @@ export interface FutureControl {
   cancel(error?: CancelledError): void;
   /** True when the future finished with an error (not cancelled). */
   failed(): boolean;
+  /** The future stands for another task (dedupe: an identical call's task). */
+  rebind(id: string, operationId: string): void;
 }
 
 let controlOf: (future: StreamFuture<unknown>) => FutureControl;
@@ -64,10 +66,8 @@ export type DoneCallback<T> = (future: StreamFuture<T>) => void;
  * ```
  */
 export class StreamFuture<T> implements PromiseLike<T> {
-  /** The task id. */
-  readonly id: string;
-  /** The id of the operation (one per `submit` / `map` call). */
-  readonly operationId: string;
+  #id: string;
+  #operationId: string;
   #state: FutureState = "pending";
   #error: unknown = undefined;
   #failed = false;
@@ -96,13 +96,17 @@ export class StreamFuture<T> implements PromiseLike<T> {
       cancel: (error) =>
         future.#settle("cancelled", undefined, error ?? new CancelledError(), true),
       failed: () => future.#state === "finished" && future.#failed,
+      rebind: (id, operationId) => {
+        future.#id = id;
+        future.#operationId = operationId;
+      },
     });
   }
 
   /** Futures are created by the pool; see `StreamFuturePool.submit`. */
   constructor(id: string, operationId: string, hooks: FutureHooks) {
-    this.id = id;
-    this.operationId = operationId;
+    this.#id = id;
+    this.#operationId = operationId;
     this.#hooks = hooks;
     this.#promise = new Promise<T>((resolve, reject) => {
       this.#resolve = resolve as (value: unknown) => void;
@@ -110,6 +114,19 @@ export class StreamFuture<T> implements PromiseLike<T> {
     });
     // A future nobody awaits must not crash the process with an unhandled rejection.
     this.#promise.catch(() => {});
+  }
+
+  /**
+   * The task id. With `dedupe`, once the submission is confirmed, the id of the task this call
+   * shares (submitted earlier, maybe by another client).
+   */
+  get id(): string {
+    return this.#id;
+  }
+
+  /** The id of the operation (one per `submit` / `map` call) the task belongs to. */
+  get operationId(): string {
+    return this.#operationId;
   }
 
   /** The current state. A task that goes back to its queue for a retry is `pending` again. */

@@ -21,6 +21,8 @@ import { GROUP, Keys, PROTOCOL_VERSION } from "./_keys.ts";
 import { FINISH } from "./_lua/finish.ts";
 import { HEARTBEAT } from "./_lua/heartbeat.ts";
 import { PROMOTE } from "./_lua/promote.ts";
+import { FIRE } from "./_lua/schedule.ts";
+import { type CronSpec, nextCronTime } from "./_cron.ts";
 import { RECOVER } from "./_lua/recover.ts";
 import { REGISTER } from "./_lua/register.ts";
 import { START } from "./_lua/start.ts";
@@ -78,6 +80,16 @@ export interface ListenerOptions {
   id?: string;
   /** Receives log lines (default: stderr). */
   log?: (line: string) => void;
+}
+
+/** A cron tick handled this late or less runs; a later one counts as missed (see catchUp). */
+const CRON_GRACE = 5_000;
+
+/** The first 10 hex digits of the SHA-1 of `text` (cron operation ids). */
+async function shortHash(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest).slice(0, 5), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
 }
 
 /** The default of `maxPayloadBytes` (pool and worker): 16 MiB. */
@@ -155,7 +167,12 @@ export class Listener {
   readonly #url: ConnectionOptions;
   readonly #keys: Keys;
   readonly #queues: readonly string[];
-  readonly #streams: readonly string[];
+  /** The priority levels each queue has (0 always), highest first. */
+  #levels = new Map<string, number[]>();
+  /** Every stream served, highest priority first (queues rotate within a level). */
+  #streams: string[] = [];
+  #cronTimer: { at: number; timer: ReturnType<typeof setTimeout> } | undefined;
+  #cronRunning = false;
   readonly #modules: (string | URL)[];
   readonly #concurrency: number;
   readonly #executorCount: number | undefined;
@@ -203,7 +220,8 @@ export class Listener {
       throw new TypeError("queues must be a non-empty array of queue names");
     }
     this.#queues = [...new Set(queues.map((q, i) => keyName(q, `queues[${i}]`, "default")))];
-    this.#streams = this.#queues.map((q) => this.#keys.queue(q));
+    for (const queue of this.#queues) this.#levels.set(queue, [0]);
+    this.#orderStreams();
     this.#modules = checkTaskModules(options.tasks);
     if (this.#modules.length === 0) throw new TypeError("tasks must name at least one task module");
     this.#concurrency = positiveInt(options.concurrency, "concurrency", 8);
@@ -267,6 +285,7 @@ export class Listener {
       "streamfutures-worker-control",
       deadline,
     );
+    await this.#refreshLevels();
     for (const stream of this.#streams) await this.#ensureGroup(stream);
     await this.#beat();
     this.#timer = setInterval(() => void this.#beat(), this.#heartbeatInterval);
@@ -276,6 +295,9 @@ export class Listener {
         this.#log(`streamfutures worker ${this.id}: promoting delayed tasks failed: ${error}`);
       });
     }
+    this.#cron().catch((error) => {
+      this.#log(`streamfutures worker ${this.id}: cron schedules failed: ${error}`);
+    });
     this.#loop = this.#readLoop();
     this.#log(
       `streamfutures worker ${this.id} serving ${
@@ -339,6 +361,7 @@ export class Listener {
     clearInterval(this.#timer);
     clearTimeout(this.#sweepTimer);
     for (const { timer } of this.#wakeTimers.values()) clearTimeout(timer);
+    clearTimeout(this.#cronTimer?.timer);
     await this.#executors?.close();
     this.#unsubscribe?.();
     try {
@@ -416,9 +439,12 @@ export class Listener {
       // Recovery every half heartbeat timeout (one worker per queue does it, by lock).
       const every = Math.max(1, Math.round(this.#heartbeatTimeout / this.#heartbeatInterval / 2));
       if (++this.#beats % every === 0) {
-        for (const queue of this.#queues) writes.push(this.#recover(queue));
+        for (const stream of this.#streams) writes.push(this.#recover(stream));
       }
-      for (const queue of this.#queues) writes.push(this.#promote(queue));
+      if (live) {
+        for (const queue of this.#queues) writes.push(this.#promote(queue));
+        writes.push(this.#refreshLevels(), this.#cron());
+      }
       await Promise.all(writes);
     } catch (error) {
       if (this.#state === "running") {
@@ -429,12 +455,62 @@ export class Listener {
     }
   }
 
-  async #recover(queue: string): Promise<void> {
+  /** The queue a stream belongs to (`<app>:queue:<queue>` or `<app>:queue:<queue>:p<n>`). */
+  #queueOf(stream: string): string {
+    return stream.slice(this.#keys.queue("").length).split(":")[0];
+  }
+
+  /** Orders the streams: priority levels highest first; queues take turns within a level. */
+  #orderStreams(): void {
+    const levels = [...new Set([...this.#levels.values()].flat())].sort((a, b) => b - a);
+    const streams: string[] = [];
+    for (const level of levels) {
+      for (const queue of this.#queues) {
+        if (this.#levels.get(queue)!.includes(level)) {
+          streams.push(this.#keys.stream(queue, level));
+        }
+      }
+    }
+    this.#streams = streams;
+  }
+
+  /** Learns the priority levels of the served queues (`<app>:priorities:<queue>`). */
+  async #refreshLevels(): Promise<void> {
+    let changed = false;
+    for (const queue of this.#queues) {
+      const members = await this.#cmd!.sendCommand(["SMEMBERS", this.#keys.priorities(queue)]);
+      for (const member of (members as string[]) ?? []) {
+        changed = this.#addLevel(queue, Number(member)) || changed;
+      }
+    }
+    if (changed) {
+      for (const stream of this.#streams) await this.#ensureGroup(stream);
+    }
+  }
+
+  /** Adds a priority level to a queue; true when it is new. */
+  #addLevel(queue: string, level: number): boolean {
+    const levels = this.#levels.get(queue);
+    if (!levels || !Number.isInteger(level) || levels.includes(level)) return false;
+    levels.push(level);
+    levels.sort((a, b) => b - a);
+    this.#orderStreams();
+    return true;
+  }
+
+  /**
+   * Looks for lost tasks in a stream (RECOVER), page by page from the start of its pending list,
+   * while this worker holds the stream's recovery lock.
+   */
+  async #recover(stream: string): Promise<void> {
+    const queue = this.#queueOf(stream);
     const lockMs = Math.max(1, Math.round(this.#heartbeatTimeout / 2));
-    const reply = await RECOVER.run(
-      this.#cmd!,
-      [this.#keys.queue(queue), this.#keys.recovering(queue)],
-      [
+    const lock = `${this.#keys.recovering(queue)}${stream.slice(this.#keys.queue(queue).length)}`;
+    let start = "-";
+    let requeued = 0;
+    let failed = 0;
+    for (let page = 0; page < 100; page++) {
+      const reply = await RECOVER.run(this.#cmd!, [stream, lock], [
         this.#keys.app,
         GROUP,
         queue,
@@ -442,13 +518,19 @@ export class Listener {
         this.id,
         String(lockMs),
         "1000",
-      ],
-    );
-    if (Array.isArray(reply) && (Number(reply[1]) > 0 || Number(reply[2]) > 0)) {
+        start,
+        page === 0 ? "0" : "1",
+      ]);
+      if (!Array.isArray(reply)) return; // another worker holds the lock
+      requeued += Number(reply[1]);
+      failed += Number(reply[2]);
+      if (Number(reply[0]) < 1000 || !reply[3]) break;
+      start = `(${reply[3]}`;
+    }
+    if (requeued > 0 || failed > 0) {
       this.#log(
-        `streamfutures worker ${this.id}: recovered lost tasks of ${queue}: ${
-          reply[1]
-        } back to the queue, ${reply[2]} failed (WorkerLostError)`,
+        `streamfutures worker ${this.id}: recovered lost tasks of ${stream}: ${requeued} back to ` +
+          `the queue, ${failed} failed (WorkerLostError)`,
       );
     }
   }
@@ -460,8 +542,8 @@ export class Listener {
     for (;;) {
       const reply = await PROMOTE.run(
         this.#cmd!,
-        [this.#keys.delayed(queue), this.#keys.queue(queue)],
-        [String(limit)],
+        [this.#keys.delayed(queue)],
+        [this.#keys.app, queue, String(limit)],
       ) as number[];
       const [moved, next, now] = reply.map(Number);
       this.#clockOffset = now - Date.now();
@@ -499,7 +581,105 @@ export class Listener {
       }
     } else if (kind === "w" && this.#queues.includes(a) && this.#state === "running") {
       this.#wakeAt(a, Number(b));
+    } else if (kind === "p" && this.#state === "running" && this.#addLevel(a, Number(b))) {
+      void this.#ensureGroup(this.#keys.stream(a, Number(b))).catch(() => {});
+    } else if (kind === "s" && this.#state === "running") {
+      this.#cronWakeAt(Number(a));
     }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Cron schedules
+
+  /** Fires the schedules that are due (each due time once, see FIRE) and arms the next timer. */
+  async #cron(): Promise<void> {
+    if (this.#cronRunning || (this.#state !== "running" && this.#state !== "starting")) return;
+    this.#cronRunning = true;
+    try {
+      const cmd = this.#cmd!;
+      for (let rounds = 0; rounds < 100; rounds++) {
+        const [seconds, micros] = await cmd.sendCommand(["TIME"]) as string[];
+        const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+        const due = await cmd.sendCommand([
+          "ZRANGEBYSCORE",
+          this.#keys.scheduleDue(),
+          "-inf",
+          String(now),
+          "WITHSCORES",
+          "LIMIT",
+          "0",
+          "20",
+        ]) as string[];
+        if (due.length === 0) {
+          const head = await cmd.sendCommand([
+            "ZRANGE",
+            this.#keys.scheduleDue(),
+            "0",
+            "0",
+            "WITHSCORES",
+          ]) as string[];
+          this.#clockOffset = now - Date.now();
+          if (head.length === 2) this.#cronWakeAt(Number(head[1]));
+          return;
+        }
+        for (let i = 0; i < due.length; i += 2) await this.#fire(due[i], Number(due[i + 1]), now);
+      }
+    } finally {
+      this.#cronRunning = false;
+    }
+  }
+
+  async #fire(name: string, due: number, now: number): Promise<void> {
+    const cmd = this.#cmd!;
+    const json = await cmd.sendCommand(["HGET", this.#keys.schedules(), name]) as string | null;
+    let fire = "1";
+    let next: number | undefined;
+    if (json !== null) {
+      try {
+        const spec = JSON.parse(json) as { cron: CronSpec; catchUp?: boolean };
+        if (now - due <= CRON_GRACE) {
+          next = nextCronTime(spec.cron, due);
+        } else {
+          // Missed while no worker was up: run once (catchUp) or skip, then go on from now.
+          fire = spec.catchUp ? "1" : "0";
+          next = nextCronTime(spec.cron, now);
+        }
+      } catch (error) {
+        this.#log(
+          `streamfutures worker ${this.id}: schedule ${name} is broken and is dropped: ${error}`,
+        );
+        await cmd.sendCommand(["ZREM", this.#keys.scheduleDue(), name]);
+        return;
+      }
+    } else {
+      await cmd.sendCommand(["ZREM", this.#keys.scheduleDue(), name]);
+      return;
+    }
+    const op = `cron-${await shortHash(name)}-${due.toString(36)}`;
+    await FIRE.run(cmd, [], [
+      this.#keys.app,
+      name,
+      String(due),
+      json,
+      op,
+      next === undefined ? "-1" : String(next),
+      fire,
+    ]);
+  }
+
+  #cronWakeAt(due: number): void {
+    if (this.#cronTimer && this.#cronTimer.at <= due) return;
+    clearTimeout(this.#cronTimer?.timer);
+    const delay = Math.max(0, due - (Date.now() + this.#clockOffset));
+    this.#cronTimer = {
+      at: due,
+      timer: setTimeout(() => {
+        this.#cronTimer = undefined;
+        this.#cron().catch((error) => {
+          this.#log(`streamfutures worker ${this.id}: cron schedules failed: ${error}`);
+        });
+      }, Math.min(delay, 2 ** 31 - 1)),
+    };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -515,6 +695,8 @@ export class Listener {
         this.#slotFree = undefined;
         continue;
       }
+      // Priority levels: take what waits, highest level first, before blocking on all streams.
+      if (this.#streams.length > this.#queues.length && await this.#readByPriority()) continue;
       // XREADGROUP's COUNT applies per stream: read at most `free` streams with COUNT
       // floor(free / streams) so one read never returns more entries than there are free slots.
       // The streams rotate so that no queue starves when slots are scarce.
@@ -552,20 +734,58 @@ export class Listener {
         }
         continue;
       }
-      const byStream = new Map<string, Task[]>();
-      for (const entry of parseStreamReply(reply)) {
-        const task = this.#accept(entry);
-        if (!task) continue;
-        let list = byStream.get(entry.stream);
-        if (!list) byStream.set(entry.stream, list = []);
-        list.push(task);
-      }
-      for (const [stream, tasks] of byStream) {
-        const started = this.#startBatch(stream, tasks);
-        this.#starting.add(started);
-        void started.finally(() => this.#starting.delete(started));
-      }
+      this.#dispatch(reply);
     }
+  }
+
+  /**
+   * One non-blocking read per stream, highest priority first, while slots are free. Returns true
+   * when it took anything.
+   */
+  async #readByPriority(): Promise<boolean> {
+    let took = false;
+    for (const stream of this.#streams) {
+      const free = this.#concurrency - this.#tasks.size;
+      if (free <= 0 || this.#state !== "running") break;
+      let reply: unknown;
+      try {
+        reply = await this.#reader!.sendCommand([
+          "XREADGROUP",
+          "GROUP",
+          GROUP,
+          this.id,
+          "COUNT",
+          String(free),
+          "STREAMS",
+          stream,
+          ">",
+        ]);
+      } catch {
+        return took; // the blocking read below reports and handles errors
+      }
+      if (this.#dispatch(reply) > 0) took = true;
+    }
+    return took;
+  }
+
+  /** Takes the entries of a read in hand and starts them, one START call per stream. */
+  #dispatch(reply: unknown): number {
+    const byStream = new Map<string, Task[]>();
+    let n = 0;
+    for (const entry of parseStreamReply(reply)) {
+      n++;
+      const task = this.#accept(entry);
+      if (!task) continue;
+      let list = byStream.get(entry.stream);
+      if (!list) byStream.set(entry.stream, list = []);
+      list.push(task);
+    }
+    for (const [stream, tasks] of byStream) {
+      const started = this.#startBatch(stream, tasks);
+      this.#starting.add(started);
+      void started.finally(() => this.#starting.delete(started));
+    }
+    return n;
   }
 
   /** Validates an entry and takes it in hand (it occupies a slot from now on). */
@@ -598,7 +818,7 @@ export class Listener {
       seq: this.#seq++,
       entryId: entry.id,
       stream: entry.stream,
-      queue: entry.stream.slice(this.#keys.queue("").length),
+      queue: this.#queueOf(entry.stream),
       taskId,
       op,
       reply,
@@ -670,6 +890,7 @@ export class Listener {
         task.op,
         task.attempt,
         task.queue,
+        task.fields.deps ?? "",
       ]);
     });
     if (rejected.length > 0) this.#finish(rejected);
@@ -840,8 +1061,9 @@ export class Listener {
         const result = Number(results[i]);
         if (result === 0 && record[4] !== "x") {
           this.#log(
-            `streamfutures worker ${this.id}: the outcome of task ${task.taskId} was not recorded: ` +
-              `the task is no longer this worker's (cancelled, released, or given to another attempt)`,
+            `streamfutures worker ${this.id}: the outcome of task ${task.taskId} was not recorded ` +
+              `by this call: the task is no longer this worker's (cancelled, released, given to ` +
+              `another attempt — or recorded by an earlier try of the call)`,
           );
         }
         if (result !== 1) return;

@@ -8,33 +8,49 @@
  * @module
  */
 
-import { checkPayloadSize, decode, encode } from "./codec.ts";
+import { checkPayloadSize, decode, encodeWithRefs } from "./codec.ts";
 import {
   CancelledError,
   ConnectionError,
   NoWorkersError,
   PoolClosedError,
   ProtocolError,
-  RemoteTaskError,
-  TaskTimeoutError,
-  WorkerLostError,
+  TaskNotFoundError,
 } from "./errors.ts";
 import { futureControl, type FutureHooks, StreamFuture } from "./future.ts";
+import { FutureIndex } from "./_future_index.ts";
 import { GROUP, Keys, Status } from "./_keys.ts";
-import { DEFAULT_MAX_PAYLOAD_BYTES } from "./listener.ts";
+import { DEFAULT_MAX_PAYLOAD_BYTES, type ListenerOptions } from "./listener.ts";
+import { type LocalListeners, startLocalListeners } from "./_local_listeners.ts";
 import { CANCEL } from "./_lua/cancel.ts";
 import { RECOVER_TASKS } from "./_lua/recover.ts";
-import { SUBMIT } from "./_lua/submit.ts";
+import { SUBMIT, SUBMIT_EX } from "./_lua/submit.ts";
+import { TOUCH } from "./_lua/touch.ts";
+import { UNWATCH, WATCH } from "./_lua/watch.ts";
+import { errorFromPayload, settleStored } from "./_outcome.ts";
+import { bool, duration, heartbeats, keyName, nonNegativeInt, positiveInt } from "./_options.ts";
+import type { RetryOn } from "./_options.ts";
 import {
-  bool,
-  duration,
-  heartbeats,
-  keyName,
-  nonNegativeInt,
-  positiveInt,
-  type RetryOn,
-  retryOn,
-} from "./_options.ts";
+  canonicalJson,
+  dedupeSpec,
+  DEFAULT_POLICY,
+  dueSpec,
+  type OnParentError,
+  onParentError,
+  policyFields,
+  sha256Hex,
+  type TaskPolicy,
+  taskPolicy,
+} from "./_submit_options.ts";
+import {
+  checkScheduleName,
+  deleteSchedule,
+  listSchedules,
+  saveSchedule,
+  type ScheduleInfo,
+  type ScheduleOptions,
+  storedSchedule,
+} from "./schedule.ts";
 import {
   type BlockingReader,
   checkConnectionOptions,
@@ -44,7 +60,6 @@ import {
   type RedisConnection,
   withReconnect,
 } from "./_redis.ts";
-import { startThread, type ThreadHandle } from "./_runtime.ts";
 import { parseStreamReplyFlat } from "./_stream.ts";
 import {
   checkTaskModules,
@@ -102,6 +117,8 @@ export interface PoolOptions {
   orphanTtl?: number;
   /** Local listeners: how long a task that ignores its abort signal may run on, ms (default 2000). */
   taskGrace?: number;
+  /** Default `dedupeTtl` of submitted tasks, ms (default 0). */
+  dedupeTtl?: number;
 }
 
 /** Options of {@link StreamFuturePool.submit} and {@link StreamFuturePool.map}. */
@@ -131,13 +148,35 @@ export interface SubmitOptions {
    * `TaskTimeoutError`.
    */
   timeout?: number;
+  /** Runnable no earlier than this many ms from now (counted on Redis' clock). */
+  delay?: number;
+  /** Runnable no earlier than this time (compared with Redis' clock). */
+  startAt?: Date;
+  /** Priority within the queue, an integer from -9 to 9 (default 0): higher runs first. */
+  priority?: number;
+  /**
+   * Share the task of an identical call (same task name, same arguments with object keys in any
+   * order) that is pending, running, or finished within `dedupeTtl`, in this client or another:
+   * one task runs, every caller gets its outcome.
+   */
+  dedupe?: boolean;
+  /** Like `dedupe`, with calls identified by this key instead of their name and arguments. */
+  dedupeKey?: string;
+  /** How long a finished deduplicated task is still shared, ms (default: the pool's, 0). */
+  dedupeTtl?: number;
+  /**
+   * A parent task (a future among the arguments) that failed or was cancelled: `"fail"`
+   * (default) fails this task with `DependencyError` without running it; `"pass"` runs it with
+   * an `Error` carrying the parent's error name and message in place of the parent's value.
+   */
+  onParentError?: OnParentError;
 }
 
 /** Options of {@link StreamFuturePool.shutdown}. */
 export interface ShutdownOptions {
   /** Wait for every future to settle and for the pool's resources to be released (default true). */
   wait?: boolean;
-  /** Cancel every future that has not started (default false). */
+  /** Cancel every future not settled yet, running or not (default false). */
   cancelFutures?: boolean;
 }
 
@@ -148,22 +187,34 @@ interface Outgoing {
   readonly future: StreamFuture<unknown>;
   readonly fn: TaskFunction | string;
   readonly args: string;
+  /** Parent tasks referenced in the arguments (`"<op>/<taskId>"`). */
+  readonly parents: readonly string[];
 }
 
 interface Batch {
   readonly queue: string;
   readonly op: string;
   readonly items: Outgoing[];
-  /** Extra entry fields (retry policy, timeout), as name, value pairs. */
+  /** Extra entry fields (retry policy, timeout, priority), as name, value pairs. */
   readonly extra: string[];
+  /** When the tasks become runnable (see `dueSpec`). */
+  readonly due: string;
+  readonly onParentError: OnParentError;
+  /** Dedupe material (hashed when sent), or undefined. */
+  readonly dedupe: string | undefined;
+  readonly dedupeTtl: number;
 }
 
 /** Where a started task is, for the lost-task check. */
 interface Started {
+  /** Its queue and priority level: `"q"` or `"q:p5"`. */
   readonly queue: string;
   readonly op: string;
   entryId: string;
 }
+
+/** Task and operation ids accepted by `pool.future` / `pool.operation`. */
+const TASK_ID = /^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)?$/;
 
 /** Tasks per SUBMIT call (keeps each Lua call short). */
 const SUBMIT_CHUNK = 500;
@@ -218,6 +269,7 @@ export class StreamFuturePool implements AsyncDisposable {
   readonly #reconnectDeadline: number;
   readonly #orphanTtl: number;
   readonly #taskGrace: number;
+  readonly #dedupeTtl: number;
   readonly #replyKey: string;
   readonly #hooks: FutureHooks;
   #registry: TaskRegistry | undefined;
@@ -226,13 +278,23 @@ export class StreamFuturePool implements AsyncDisposable {
   /** Why a future is being cancelled, until its cancellation is confirmed. */
   #cancelReasons = new Map<string, CancelledError>();
   #ready: Promise<void>;
-  #futures = new Map<string, StreamFuture<unknown>>();
+  #futures = new FutureIndex();
   #unsent = new Set<string>();
-  /** This pool's operations and their queues (for the TTL refresh and the close). */
-  #ops = new Map<string, string>();
+  /** Futures of tasks this pool did not submit (attached, or shared by dedupe): `"<op>/<id>"`. */
+  #attached = new Set<string>();
+  /** Operations being written, for children that must wait for their parents' entries. */
+  #writing = new Map<string, Promise<void>>();
+  /**
+   * This pool's operations: their queue, how many of their futures are unsettled, and when the
+   * last one settled (for the TTL refresh and the close).
+   */
+  #ops = new Map<
+    string,
+    { queue: string; stream: string; open: number; settledAt: number }
+  >();
   #outbox: Batch[] = [];
   #flushing: Promise<void> | undefined;
-  #locals: ThreadHandle[] = [];
+  #locals: LocalListeners | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
   #reading = false;
@@ -256,12 +318,8 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#concurrency = positiveInt(options.concurrency, "concurrency", 8);
     ({ heartbeatInterval: this.#heartbeatInterval, heartbeatTimeout: this.#heartbeatTimeout } =
       heartbeats(options.heartbeatInterval, options.heartbeatTimeout));
-    this.#defaults = taskPolicy(options, {
-      retries: 0,
-      retryDelay: 0,
-      retryOn: "lost",
-      timeout: undefined,
-    });
+    this.#defaults = taskPolicy({ ...options, priority: undefined }, DEFAULT_POLICY);
+    this.#dedupeTtl = duration(options.dedupeTtl, "dedupeTtl", 0, true);
     this.#maxPayloadBytes = positiveInt(
       options.maxPayloadBytes,
       "maxPayloadBytes",
@@ -325,16 +383,12 @@ export class StreamFuturePool implements AsyncDisposable {
     if (!Array.isArray(args)) {
       throw new TypeError(`args must be an array of task arguments, got ${describe(args)}`);
     }
-    const encoded = encode(args, "args");
-    checkPayloadSize(encoded, this.#maxPayloadBytes, "the arguments");
-    const queue = keyName(options.queue, "queue", this.#queue);
-    const extra = policyFields(taskPolicy(options, this.#defaults));
-    const op = this.#newOperation(queue);
-    const future = this.#newFuture(op, op);
-    this.#enqueue(
-      { queue, op, items: [{ future, fn: task, args: encoded }], extra },
-      options.signal,
-    );
+    const { text, refs } = encodeWithRefs(args, "args", futureRef);
+    checkPayloadSize(text, this.#maxPayloadBytes, "the arguments");
+    const batch = this.#batchOf(options, task, text);
+    const future = this.#newFuture(batch.op, batch.op);
+    batch.items.push({ future, fn: task, args: text, parents: refs });
+    this.#enqueue(batch, options.signal);
     return future;
   }
 
@@ -366,7 +420,7 @@ export class StreamFuturePool implements AsyncDisposable {
         `argsList must be an iterable of argument arrays, got ${describe(argsList)}`,
       );
     }
-    const encoded: string[] = [];
+    const encoded: { text: string; refs: string[] }[] = [];
     let i = 0;
     for (const args of argsList) {
       if (!Array.isArray(args)) {
@@ -374,26 +428,170 @@ export class StreamFuturePool implements AsyncDisposable {
           `argsList[${i}] must be an array of task arguments, got ${describe(args)}`,
         );
       }
-      const text = encode(args, `argsList[${i}]`);
-      checkPayloadSize(text, this.#maxPayloadBytes, `the arguments of argsList[${i}]`);
-      encoded.push(text);
+      const item = encodeWithRefs(args, `argsList[${i}]`, futureRef);
+      checkPayloadSize(item.text, this.#maxPayloadBytes, `the arguments of argsList[${i}]`);
+      encoded.push(item);
       i++;
     }
-    const queue = keyName(options.queue, "queue", this.#queue);
-    const extra = policyFields(taskPolicy(options, this.#defaults));
-    const op = this.#newOperation(queue);
-    const items: Outgoing[] = encoded.map((args, index) => ({
-      future: this.#newFuture(`${op}.${index.toString(36)}`, op),
-      fn: task,
-      args,
-    }));
-    if (items.length > 0) this.#enqueue({ queue, op, items, extra }, options.signal);
-    return items.map((item) => item.future);
+    if (options.dedupe || options.dedupeKey !== undefined) {
+      throw new TypeError("dedupe applies to submit(), not to map()");
+    }
+    const batch = this.#batchOf(options, task, "");
+    const op = batch.op;
+    for (const [index, { text, refs }] of encoded.entries()) {
+      const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
+      batch.items.push({ future, fn: task, args: text, parents: refs });
+    }
+    if (batch.items.length > 0) this.#enqueue(batch, options.signal);
+    return batch.items.map((item) => item.future);
   }
 
   /**
-   * Shuts the pool down: no new work is accepted; with `cancelFutures`, futures not started are
-   * cancelled; then (in the background unless `wait`) it waits for every future to settle, stops
+   * A live future for a task submitted by another client or an earlier run, as long as its
+   * entries exist in Redis: `state`, `result()`, `cancel()` work on it. It rejects with
+   * `TaskNotFoundError` when there is no such task. Disposing it only stops watching the task.
+   *
+   * @example
+   * ```ts ignore
+   * const f = pool.future<number>("l1ynbhk9vt-2.a");
+   * console.log(await f.result({ timeout: 60_000 }));
+   * ```
+   */
+  future<T = unknown>(taskId: string): StreamFuture<T> {
+    this.#checkOpen();
+    if (typeof taskId !== "string" || !TASK_ID.test(taskId)) {
+      throw new TypeError(
+        `taskId must be a task id such as "l1ynbhk9vt-2" or "l1ynbhk9vt-2.a", got ${
+          JSON.stringify(taskId)
+        }`,
+      );
+    }
+    const dot = taskId.indexOf(".");
+    const op = dot === -1 ? taskId : taskId.slice(0, dot);
+    const future = new StreamFuture<unknown>(taskId, op, this.#hooks);
+    this.#futures.add(future);
+    this.#attached.add(`${op}/${taskId}`);
+    void this.#watch([future]);
+    return future as StreamFuture<T>;
+  }
+
+  /**
+   * Live futures for every task of an operation (a `submit` or `map` call, maybe of another
+   * client), in input order. Rejects with `TaskNotFoundError` when the operation has no tasks.
+   */
+  async operation<T = unknown>(operationId: string): Promise<StreamFuture<T>[]> {
+    this.#checkOpen();
+    if (typeof operationId !== "string" || !TASK_ID.test(operationId)) {
+      throw new TypeError(
+        `operationId must be an operation id, got ${JSON.stringify(operationId)}`,
+      );
+    }
+    await this.#ready;
+    const ids = await this.#cmd!.sendCommand(["HKEYS", this.#keys.status(operationId)]) as string[];
+    if (ids.length === 0) {
+      throw new TaskNotFoundError(`operation ${operationId} has no tasks (in app "${this.app}")`);
+    }
+    const index = (id: string) => {
+      const dot = id.indexOf(".");
+      return dot === -1 ? -1 : parseInt(id.slice(dot + 1), 36);
+    };
+    ids.sort((a, b) => index(a) - index(b));
+    const futures = ids.map((id) => {
+      const future = new StreamFuture<unknown>(id, operationId, this.#hooks);
+      this.#futures.add(future);
+      this.#attached.add(`${operationId}/${id}`);
+      return future;
+    });
+    await this.#watch(futures);
+    return futures as StreamFuture<T>[];
+  }
+
+  /** Attaches futures to their tasks (WATCH): settles finished ones, watches the others. */
+  async #watch(futures: StreamFuture<unknown>[]): Promise<void> {
+    try {
+      await this.#ready;
+      const cmd = this.#cmd!;
+      const refs = futures.map((f) => `${f.operationId}/${f.id}`);
+      const replies = await withReconnect(
+        cmd,
+        () => WATCH.run(cmd, [], [this.app, this.#replyKey, ...refs]),
+        this.#reconnectDeadline,
+        "attaching to tasks",
+      ) as string[][];
+      futures.forEach((future, i) => {
+        const [status, stored] = replies[i];
+        if (status === "m") {
+          this.#settleOne(future, (c) =>
+            c.reject(
+              new TaskNotFoundError(
+                `no task ${future.id} in app "${this.app}" (never submitted, released, or expired)`,
+              ),
+            ));
+        } else if (status === Status.RUNNING) {
+          futureControl(future).markRunning();
+        } else if (status !== Status.NOT_STARTED) {
+          this.#settleOne(future, (c) => settleStored(c, future.id, status, stored));
+        }
+      });
+    } catch (error) {
+      for (const future of futures) this.#settleOne(future, (c) => c.reject(error));
+    }
+  }
+
+  /**
+   * Creates or replaces the named cron schedule: at each due time of `cron` (5 fields, or 6 with
+   * seconds first, e.g. `"0/10 * * * * *"` every ten seconds; read in `options.timezone`, default
+   * UTC) a worker enqueues `fn(...args)`, once however many workers are up. Resolves with the
+   * next run time.
+   *
+   * @example
+   * ```ts ignore
+   * await pool.schedule("nightly-report", "30 2 * * *", tasks.report, ["daily"], {
+   *   timezone: "Europe/Berlin",
+   * });
+   * ```
+   */
+  async schedule<F extends TaskFunction>(
+    name: string,
+    cron: string,
+    fn: F | string,
+    args: Parameters<F> | readonly unknown[],
+    options: ScheduleOptions = {},
+  ): Promise<Date | undefined> {
+    this.#checkOpen();
+    const checked = checkScheduleName(name);
+    const task = this.#taskRef(fn);
+    if (!Array.isArray(args)) {
+      throw new TypeError(`args must be an array of task arguments, got ${describe(args)}`);
+    }
+    const { text, refs } = encodeWithRefs(args, "args", futureRef);
+    if (refs.length > 0) throw new TypeError("a scheduled task cannot take futures as arguments");
+    checkPayloadSize(text, this.#maxPayloadBytes, "the arguments");
+    await this.#ready;
+    const schedule = storedSchedule(checked, cron, this.#nameOf(task), text, options, this.#queue);
+    return await saveSchedule(this.#scheduleContext(), schedule);
+  }
+
+  /** Removes a schedule; resolves `true` when it existed. */
+  async unschedule(name: string): Promise<boolean> {
+    const checked = checkScheduleName(name);
+    await this.#ready;
+    return await deleteSchedule(this.#scheduleContext(), checked);
+  }
+
+  /** The app's schedules, by name, with their next run times. */
+  async schedules(): Promise<ScheduleInfo[]> {
+    await this.#ready;
+    return await listSchedules(this.#scheduleContext());
+  }
+
+  #scheduleContext() {
+    return { cmd: this.#cmd!, keys: this.#keys, defaultQueue: this.#queue };
+  }
+
+  /**
+   * Shuts the pool down: no new work is accepted; with `cancelFutures`, every unsettled future is
+   * cancelled (running tasks are stopped); then (in the background unless `wait`) it waits for every future to settle, stops
    * the local listeners, and removes its keys (unless `keep`). Safe to call more than once.
    */
   shutdown(options: ShutdownOptions = {}): Promise<void> {
@@ -445,16 +643,48 @@ export class StreamFuturePool implements AsyncDisposable {
     return name;
   }
 
-  #newOperation(queue: string): string {
+  /** Checks the options of a submit / map call and opens its operation (items to be added). */
+  #batchOf(options: SubmitOptions, task: TaskFunction | string, args: string): Batch {
+    const queue = keyName(options.queue, "queue", this.#queue);
+    const policy = taskPolicy(options, this.#defaults);
+    const extra = policyFields(policy);
+    const due = dueSpec(options);
+    const ope = onParentError(options.onParentError);
+    const dedupe = dedupeSpec(
+      options,
+      this.#dedupeTtl,
+      () => `${typeof task === "string" ? task : "\0" + task.name}\n${canonicalJson(args)}`,
+    );
+    const op = this.#newOperation(queue, policy.priority);
+    return {
+      queue,
+      op,
+      items: [],
+      extra,
+      due,
+      onParentError: ope,
+      dedupe: dedupe.key,
+      dedupeTtl: dedupe.ttl,
+    };
+  }
+
+  #newOperation(queue: string, priority: number): string {
     const op = `${this.clientId}-${(this.#counter++).toString(36)}`;
-    this.#ops.set(op, queue);
+    const stream = priority === 0 ? queue : `${queue}:p${priority}`;
+    this.#ops.set(op, { queue, stream, open: 0, settledAt: 0 });
     return op;
   }
 
   #newFuture(id: string, op: string): StreamFuture<unknown> {
     const future = new StreamFuture<unknown>(id, op, this.#hooks);
-    this.#futures.set(id, future);
+    this.#futures.add(future);
     this.#unsent.add(id);
+    const info = this.#ops.get(op)!;
+    info.open++;
+    future.addDoneCallback(() => {
+      const current = this.#ops.get(op);
+      if (current && --current.open === 0) current.settledAt = Date.now();
+    });
     return future;
   }
 
@@ -499,20 +729,22 @@ export class StreamFuturePool implements AsyncDisposable {
     const calls: Promise<void>[] = [];
     for (const batch of batches) {
       const items: Outgoing[] = [];
-      const triples: string[] = [];
+      const names: string[] = [];
       for (const item of batch.items) {
         if (!this.#unsent.delete(item.future.id)) continue; // cancelled before it was sent
-        let name: string;
         try {
-          name = this.#nameOf(item.fn);
+          names.push(this.#nameOf(item.fn));
         } catch (error) {
           this.#settle(item.future.id, (c) => c.reject(error));
           continue;
         }
         items.push(item);
-        triples.push(item.future.id, name, item.args);
       }
-      if (items.length > 0) calls.push(this.#submitBatch(batch, items, triples));
+      if (items.length === 0) continue;
+      const written = this.#submitBatch(batch, items, names);
+      this.#writing.set(batch.op, written);
+      void written.finally(() => this.#writing.delete(batch.op));
+      calls.push(written);
     }
     await Promise.all(calls);
   }
@@ -520,35 +752,45 @@ export class StreamFuturePool implements AsyncDisposable {
   /**
    * Writes one operation's tasks in chunks of {@link SUBMIT_CHUNK}. Only the first chunk checks
    * for a live listener; the rest follow once it passed, so an operation is refused whole or
-   * written whole.
+   * written whole. Tasks with parents wait until their parents' operations are written; they and
+   * deduplicated tasks go through SUBMIT_EX.
    */
-  async #submitBatch(batch: Batch, items: Outgoing[], triples: string[]): Promise<void> {
+  async #submitBatch(batch: Batch, items: Outgoing[], names: string[]): Promise<void> {
     const { queue, op, extra } = batch;
-    const keys = [
-      this.#keys.queue(queue),
-      this.#keys.listeners(queue),
-      this.#keys.status(op),
-      this.#keys.results(op),
-    ];
+    const parents = new Set(items.flatMap((item) => item.parents.map((p) => p.split("/")[0])));
+    const waits = [...parents].map((parentOp) => this.#writing.get(parentOp)).filter((w) => w);
+    if (waits.length > 0) await Promise.all(waits);
+    const general = batch.dedupe !== undefined || items.some((item) => item.parents.length > 0);
+    const dedupe = batch.dedupe === undefined ? "" : await sha256Hex(batch.dedupe);
+    const keys = [this.#keys.listeners(queue), this.#keys.status(op), this.#keys.results(op)];
     const cmd = this.#cmd!;
     // Idempotent (see SUBMIT), so a call cut by a lost connection is simply sent again.
-    const chunk = (start: number, check: boolean) =>
-      withReconnect(
+    const chunk = (start: number, check: boolean) => {
+      const slice = items.slice(start, start + SUBMIT_CHUNK);
+      const args = [
+        this.app,
+        check ? "1" : "0",
+        String(this.#heartbeatTimeout),
+        op,
+        this.#replyKey,
+        String(this.#orphanTtl),
+        queue,
+        batch.due,
+        String(extra.length / 2),
+        ...extra,
+      ];
+      if (general) args.push(batch.onParentError, String(batch.dedupeTtl));
+      slice.forEach((item, i) => {
+        args.push(item.future.id, names[start + i], item.args);
+        if (general) args.push(item.parents.join(" "), dedupe);
+      });
+      return withReconnect(
         cmd,
-        () =>
-          SUBMIT.run(cmd, keys, [
-            check ? "1" : "0",
-            String(this.#heartbeatTimeout),
-            op,
-            this.#replyKey,
-            String(this.#orphanTtl),
-            String(extra.length / 2),
-            ...extra,
-            ...triples.slice(start * 3, (start + SUBMIT_CHUNK) * 3),
-          ]),
+        () => (general ? SUBMIT_EX : SUBMIT).run(cmd, keys, args),
         this.#reconnectDeadline,
         `submitting to queue "${queue}"`,
       );
+    };
     try {
       const written = await chunk(0, this.#requireWorkers);
       if (written === -1) {
@@ -562,6 +804,7 @@ export class StreamFuturePool implements AsyncDisposable {
         );
         return;
       }
+      if (Array.isArray(written)) this.#onShared(items, written as unknown[][]);
     } catch (error) {
       this.#failBatch(items, error);
       return;
@@ -578,6 +821,28 @@ export class StreamFuturePool implements AsyncDisposable {
     await Promise.all(rest);
   }
 
+  /**
+   * SUBMIT_EX's replies for deduplicated tasks: a future whose call matched an existing task now
+   * stands for that task (it was added to the task's watchers, or the task had finished).
+   */
+  #onShared(items: Outgoing[], replies: unknown[][]): void {
+    replies.forEach((reply, i) => {
+      if (reply[0] !== "d") return;
+      const future = items[i].future;
+      const [sharedOp, sharedId] = String(reply[1]).split("/");
+      const status = String(reply[2]);
+      this.#futures.remove(future);
+      this.#ops.delete(future.operationId);
+      futureControl(future).rebind(sharedId, sharedOp);
+      this.#attached.add(`${sharedOp}/${sharedId}`);
+      this.#futures.add(future);
+      if (status === Status.RUNNING) futureControl(future).markRunning();
+      else if (status !== Status.NOT_STARTED) {
+        this.#settleOne(future, (c) => settleStored(c, sharedId, status, String(reply[3])));
+      }
+    });
+  }
+
   #failBatch(items: readonly Outgoing[], error: unknown): void {
     for (const { future } of items) {
       this.#unsent.delete(future.id);
@@ -585,12 +850,23 @@ export class StreamFuturePool implements AsyncDisposable {
     }
   }
 
-  /** Applies a state change to a live future and forgets it once it is done. */
+  /** Applies a state change to the live futures of a task and forgets those that are done. */
   #settle(id: string, change: (control: ReturnType<typeof futureControl>) => void): void {
-    const future = this.#futures.get(id);
-    if (!future) return;
+    for (const future of this.#futures.get(id)) this.#settleOne(future, change);
+  }
+
+  #settleOne(
+    future: StreamFuture<unknown>,
+    change: (control: ReturnType<typeof futureControl>) => void,
+  ): void {
     change(futureControl(future));
-    if (future.done()) this.#futures.delete(id);
+    if (future.done()) {
+      this.#futures.remove(future);
+      if (!this.#futures.has(future.id)) {
+        this.#attached.delete(`${future.operationId}/${future.id}`);
+        this.#started.delete(future.id);
+      }
+    }
   }
 
   async #cancel(future: StreamFuture<unknown>, reason?: CancelledError): Promise<boolean> {
@@ -604,15 +880,17 @@ export class StreamFuturePool implements AsyncDisposable {
     if (reason) this.#cancelReasons.set(future.id, reason);
     try {
       const cmd = this.#cmd!;
+      const op = future.operationId;
       const reply = await withReconnect(
         cmd,
         () =>
           CANCEL.run(
             cmd,
             [
-              this.#keys.status(future.operationId),
-              this.#keys.results(future.operationId),
+              this.#keys.status(op),
+              this.#keys.results(op),
               this.#replyKey,
+              this.#keys.replies(op.slice(0, Math.max(0, op.lastIndexOf("-")))),
             ],
             [
               this.app,
@@ -633,11 +911,18 @@ export class StreamFuturePool implements AsyncDisposable {
   }
 
   async #release(future: StreamFuture<unknown>): Promise<void> {
-    this.#futures.delete(future.id);
+    this.#futures.remove(future);
+    if (this.#futures.has(future.id)) return; // another future of this pool stands for it
     this.#unsent.delete(future.id);
     this.#started.delete(future.id);
-    if (this.#keep || !this.#cmd) return;
     const op = future.operationId;
+    const ref = `${op}/${future.id}`;
+    if (this.#attached.delete(ref)) {
+      // Not this pool's task: stop watching it, leave its entries alone.
+      if (this.#cmd) await UNWATCH.run(this.#cmd, [], [this.app, this.#replyKey, ref]);
+      return;
+    }
+    if (this.#keep || !this.#cmd) return;
     const cmd = this.#cmd;
     await Promise.all([
       cmd.sendCommand(["HDEL", this.#keys.status(op), future.id]),
@@ -655,7 +940,7 @@ export class StreamFuturePool implements AsyncDisposable {
     // vanished client do not recreate it. It expires unless this pool keeps refreshing it.
     const id = await this.#cmd.sendCommand(["XADD", this.#replyKey, "*", "init", "1"]);
     await this.#cmd.sendCommand(["XDEL", this.#replyKey, String(id)]);
-    await this.#cmd.sendCommand(["PEXPIRE", this.#replyKey, String(this.#orphanTtl)]);
+    await TOUCH.run(this.#cmd, [this.#replyKey], [String(this.#orphanTtl)]);
     this.#lastReplyId = String(id);
     this.#reading = true;
     this.#readLoop = this.#readReplies();
@@ -663,7 +948,23 @@ export class StreamFuturePool implements AsyncDisposable {
       setInterval(() => void this.#checkStarted(), this.#heartbeatInterval),
       setInterval(() => void this.#refreshTtl(), Math.max(1, this.#orphanTtl / 3)),
     );
-    if (this.#workers > 0) await this.#startLocalListeners();
+    if (this.#workers > 0) {
+      this.#locals = await startLocalListeners(
+        this.#workers,
+        {
+          url: this.#url,
+          app: this.app,
+          queues: [this.#queue],
+          tasks: this.#registry!.urls,
+          concurrency: this.#concurrency,
+          heartbeatInterval: this.#heartbeatInterval,
+          heartbeatTimeout: this.#heartbeatTimeout,
+          taskGrace: this.#taskGrace,
+          maxPayloadBytes: this.#maxPayloadBytes,
+          reconnectDeadline: this.#reconnectDeadline,
+        } satisfies ListenerOptions,
+      );
+    }
   }
 
   /**
@@ -684,6 +985,7 @@ export class StreamFuturePool implements AsyncDisposable {
           this.app,
           GROUP,
           String(this.#heartbeatTimeout),
+          this.#replyKey,
           ...records.slice(i, i + 4 * 500),
         ]);
       }
@@ -692,66 +994,31 @@ export class StreamFuturePool implements AsyncDisposable {
     }
   }
 
-  /** Refreshes the time to live of the reply stream and of every operation's keys. */
+  /**
+   * Refreshes the time to live of the reply stream and of the keys of every operation that still
+   * has unsettled futures. The keys of settled operations are left to expire (they stay readable
+   * for `orphanTtl` after their last task settled); operations settled longer ago than that are
+   * forgotten.
+   */
   async #refreshTtl(): Promise<void> {
     const cmd = this.#cmd;
     if (!cmd) return;
-    const ttl = String(this.#orphanTtl);
-    const calls: Promise<unknown>[] = [cmd.sendCommand(["PEXPIRE", this.#replyKey, ttl])];
-    for (const op of this.#ops.keys()) {
-      for (const key of [this.#keys.status(op), this.#keys.heartbeat(op), this.#keys.results(op)]) {
-        calls.push(cmd.sendCommand(["PEXPIRE", key, ttl]));
+    const keys = [this.#replyKey];
+    const now = Date.now();
+    for (const [op, info] of this.#ops) {
+      if (info.open > 0) {
+        keys.push(this.#keys.status(op), this.#keys.heartbeat(op), this.#keys.results(op));
+      } else if (now - info.settledAt > this.#orphanTtl) {
+        this.#ops.delete(op);
       }
     }
-    await Promise.all(calls).catch(() => {});
-  }
-
-  async #startLocalListeners(): Promise<void> {
-    const modules = this.#registry!.urls;
-    const starts: Promise<void>[] = [];
-    for (let i = 0; i < this.#workers; i++) {
-      starts.push((async () => {
-        const thread = await startThread(new URL("./_listener_thread.ts", import.meta.url), {
-          url: this.#url,
-          app: this.app,
-          queues: [this.#queue],
-          tasks: modules,
-          concurrency: this.#concurrency,
-          heartbeatInterval: this.#heartbeatInterval,
-          heartbeatTimeout: this.#heartbeatTimeout,
-          taskGrace: this.#taskGrace,
-          maxPayloadBytes: this.#maxPayloadBytes,
-          reconnectDeadline: this.#reconnectDeadline,
-        });
-        this.#locals.push(thread);
-        await new Promise<void>((resolve, reject) => {
-          thread.onError(reject);
-          thread.onMessage((message) => {
-            const m = message as { type: string; error?: string };
-            if (m.type === "ready") resolve();
-            else if (m.type === "error") {
-              reject(new Error(`a local listener failed to start: ${m.error}`));
-            }
-          });
-        });
-      })());
+    try {
+      for (let i = 0; i < keys.length; i += 3000) {
+        await TOUCH.run(cmd, keys.slice(i, i + 3000), [String(this.#orphanTtl)]);
+      }
+    } catch {
+      // Redis is unreachable: the next refresh tries again, well within the time to live.
     }
-    await Promise.all(starts);
-  }
-
-  async #stopLocalListeners(): Promise<void> {
-    await Promise.all(this.#locals.map(async (thread) => {
-      const stopped = new Promise<void>((resolve) => {
-        thread.onMessage((message) => {
-          if ((message as { type: string }).type === "stopped") resolve();
-        });
-        thread.onError(() => resolve());
-      });
-      thread.post({ type: "stop" });
-      await stopped;
-      await thread.terminate();
-    }));
-    this.#locals = [];
   }
 
   async #readReplies(): Promise<void> {
@@ -784,10 +1051,9 @@ export class StreamFuturePool implements AsyncDisposable {
             }`,
             { cause: error },
           );
-          for (const id of [...this.#futures.keys()]) {
-            this.#unsent.delete(id);
-            this.#started.delete(id);
-            this.#settle(id, (c) => c.reject(failure));
+          for (const future of [...this.#futures.values()]) {
+            this.#unsent.delete(future.id);
+            this.#settleOne(future, (c) => c.reject(failure));
           }
         }
         await new Promise((resolve) => setTimeout(resolve, backoff * (0.5 + Math.random())));
@@ -825,10 +1091,12 @@ export class StreamFuturePool implements AsyncDisposable {
         this.#started.delete(id);
         return this.#settle(id, (c) => c.markPending(Number(fields.a) || 1));
       case Status.RUNNING: {
-        const future = this.#futures.get(id);
+        const future = this.#futures.get(id)[0];
         if (future && fields.e) {
-          const queue = this.#ops.get(future.operationId);
-          if (queue) this.#started.set(id, { queue, op: future.operationId, entryId: fields.e });
+          const stream = this.#ops.get(future.operationId)?.stream;
+          if (stream) {
+            this.#started.set(id, { queue: stream, op: future.operationId, entryId: fields.e });
+          }
         }
         return this.#settle(id, (c) => c.markRunning(Number(fields.a) || undefined));
       }
@@ -845,7 +1113,7 @@ export class StreamFuturePool implements AsyncDisposable {
         });
       case Status.ERROR:
         this.#started.delete(id);
-        return this.#settle(id, (c) => c.reject(remoteError(id, fields.p)));
+        return this.#settle(id, (c) => c.reject(errorFromPayload(id, fields.p)));
       case Status.CANCELLED:
         this.#started.delete(id);
         return this.#settle(id, (c) => c.cancel(this.#cancelReasons.get(id)));
@@ -863,7 +1131,7 @@ export class StreamFuturePool implements AsyncDisposable {
       await Promise.all([...this.#futures.values()].map((f) => f.cancel().catch(() => false)));
     }
     await Promise.all([...this.#futures.values()].map((f) => f.then(() => {}, () => {})));
-    if (this.#locals.length > 0) await this.#stopLocalListeners();
+    await this.#locals?.stop();
     for (const timer of this.#timers) clearInterval(timer);
     this.#reading = false;
     if (this.#cmd) await this.#reader?.unblock(this.#cmd).catch(() => {});
@@ -871,6 +1139,9 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#reader?.close();
     if (this.#cmd) {
       try {
+        if (this.#attached.size > 0) {
+          await UNWATCH.run(this.#cmd, [], [this.app, this.#replyKey, ...this.#attached]);
+        }
         await this.#cmd.sendCommand(["UNLINK", this.#replyKey]);
         const keys: string[] = [];
         for (const op of this.#ops.keys()) {
@@ -898,34 +1169,6 @@ function abortError(signal: AbortSignal): CancelledError {
   });
 }
 
-/**
- * The error a future rejects with, from a reply payload `{name, message, stack?, attempts?}`:
- * the library's own verdicts (lost worker, timeout) as their classes, anything the task threw as
- * a `RemoteTaskError`; all with `attempts`.
- */
-function remoteError(id: string, payload: string | undefined): Error {
-  try {
-    const info = JSON.parse(payload ?? "") as {
-      name?: unknown;
-      message?: unknown;
-      stack?: unknown;
-      attempts?: unknown;
-    };
-    const name = String(info.name ?? "Error");
-    const message = String(info.message ?? "");
-    const attempts = Number(info.attempts) >= 1 ? Number(info.attempts) : 1;
-    if (name === "WorkerLostError") return new WorkerLostError(message, { attempts });
-    if (name === "TaskTimeoutError") return new TaskTimeoutError(message, { attempts });
-    return new RemoteTaskError({
-      name,
-      message,
-      stack: typeof info.stack === "string" ? info.stack : undefined,
-    }, { attempts });
-  } catch (error) {
-    return new ProtocolError(`the error of task ${id} cannot be decoded`, { cause: error });
-  }
-}
-
 function describe(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
@@ -934,40 +1177,7 @@ function describe(value: unknown): string {
   return `${typeof value} ${String(value)}`;
 }
 
-/** A task's retry policy and timeout. */
-interface TaskPolicy {
-  retries: number;
-  retryDelay: number;
-  retryOn: RetryOn;
-  timeout: number | undefined;
-}
-
-/** Checks the policy options of `options`, falling back to `defaults`. */
-function taskPolicy(
-  options: {
-    retries?: number;
-    retryDelay?: number;
-    retryOn?: RetryOn;
-    timeout?: number;
-  },
-  defaults: TaskPolicy,
-): TaskPolicy {
-  return {
-    retries: nonNegativeInt(options.retries, "retries", defaults.retries),
-    retryDelay: duration(options.retryDelay, "retryDelay", defaults.retryDelay, true),
-    retryOn: retryOn(options.retryOn, "retryOn", defaults.retryOn),
-    timeout: options.timeout === undefined
-      ? defaults.timeout
-      : duration(options.timeout, "timeout", 0),
-  };
-}
-
-/** The extra stream entry fields of a policy (only those that differ from the defaults). */
-function policyFields(policy: TaskPolicy): string[] {
-  const fields: string[] = [];
-  if (policy.retries > 0) fields.push("retries", String(policy.retries));
-  if (policy.retryDelay > 0) fields.push("retryDelay", String(Math.round(policy.retryDelay)));
-  if (policy.retryOn !== "lost") fields.push("retryOn", policy.retryOn);
-  if (policy.timeout !== undefined) fields.push("timeout", String(Math.round(policy.timeout)));
-  return fields;
+/** The task a future stands for, when it is passed among another task's arguments. */
+function futureRef(value: object): { op: string; id: string } | undefined {
+  return value instanceof StreamFuture ? { op: value.operationId, id: value.id } : undefined;
 }

@@ -97,20 +97,20 @@ local function notice(reply, ...)
     NOTICES[reply] = l
     NOTICE_KEYS[#NOTICE_KEYS + 1] = reply
   end
-  for _, v in ipairs({...}) do l[#l + 1] = v end
+  l[#l + 1] = {...}
 end
 
--- Sends the collected writes: hash fields, then acknowledgements (XACK + XDEL), then one reply
--- entry per client holding all its notices (each notice starts with its 't' field).
-local function flush(group)
-  for _, key in ipairs(HSET_KEYS) do call_chunked('HSET', key, {}, HSETS[key]) end
-  for _, stream in ipairs(ACK_KEYS) do
-    call_chunked('XACK', stream, {group}, ACKS[stream])
-    call_chunked('XDEL', stream, {}, ACKS[stream])
+-- One XADD per client, or several when there are many notices: never splitting a notice.
+local function send_notices(reply, notices)
+  local args = {}
+  for _, n in ipairs(notices) do
+    if #args + #n > 4000 and #args > 0 then
+      redis.call('XADD', reply, 'NOMKSTREAM', '*', unpack(args))
+      args = {}
+    end
+    for _, v in ipairs(n) do args[#args + 1] = v end
   end
-  for _, reply in ipairs(NOTICE_KEYS) do
-    call_chunked('XADD', reply, {'NOMKSTREAM', '*'}, NOTICES[reply])
-  end
+  if #args > 0 then redis.call('XADD', reply, 'NOMKSTREAM', '*', unpack(args)) end
 end
 
 -- The delay before attempt n + 1 after attempt n failed: retryDelay * 2^(n - 1), at most a day.
@@ -120,27 +120,140 @@ local function backoff(flat, attempt)
   return math.min(base * 2 ^ (attempt - 1), 86400000)
 end
 
--- Puts a task back in its queue as attempt 'attempt', at once or after delay_ms (then it waits in
--- the delayed set and workers are told when it is due).
-local function requeue(queue, flat, attempt, delay_ms)
-  set_field(flat, 'attempt', tostring(attempt))
-  if delay_ms > 0 then
-    local due = now_ms() + delay_ms
+-- Adds a task entry to its queue's stream (its priority level's), or, when 'due' (Redis time,
+-- ms) is in the future, to the queue's delayed set; workers are told when it is due.
+local function enqueue(queue, flat, due)
+  if due and due > now_ms() then
     redis.call('ZADD', k_delayed(queue), due, cjson.encode(flat))
     redis.call('PUBLISH', k_control(), 'w ' .. queue .. ' ' .. string.format('%d', due))
   else
-    redis.call('XADD', k_queue(queue), '*', unpack(flat))
+    redis.call('XADD', k_stream(queue, get_field(flat, 'pri')), '*', unpack(flat))
   end
+end
+
+-- Puts a task back in its queue as attempt 'attempt', at once or after delay_ms.
+local function requeue(queue, flat, attempt, delay_ms)
+  set_field(flat, 'attempt', tostring(attempt))
+  local due = nil
+  if delay_ms > 0 then due = now_ms() + delay_ms end
+  enqueue(queue, flat, due)
+end
+
+-- Final outcomes (status 2, 3 or 4) of this call, for the tasks someone watches (see k_watch):
+-- attached clients are notified, dependent tasks released or failed, dedupe keys expired.
+local FINALS = {}
+local WATCHING = nil
+local function on_final(op, tid, status, stored, payload)
+  if WATCHING == nil then WATCHING = redis.call('EXISTS', k_watch()) == 1 end
+  if WATCHING then FINALS[#FINALS + 1] = {op, tid, status, stored, payload} end
+end
+
+local function split_ref(ref)
+  local slash = string.find(ref, '/', 1, true)
+  return string.sub(ref, 1, slash - 1), string.sub(ref, slash + 1)
+end
+
+-- A parent of the waiting task 'child' reached a final status.
+local function release_child(child, parent_ref, parent_tid, status, stored)
+  local cop, ctid = split_ref(child)
+  local dk = k_deps(cop, ctid)
+  local record = redis.call('HMGET', dk, 'flat', 'q', 'ope', 'due')
+  if not record[1] then return end
+  local flat = cjson.decode(record[1])
+  if status ~= '2' and record[3] ~= 'pass' then
+    redis.call('DEL', dk)
+    if redis.call('HGET', k_status(cop), ctid) ~= '0' then return end
+    local what = 'failed'
+    if status == '4' then what = 'was cancelled' end
+    local message = 'parent task ' .. parent_tid .. ' ' .. what .. ': ' .. stored
+    local payload = cjson.encode({name = 'DependencyError', message = message, attempts = 0,
+      parent = {id = parent_tid, status = status, error = stored}})
+    hset(k_status(cop), ctid, '3')
+    hset(k_results(cop), ctid, 'DependencyError: ' .. message)
+    notice(get_field(flat, 'reply'), 't', ctid, 's', '3', 'p', payload)
+    on_final(cop, ctid, '3', 'DependencyError: ' .. message, payload)
+    return
+  end
+  redis.call('HSET', dk, 'p:' .. parent_ref, cjson.encode({status, stored}))
+  if redis.call('HINCRBY', dk, 'left', -1) > 0 then return end
+  local all = redis.call('HGETALL', dk)
+  redis.call('DEL', dk)
+  if redis.call('HGET', k_status(cop), ctid) ~= '0' then return end
+  local deps = {}
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'p:' then deps[string.sub(all[i], 3)] = cjson.decode(all[i + 1]) end
+  end
+  set_field(flat, 'deps', cjson.encode(deps))
+  enqueue(record[2], flat, tonumber(record[4] or ''))
+end
+
+local function process_finals()
+  local i = 1
+  while i <= #FINALS do
+    local f = FINALS[i]
+    i = i + 1
+    local ref = f[1] .. '/' .. f[2]
+    local w = redis.call('HGET', k_watch(), ref)
+    if w then
+      redis.call('HDEL', k_watch(), ref)
+      local info = cjson.decode(w)
+      for _, reply in ipairs(info.r or {}) do
+        if f[5] then notice(reply, 't', f[2], 's', f[3], 'p', f[5])
+        else notice(reply, 't', f[2], 's', f[3]) end
+      end
+      if info.d then
+        local key = k_dedupe(info.d)
+        if redis.call('GET', key) == ref then
+          local ttl = tonumber(info.dt or '0') or 0
+          if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('DEL', key) end
+        end
+      end
+      for _, child in ipairs(info.c or {}) do release_child(child, ref, f[2], f[3], f[4]) end
+    end
+  end
+end
+
+-- Adds to the watch record of task 'ref': a reply stream ('r'), a dependent task ('c'), or a
+-- dedupe key with its time to live ('d', 'dt').
+local function watch(ref, kind, value, ttl)
+  local info = {}
+  local w = redis.call('HGET', k_watch(), ref)
+  if w then info = cjson.decode(w) end
+  if kind == 'd' then
+    info.d = value
+    info.dt = ttl
+  else
+    local list = info[kind] or {}
+    for _, v in ipairs(list) do if v == value then return end end
+    list[#list + 1] = value
+    info[kind] = list
+  end
+  redis.call('HSET', k_watch(), ref, cjson.encode(info))
+  WATCHING = true
+end
+
+-- Sends the collected writes: hash fields, then acknowledgements (XACK + XDEL), then one reply
+-- entry per client holding all its notices (each notice starts with its 't' field). The final
+-- outcomes are followed up first (watchers, dependents), which may add writes of their own.
+local function flush(group)
+  process_finals()
+  for _, key in ipairs(HSET_KEYS) do call_chunked('HSET', key, {}, HSETS[key]) end
+  for _, stream in ipairs(ACK_KEYS) do
+    call_chunked('XACK', stream, {group}, ACKS[stream])
+    call_chunked('XDEL', stream, {}, ACKS[stream])
+  end
+  for _, reply in ipairs(NOTICE_KEYS) do send_notices(reply, NOTICES[reply]) end
 end
 
 -- Records a final failure written by the library itself (not by the task): status 3, the results
 -- line, a reply notice; with a dead-letter reason, also an entry in the dead-letter stream.
 local function fail(op, tid, reply, queue, flat, name, message, attempt, dead_reason)
   local line = name .. ': ' .. message
+  local payload = cjson.encode({name = name, message = message, attempts = attempt})
   hset(k_status(op), tid, '3')
   hset(k_results(op), tid, line)
-  notice(reply, 't', tid, 's', '3', 'p',
-    cjson.encode({name = name, message = message, attempts = attempt}))
+  notice(reply, 't', tid, 's', '3', 'p', payload)
+  on_final(op, tid, '3', line, payload)
   if dead_reason then
     local fields = {'queue', queue, 'error', line, 'attempts', tostring(attempt), 'reason',
       dead_reason}

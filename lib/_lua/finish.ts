@@ -26,6 +26,9 @@ import { LUA_COMMON } from "./_common.ts";
  *              with message a
  *   action "x" discard the outcome (the task was cancelled or superseded): acknowledge only
  *
+ * Final outcomes are passed on to whoever watches the task (attached clients, dependent tasks,
+ * dedupe keys; see `on_final` in `_common.ts`).
+ *
  * Returns one result per task: 1 recorded, 2 requeued, 0 not recorded (fenced or not running).
  */
 export const FINISH: Script = new Script(
@@ -65,11 +68,13 @@ for _, op in ipairs(ops) do
         hset(k_status(op), tid, '2')
         hset(k_results(op), tid, ARGV[b + 6])
         notice(reply, 't', tid, 's', '2', 'p', ARGV[b + 6])
+        on_final(op, tid, '2', ARGV[b + 6], ARGV[b + 6])
         results[i] = 1
       elseif action == 'e' or action == 'd' then
         hset(k_status(op), tid, '3')
         hset(k_results(op), tid, ARGV[b + 6])
         notice(reply, 't', tid, 's', '3', 'p', ARGV[b + 7])
+        on_final(op, tid, '3', ARGV[b + 6], ARGV[b + 7])
         if action == 'd' then
           local flat = entry_fields(stream, id) or {}
           local ok, info = pcall(cjson.decode, ARGV[b + 7])

@@ -20,17 +20,23 @@ import { LUA_COMMON } from "./_common.ts";
  * ARGV[5] lock holder (worker id)
  * ARGV[6] lock time, ms
  * ARGV[7] maximum number of entries to examine
+ * ARGV[8] where to start in the pending list: "-" at the start, "(<entry id>" after an entry (the
+ *         worker goes on from where the previous call stopped until it reaches the end)
+ * ARGV[9] "1" when continuing a scan (the lock was taken by this worker's first call)
  *
- * Returns -1 when another worker holds the lock, else {examined, requeued, failed}.
+ * Returns -1 when another worker holds the lock, else {examined, requeued, failed, last entry id
+ * examined ("" when none)}.
  */
 export const RECOVER: Script = new Script(
   "recover",
   LUA_COMMON + `
 local stream, group, queue = KEYS[1], ARGV[2], ARGV[3]
 local timeout = tonumber(ARGV[4])
-if not redis.call('SET', KEYS[2], ARGV[5], 'NX', 'PX', ARGV[6]) then return -1 end
+if ARGV[9] ~= '1' and not redis.call('SET', KEYS[2], ARGV[5], 'NX', 'PX', ARGV[6]) then
+  return -1
+end
 local now = now_ms()
-local pending = redis.call('XPENDING', stream, group, 'IDLE', timeout, '-', '+', ARGV[7])
+local pending = redis.call('XPENDING', stream, group, 'IDLE', timeout, ARGV[8], '+', ARGV[7])
 local requeued, failed = 0, 0
 for _, p in ipairs(pending) do
   local id = p[1]
@@ -62,7 +68,9 @@ for _, p in ipairs(pending) do
   end
 end
 flush(group)
-return {#pending, requeued, failed}
+local last = ''
+if #pending > 0 then last = pending[#pending][1] end
+return {#pending, requeued, failed, last}
 `,
 );
 
@@ -70,12 +78,15 @@ return {#pending, requeued, failed}
  * A client checks the tasks it saw start: one whose status is still "1" and whose heartbeat is
  * older than the timeout is lost, and is handled exactly as {@link RECOVER} does (another attempt
  * or WorkerLostError), provided its entry is still pending (else its worker finished or recovery
- * already acted).
+ * already acted). A lost task whose entry was deleted from the stream (by hand: XDEL, XTRIM) cannot
+ * run again and fails with WorkerLostError.
  *
  * ARGV[1] app prefix
  * ARGV[2] consumer group
  * ARGV[3] heartbeat timeout, ms
- * ARGV[4..] quadruples: queue name, entry id, operation id, task id
+ * ARGV[4] reply stream of the client
+ * ARGV[5..] quadruples: queue name (with its priority level: "q" or "q:p5"), entry id, operation
+ *           id, task id
  *
  * Returns the number of tasks found lost.
  */
@@ -86,19 +97,26 @@ local group = ARGV[2]
 local timeout = tonumber(ARGV[3])
 local now = now_ms()
 local found = 0
-for i = 4, #ARGV, 4 do
-  local queue, id, op, tid = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+for i = 5, #ARGV, 4 do
+  local where, id, op, tid = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if redis.call('HGET', k_status(op), tid) == '1' then
     local hb = tonumber(redis.call('HGET', k_heartbeat(op), tid) or '0') or 0
     local age = now - hb * 1000
     if age > timeout then
-      local stream = k_queue(queue)
+      local stream = k_queue(where)
+      local queue = string.match(where, '^[^:]+')
       local flat = entry_fields(stream, id)
-      local p = redis.call('XPENDING', stream, group, id, id, 1)
-      if flat and #p == 1 and get_field(flat, 'id') == tid then
+      -- A stream or group that is gone (pcall) holds no lease either.
+      local p = redis.pcall('XPENDING', stream, group, id, id, 1)
+      local pending = type(p) == 'table' and not p.err and #p == 1
+      local message = ' for ' .. math.floor(age) .. ' ms (task ' .. tid .. ')'
+      if flat and pending and get_field(flat, 'id') == tid then
         lost(queue, stream, id, flat, op, tid, get_field(flat, 'reply'),
-          'no heartbeat from worker ' .. p[1][2] .. ' for ' .. math.floor(age) .. ' ms (task ' ..
-          tid .. ')')
+          'no heartbeat from worker ' .. p[1][2] .. message)
+        found = found + 1
+      elseif not flat then
+        fail(op, tid, ARGV[4], queue, {}, 'WorkerLostError',
+          'no heartbeat' .. message .. ', and its stream entry ' .. id .. ' was deleted', 1, 'lost')
         found = found + 1
       end
     end

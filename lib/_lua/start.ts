@@ -67,8 +67,8 @@ end
 flush(group)
 -- The heartbeat hash expires with the operation's other keys (orphan expiry).
 for op in pairs(started_ops) do
-  local ttl = redis.call('PTTL', k_status(op))
-  if ttl > 0 then redis.call('PEXPIRE', k_heartbeat(op), ttl) end
+  local at = redis.call('PEXPIRETIME', k_status(op))
+  if at > 0 then redis.call('PEXPIREAT', k_heartbeat(op), at) end
 end
 return verdicts
 `,

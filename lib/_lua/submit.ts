@@ -1,39 +1,76 @@
 import { Script } from "../_script.ts";
+import { LUA_COMMON } from "./_common.ts";
+
+/**
+ * The first part of both submit scripts: the liveness check, the idempotence check, the due
+ * time, and the batch's common entry fields. Defines `first` (index of the first per-task
+ * argument), `extra`, `due`, `queue`, `op`, `reply`.
+ */
+const PREAMBLE = `
+local op, reply, queue = ARGV[4], ARGV[5], ARGV[7]
+local k = tonumber(ARGV[9])
+local first = 10 + 2 * k
+-- The liveness check (after the idempotence check: a retried call that was written is not refused).
+local function live()
+  return ARGV[2] ~= '1' or redis.call('ZCOUNT', KEYS[1], now_ms() - tonumber(ARGV[3]), '+inf') > 0
+end
+local extra = {}
+local priority = nil
+for i = 10, first - 1, 2 do
+  extra[#extra + 1] = ARGV[i]
+  extra[#extra + 1] = ARGV[i + 1]
+  if ARGV[i] == 'pri' then priority = ARGV[i + 1] end
+end
+local due = nil
+local spec = ARGV[8]
+if string.sub(spec, 1, 1) == 'd' then due = now_ms() + tonumber(string.sub(spec, 2))
+elseif string.sub(spec, 1, 1) == 'a' then due = tonumber(string.sub(spec, 2)) end
+if priority and redis.call('SADD', k_priorities(queue), priority) == 1 then
+  redis.call('PUBLISH', k_control(), 'p ' .. queue .. ' ' .. priority)
+end
+local function entry(id, fn, args)
+  local flat = {'v', '1', 'id', id, 'op', op, 'fn', fn, 'args', args, 'reply', reply, 'attempt', '1'}
+  for _, v in ipairs(extra) do flat[#flat + 1] = v end
+  return flat
+end
+-- The operation's keys expire together, at one absolute time (see the orphan TTL).
+local function expire_op()
+  if ARGV[6] ~= '0' then
+    local at = now_ms() + tonumber(ARGV[6])
+    redis.call('PEXPIREAT', KEYS[2], at)
+    redis.call('PEXPIREAT', KEYS[3], at)
+  end
+end
+`;
 
 /**
  * Enqueues a batch of tasks of one operation, or nothing when no live listener serves the queue.
- * Idempotent: a batch whose first task already has a status was written by an earlier try of the
- * same call (a dropped connection), and is not written again.
- *
- * KEYS[1] task stream `<app>:queue:<queue>`
- * KEYS[2] listener registry `<app>:listeners:<queue>`
- * KEYS[3] `<app>:<op>:status`
- * KEYS[4] `<app>:<op>:results`
- * ARGV[1] "1" to require a live listener, "0" to enqueue regardless
- * ARGV[2] liveness window in ms (a listener is live if its score is within it of Redis TIME)
- * ARGV[3] operation id
- * ARGV[4] reply stream of the submitting client
- * ARGV[5] time to live of the operation's keys in ms ("0": none), refreshed by the client
- * ARGV[6] k: the number of extra entry fields (retries, retryDelay, retryOn, timeout, ...)
- * ARGV[7..6+2k] the extra fields, as name, value pairs (the same for every task of the batch)
- * ARGV[7+2k..] triples: task id, task name, encoded arguments
+ * Each task's entry goes to the stream of its priority level, or to the delayed set when it is
+ * due later. Idempotent: a batch whose first task already has a status was written by an earlier
+ * try of the same call (a dropped connection), and is not written again.
+ * KEYS[1] listener registry `<app>:listeners:<queue>`
+ * KEYS[2] `<app>:<op>:status`
+ * KEYS[3] `<app>:<op>:results`
+ * ARGV[1] app prefix
+ * ARGV[2] "1" to require a live listener, "0" to enqueue regardless
+ * ARGV[3] liveness window in ms (a listener is live if its score is within it of Redis TIME)
+ * ARGV[4] operation id
+ * ARGV[5] reply stream of the submitting client
+ * ARGV[6] time to live of the operation's keys in ms ("0": none), refreshed by the client
+ * ARGV[7] queue name
+ * ARGV[8] when the tasks become runnable: "" now, "d<ms>" after a delay, "a<ms>" at a Redis time
+ * ARGV[9] k: the number of extra entry fields (retries, retryDelay, retryOn, timeout, pri, ...)
+ * ARGV[10..9+2k] the extra fields, as name, value pairs (the same for every task of the batch)
+ * ARGV[10+2k..] triples: task id, task name, encoded arguments
  *
  * Returns the number of tasks enqueued, -1 when no listener is live (nothing was written), or
  * -2 when the batch had been written already.
  */
 export const SUBMIT: Script = new Script(
   "submit",
-  `
-local k = tonumber(ARGV[6])
-local first = 7 + 2 * k
-if ARGV[1] == '1' then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  if redis.call('ZCOUNT', KEYS[2], now - tonumber(ARGV[2]), '+inf') == 0 then return -1 end
-end
-if ARGV[first] and redis.call('HEXISTS', KEYS[3], ARGV[first]) == 1 then return -2 end
-local extra = {}
-for i = 7, first - 1 do extra[#extra + 1] = ARGV[i] end
+  LUA_COMMON + PREAMBLE + `
+if ARGV[first] and redis.call('HEXISTS', KEYS[2], ARGV[first]) == 1 then return -2 end
+if not live() then return -1 end
 local status, results = {}, {}
 local n = 0
 for i = first, #ARGV, 3 do
@@ -42,18 +79,159 @@ for i = first, #ARGV, 3 do
   status[#status + 1] = '0'
   results[#results + 1] = id
   results[#results + 1] = ''
-  redis.call('XADD', KEYS[1], '*', 'v', '1', 'id', id, 'op', ARGV[3], 'fn', ARGV[i + 1],
-    'args', ARGV[i + 2], 'reply', ARGV[4], 'attempt', '1', unpack(extra))
+  enqueue(queue, entry(id, ARGV[i + 1], ARGV[i + 2]), due)
   n = n + 1
 end
 if n > 0 then
-  redis.call('HSET', KEYS[3], unpack(status))
-  redis.call('HSET', KEYS[4], unpack(results))
-  if ARGV[5] ~= '0' then
-    redis.call('PEXPIRE', KEYS[3], ARGV[5])
-    redis.call('PEXPIRE', KEYS[4], ARGV[5])
-  end
+  call_chunked('HSET', KEYS[2], {}, status)
+  call_chunked('HSET', KEYS[3], {}, results)
+  expire_op()
 end
 return n
+`,
+);
+
+/**
+ * {@link SUBMIT} for tasks with parents (futures among their arguments) or a dedupe key.
+ *
+ * A task with parents waits in `<app>:deps:<op>:<taskId>` (its entry, its queue, due time,
+ * onParentError, and one field `p:<parent ref>` per finished parent) and is registered as a
+ * child in the watch record of each unfinished parent; the last parent to finish enqueues it
+ * with a `deps` field holding every parent's status and stored result (see `release_child`). A
+ * parent already failed or cancelled fails the child at once with DependencyError (unless
+ * onParentError is "pass"); a parent whose status does not exist counts as failed.
+ *
+ * A task with a dedupe key first looks the key up: if it names a task that still exists, that
+ * task is shared (this client is added to its watchers) and nothing is created.
+ *
+ * Idempotent per task: a task whose status already exists was written by an earlier try of the
+ * same call and is skipped (reported as created).
+ * KEYS[1] listener registry `<app>:listeners:<queue>`
+ * KEYS[2] `<app>:<op>:status`
+ * KEYS[3] `<app>:<op>:results`
+ * ARGV[1] app prefix
+ * ARGV[2] "1" to require a live listener, "0" to enqueue regardless
+ * ARGV[3] liveness window in ms (a listener is live if its score is within it of Redis TIME)
+ * ARGV[4] operation id
+ * ARGV[5] reply stream of the submitting client
+ * ARGV[6] time to live of the operation's keys in ms ("0": none), refreshed by the client
+ * ARGV[7] queue name
+ * ARGV[8] when the tasks become runnable: "" now, "d<ms>" after a delay, "a<ms>" at a Redis time
+ * ARGV[9] k: the number of extra entry fields (retries, retryDelay, retryOn, timeout, pri, ...)
+ * ARGV[10..9+2k] the extra fields, as name, value pairs (the same for every task of the batch)
+ * ARGV[10+2k] onParentError: "fail" or "pass"
+ * ARGV[11+2k] dedupe time to live after the task finished, ms ("0": forget it at once)
+ * ARGV[12+2k..] quintuples: task id, task name, encoded arguments, parent refs
+ *   ("<op>/<taskId>" separated by spaces, or ""), dedupe hash (or "")
+ *
+ * Returns -1 (no live listener) like SUBMIT, else one reply per task:
+ * {"n"} created, or {"d", "<op>/<taskId>", status, stored result} shared with an existing task.
+ */
+export const SUBMIT_EX: Script = new Script(
+  "submit_ex",
+  LUA_COMMON + PREAMBLE + `
+local ope, dedupe_ttl = ARGV[first], ARGV[first + 1]
+local ttl = tonumber(ARGV[6])
+if not (ARGV[first + 2] and redis.call('HEXISTS', KEYS[2], ARGV[first + 2]) == 1) and not live() then
+  return -1
+end
+local out = {}
+local created = 0
+for i = first + 2, #ARGV, 5 do
+  local id, parents, dedupe = ARGV[i], ARGV[i + 3], ARGV[i + 4]
+  local shared = nil
+  if redis.call('HEXISTS', KEYS[2], id) == 1 then
+    shared = {'n'}
+  elseif dedupe ~= '' then
+    local ref = redis.call('GET', k_dedupe(dedupe))
+    if ref then
+      local sop, stid = split_ref(ref)
+      local s = redis.call('HGET', k_status(sop), stid)
+      if s then
+        if s == '0' or s == '1' then watch(ref, 'r', reply) end
+        shared = {'d', ref, s, redis.call('HGET', k_results(sop), stid) or ''}
+      end
+    end
+  end
+  if shared then
+    out[#out + 1] = shared
+  else
+    created = created + 1
+    out[#out + 1] = {'n'}
+    local ref = op .. '/' .. id
+    redis.call('HSET', KEYS[2], id, '0')
+    redis.call('HSET', KEYS[3], id, '')
+    if dedupe ~= '' then
+      redis.call('SET', k_dedupe(dedupe), ref)
+      if ttl > 0 then redis.call('PEXPIRE', k_dedupe(dedupe), ttl) end
+      watch(ref, 'd', dedupe, dedupe_ttl)
+    end
+    local flat = entry(id, ARGV[i + 1], ARGV[i + 2])
+    if parents == '' then
+      enqueue(queue, flat, due)
+    else
+      local left, failed, finished = 0, nil, {}
+      for parent in string.gmatch(parents, '%S+') do
+        local pop, ptid = split_ref(parent)
+        local s = redis.call('HGET', k_status(pop), ptid)
+        if s == '0' or s == '1' then
+          left = left + 1
+          watch(parent, 'c', ref)
+        else
+          local stored
+          if s then
+            stored = redis.call('HGET', k_results(pop), ptid) or ''
+          else
+            s = '3'
+            stored = 'TaskNotFoundError: no task ' .. ptid .. ' (never submitted, released, or expired)'
+          end
+          finished[parent] = {s, stored}
+          if s ~= '2' and not failed then failed = {parent, ptid, s, stored} end
+        end
+      end
+      if failed and ope ~= 'pass' then
+        -- Undo the registrations: the child fails now.
+        for parent in string.gmatch(parents, '%S+') do
+          local w = redis.call('HGET', k_watch(), parent)
+          if w then
+            local info = cjson.decode(w)
+            local kept = {}
+            for _, c in ipairs(info.c or {}) do if c ~= ref then kept[#kept + 1] = c end end
+            info.c = kept
+            redis.call('HSET', k_watch(), parent, cjson.encode(info))
+          end
+        end
+        local what = 'failed'
+        if failed[3] == '4' then what = 'was cancelled' end
+        local message = 'parent task ' .. failed[2] .. ' ' .. what .. ': ' .. failed[4]
+        local payload = cjson.encode({name = 'DependencyError', message = message, attempts = 0,
+          parent = {id = failed[2], status = failed[3], error = failed[4]}})
+        redis.call('HSET', KEYS[2], id, '3')
+        redis.call('HSET', KEYS[3], id, 'DependencyError: ' .. message)
+        notice(reply, 't', id, 's', '3', 'p', payload)
+        on_final(op, id, '3', 'DependencyError: ' .. message, payload)
+      elseif left == 0 then
+        set_field(flat, 'deps', cjson.encode(finished))
+        enqueue(queue, flat, due)
+      else
+        local dk = k_deps(op, id)
+        local record = {'flat', cjson.encode(flat), 'q', queue, 'ope', ope, 'left', left}
+        if due then
+          record[#record + 1] = 'due'
+          record[#record + 1] = string.format('%d', due)
+        end
+        for parent, v in pairs(finished) do
+          record[#record + 1] = 'p:' .. parent
+          record[#record + 1] = cjson.encode(v)
+        end
+        redis.call('HSET', dk, unpack(record))
+        if ttl > 0 then redis.call('PEXPIRE', dk, ttl) end
+      end
+    end
+  end
+end
+if created > 0 then expire_op() end
+flush('')
+return out
 `,
 );

@@ -1,0 +1,85 @@
+import { Script } from "../_script.ts";
+import { LUA_COMMON } from "./_common.ts";
+
+/**
+ * Creates or replaces a named cron schedule, and tells workers when it is next due.
+ *
+ * ARGV[1] app prefix
+ * ARGV[2] schedule name
+ * ARGV[3] the schedule as JSON (see `lib/schedule.ts`)
+ * ARGV[4] its first due time, ms (Redis time)
+ *
+ * Returns 1 when a schedule of that name was replaced, 0 when it is new.
+ */
+export const SCHEDULE: Script = new Script(
+  "schedule",
+  LUA_COMMON + `
+local replaced = redis.call('HSET', k_schedules(), ARGV[2], ARGV[3]) == 0
+redis.call('ZADD', k_schedule_due(), ARGV[4], ARGV[2])
+redis.call('PUBLISH', k_control(), 's ' .. ARGV[4])
+if replaced then return 1 end
+return 0
+`,
+);
+
+/**
+ * Removes a named cron schedule (a task it already enqueued is left alone).
+ *
+ * ARGV[1] app prefix
+ * ARGV[2] schedule name
+ *
+ * Returns 1 when the schedule existed.
+ */
+export const UNSCHEDULE: Script = new Script(
+  "unschedule",
+  LUA_COMMON + `
+redis.call('ZREM', k_schedule_due(), ARGV[2])
+return redis.call('HDEL', k_schedules(), ARGV[2])
+`,
+);
+
+/**
+ * A worker handles one due time of a schedule, exactly once however many workers race: only if
+ * the schedule is still due at the expected time and unchanged does it move the schedule to its
+ * next due time and (unless the tick is skipped) enqueue the task, as operation `ARGV[5]`
+ * (status and results hashes that expire after the schedule's result time to live).
+ *
+ * ARGV[1] app prefix
+ * ARGV[2] schedule name
+ * ARGV[3] the due time being handled, ms (the schedule's current score)
+ * ARGV[4] the schedule's JSON as read (a replaced schedule is not fired with the old one)
+ * ARGV[5] operation id (= task id) of the task to enqueue
+ * ARGV[6] next due time, ms, or "-1" when the schedule never fires again
+ * ARGV[7] "1" to enqueue the task, "0" to skip this tick (a missed tick without catchUp)
+ *
+ * Returns 1 when this call handled the tick, 0 when another worker had, or the schedule changed.
+ */
+export const FIRE: Script = new Script(
+  "fire",
+  LUA_COMMON + `
+local name, op = ARGV[2], ARGV[5]
+local score = redis.call('ZSCORE', k_schedule_due(), name)
+if not score or tonumber(score) ~= tonumber(ARGV[3]) then return 0 end
+local json = redis.call('HGET', k_schedules(), name)
+if json ~= ARGV[4] then return 0 end
+if ARGV[6] == '-1' then
+  redis.call('ZREM', k_schedule_due(), name)
+else
+  redis.call('ZADD', k_schedule_due(), ARGV[6], name)
+  redis.call('PUBLISH', k_control(), 's ' .. ARGV[6])
+end
+if ARGV[7] == '1' then
+  local spec = cjson.decode(json)
+  local flat = {'v', '1', 'id', op, 'op', op, 'fn', spec.fn, 'args', spec.args,
+    'reply', APP .. ':replies:cron', 'attempt', '1', 'schedule', name}
+  for _, v in ipairs(spec.extra or {}) do flat[#flat + 1] = v end
+  redis.call('HSET', k_status(op), op, '0')
+  redis.call('HSET', k_results(op), op, '')
+  local at = now_ms() + tonumber(spec.keep or 86400000)
+  redis.call('PEXPIREAT', k_status(op), at)
+  redis.call('PEXPIREAT', k_results(op), at)
+  enqueue(spec.queue, flat, nil)
+end
+return 1
+`,
+);

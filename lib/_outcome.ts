@@ -1,0 +1,101 @@
+/**
+ * What a future settles with, from what Redis holds: a reply notice's payload, or a task's
+ * status and results-hash value (for futures attached after the task finished).
+ *
+ * @module
+ */
+
+import { decode } from "./codec.ts";
+import {
+  CancelledError,
+  DependencyError,
+  ProtocolError,
+  RemoteTaskError,
+  TaskTimeoutError,
+  WorkerLostError,
+} from "./errors.ts";
+import type { FutureControl } from "./future.ts";
+
+interface ErrorInfo {
+  name?: unknown;
+  message?: unknown;
+  stack?: unknown;
+  attempts?: unknown;
+  parent?: { id?: unknown; status?: unknown; error?: unknown };
+}
+
+/**
+ * The error a future rejects with, from `{name, message, stack?, attempts?, parent?}`: the
+ * library's own verdicts (lost worker, timeout, failed parent) as their classes, anything the
+ * task threw as a `RemoteTaskError`; all with `attempts`.
+ */
+function errorFromInfo(info: ErrorInfo): Error {
+  const name = String(info.name ?? "Error");
+  const message = String(info.message ?? "");
+  const attempts = Number(info.attempts) >= 0 ? Number(info.attempts) : 1;
+  switch (name) {
+    case "WorkerLostError":
+      return new WorkerLostError(message, { attempts });
+    case "TaskTimeoutError":
+      return new TaskTimeoutError(message, { attempts });
+    case "CancelledError":
+      return new CancelledError(message);
+    case "DependencyError": {
+      const parent = info.parent ?? {};
+      const line = String(parent.error ?? "");
+      const cause = String(parent.status) === "4"
+        ? new CancelledError(line.replace(/^CancelledError: /, ""))
+        : errorFromLine(line);
+      return new DependencyError(message, {
+        cause,
+        parentId: parent.id === undefined ? undefined : String(parent.id),
+      });
+    }
+  }
+  return new RemoteTaskError({
+    name,
+    message,
+    stack: typeof info.stack === "string" ? info.stack : undefined,
+  }, { attempts });
+}
+
+/** The error of a reply notice's payload (JSON `{name, message, ...}`). */
+export function errorFromPayload(id: string, payload: string | undefined): Error {
+  try {
+    return errorFromInfo(JSON.parse(payload ?? "") as ErrorInfo);
+  } catch (error) {
+    return new ProtocolError(`the error of task ${id} cannot be decoded`, { cause: error });
+  }
+}
+
+/** The error of a results-hash line `"<ErrorName>: <message>"`. */
+export function errorFromLine(line: string): Error {
+  const colon = line.indexOf(": ");
+  return errorFromInfo(
+    colon === -1
+      ? { name: "Error", message: line }
+      : { name: line.slice(0, colon), message: line.slice(colon + 2) },
+  );
+}
+
+/** Settles a future from a final status and the results-hash value. */
+export function settleStored(
+  control: FutureControl,
+  id: string,
+  status: string,
+  stored: string,
+): void {
+  if (status === "2") {
+    try {
+      control.resolve(decode(stored));
+    } catch (error) {
+      control.reject(
+        new ProtocolError(`the result of task ${id} cannot be decoded`, { cause: error }),
+      );
+    }
+  } else if (status === "3") {
+    control.reject(errorFromLine(stored));
+  } else if (status === "4") {
+    control.cancel(new CancelledError(stored.replace(/^CancelledError: /, "") || undefined));
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * Cron schedules stored in Redis: `pool.schedule(name, cron, fn, args, options)` creates or
+ * replaces one; workers enqueue its task at each due time, once however many workers are up.
+ *
+ * A schedule is a field of `<app>:schedules` (its JSON, below) and a member of
+ * `<app>:schedule-due` scored by its next due time (Redis time, ms). Workers wake at the earliest
+ * due time and run FIRE, which moves the schedule on and enqueues the task atomically.
+ *
+ * @module
+ */
+
+import { checkCron, type CronSpec, nextCronTime } from "./_cron.ts";
+import { keyName } from "./_options.ts";
+import type { RedisCommander } from "./_redis.ts";
+import type { Keys } from "./_keys.ts";
+import { SCHEDULE, UNSCHEDULE } from "./_lua/schedule.ts";
+import { decode } from "./codec.ts";
+import {
+  DEFAULT_POLICY,
+  policyFields,
+  taskPolicy,
+  type TaskPolicyOptions,
+} from "./_submit_options.ts";
+import { bool, duration } from "./_options.ts";
+
+/** Options of `pool.schedule`. */
+export interface ScheduleOptions extends TaskPolicyOptions {
+  /** IANA time zone the expression is read in (default `"UTC"`). */
+  timezone?: string;
+  /**
+   * What to do with due times missed while no worker was up (a tick is missed when it is handled
+   * more than 5 s late): `false` (default) skips them, `true` runs the task once for all of them.
+   */
+  catchUp?: boolean;
+  /** The queue the tasks go to (default: the pool's `queue`). */
+  queue?: string;
+  /** How long each fired task's status and result are kept, ms (default one day). */
+  keepResults?: number;
+}
+
+/** A schedule as stored in Redis and listed by `pool.schedules()`. */
+export interface ScheduleInfo {
+  /** The schedule's name. */
+  name: string;
+  /** The cron expression (5 fields, or 6 with seconds first). */
+  cron: string;
+  /** The time zone of the expression. */
+  timezone: string;
+  /** The task name. */
+  task: string;
+  /** The task's arguments. */
+  args: unknown[];
+  /** The queue its tasks go to. */
+  queue: string;
+  /** Whether missed due times run once (true) or are skipped. */
+  catchUp: boolean;
+  /** When it is next due (undefined when it never fires again). */
+  nextRun: Date | undefined;
+}
+
+/** The JSON of a schedule in `<app>:schedules` (read by workers and by FIRE). */
+export interface StoredSchedule {
+  name: string;
+  cron: CronSpec;
+  fn: string;
+  /** The encoded argument list. */
+  args: string;
+  queue: string;
+  catchUp: boolean;
+  /** Extra entry fields of the tasks (retry policy, timeout, priority). */
+  extra: string[];
+  /** Results time to live, ms. */
+  keep: number;
+}
+
+/** What the schedule functions need of the pool. */
+export interface ScheduleContext {
+  cmd: RedisCommander;
+  keys: Keys;
+  defaultQueue: string;
+}
+
+/** Checks a schedule name: letters, digits, `_`, `.`, `-`. */
+export function checkScheduleName(name: unknown): string {
+  if (name === undefined) throw new TypeError("a schedule needs a name");
+  return keyName(name, "schedule name", "");
+}
+
+/**
+ * Builds the stored form of a schedule (checks everything; throws TypeError / RangeError).
+ * `args` is the encoded argument list.
+ */
+export function storedSchedule(
+  name: string,
+  cron: unknown,
+  fn: string,
+  args: string,
+  options: ScheduleOptions,
+  defaultQueue: string,
+): StoredSchedule {
+  return {
+    name,
+    cron: checkCron(cron, options.timezone),
+    fn,
+    args,
+    queue: keyName(options.queue, "queue", defaultQueue),
+    catchUp: bool(options.catchUp, "catchUp", false),
+    extra: policyFields(taskPolicy(options, DEFAULT_POLICY)),
+    keep: duration(options.keepResults, "keepResults", 86_400_000),
+  };
+}
+
+/** Stores a schedule (creating or replacing it); resolves with its first due time. */
+export async function saveSchedule(
+  context: ScheduleContext,
+  schedule: StoredSchedule,
+): Promise<Date | undefined> {
+  const [seconds, micros] = await context.cmd.sendCommand(["TIME"]) as string[];
+  const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+  const next = nextCronTime(schedule.cron, now);
+  if (next === undefined) {
+    throw new RangeError(`cron expression "${schedule.cron.expression}" never fires again`);
+  }
+  await SCHEDULE.run(context.cmd, [], [
+    context.keys.app,
+    schedule.name,
+    JSON.stringify(schedule),
+    String(next),
+  ]);
+  return new Date(next);
+}
+
+/** Removes a schedule; resolves true when it existed. */
+export async function deleteSchedule(context: ScheduleContext, name: string): Promise<boolean> {
+  return await UNSCHEDULE.run(context.cmd, [], [context.keys.app, name]) === 1;
+}
+
+/** Lists the schedules, by name. */
+export async function listSchedules(context: ScheduleContext): Promise<ScheduleInfo[]> {
+  const [all, due] = await Promise.all([
+    context.cmd.sendCommand(["HGETALL", context.keys.schedules()]),
+    context.cmd.sendCommand(["ZRANGE", context.keys.scheduleDue(), "0", "-1", "WITHSCORES"]),
+  ]);
+  const pairs = (reply: unknown): [string, string][] => {
+    if (Array.isArray(reply)) {
+      return Array.from({ length: reply.length / 2 }, (_, i) => [reply[2 * i], reply[2 * i + 1]]);
+    }
+    return Object.entries((reply ?? {}) as Record<string, string>);
+  };
+  const nextRun = new Map(pairs(due).map(([name, score]) => [name, Number(score)]));
+  const out: ScheduleInfo[] = [];
+  for (const [name, json] of pairs(all)) {
+    try {
+      const s = JSON.parse(json) as StoredSchedule;
+      const next = nextRun.get(name);
+      out.push({
+        name,
+        cron: s.cron.expression,
+        timezone: s.cron.timezone,
+        task: s.fn,
+        args: decode(s.args) as unknown[],
+        queue: s.queue,
+        catchUp: s.catchUp,
+        nextRun: next === undefined ? undefined : new Date(next),
+      });
+    } catch {
+      // A schedule written by something else; workers drop it.
+    }
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}

@@ -1,0 +1,86 @@
+/**
+ * Task module of the composition tests (dependencies, time, queues, dedupe, re-attaching). Tasks
+ * append a JSON line to a trace file when they run, so tests can see what ran, where, when and how
+ * often.
+ *
+ * @module
+ */
+
+import { appendFileSync } from "node:fs";
+import process from "node:process";
+import { currentTask } from "../../mod.ts";
+
+/** Appends `{label, at, pid, taskId, operationId, queue}` to `file`. */
+function trace(file: string | undefined, label: string, extra: Record<string, unknown> = {}) {
+  if (!file) return;
+  const { taskId, operationId, queue } = currentTask();
+  appendFileSync(
+    file,
+    JSON.stringify({
+      label,
+      at: Date.now(),
+      pid: process.pid,
+      taskId,
+      operationId,
+      queue,
+      ...extra,
+    }) +
+      "\n",
+  );
+}
+
+/** Returns "world". */
+export function world(file?: string): string {
+  trace(file, "world");
+  return "world";
+}
+
+/** Returns "hello <who>". */
+export function hello(who: unknown, file?: string): string {
+  trace(file, "hello", { who: String(who) });
+  return `hello ${who}`;
+}
+
+/** Waits `ms`, then returns `value`. */
+export async function later<T>(ms: number, value: T, file?: string): Promise<T> {
+  trace(file, "later:start", { value });
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  trace(file, "later:end", { value });
+  return value;
+}
+
+/** The sum of a list of numbers. */
+export function total(values: number[], file?: string): number {
+  trace(file, "total", { values });
+  return values.reduce((a, b) => a + b, 0);
+}
+
+/** The sum of its number arguments. */
+export function sum(...values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
+
+/** Throws an Error named `name`. */
+export function fail(name: string, message: string): never {
+  const error = new Error(message);
+  error.name = name;
+  throw error;
+}
+
+/** Describes its argument: an Error's name and message, or the value. */
+export function inspect(value: unknown, file?: string): unknown {
+  trace(file, "inspect");
+  if (value instanceof Error) return { error: true, name: value.name, message: value.message };
+  return { error: false, value };
+}
+
+/** Records that it ran (with a label) and returns the label. */
+export function mark(file: string, label: string): string {
+  trace(file, "mark", { value: label });
+  return label;
+}
+
+/** Returns an object echoing its argument, and the attempt. */
+export function echo<T>(value: T): T {
+  return value;
+}

@@ -1,0 +1,138 @@
+import { after, afterEach, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { CancelledError, DependencyError, RemoteTaskError } from "../../mod.ts";
+import type { ChildProcessHandle } from "../../lib/_runtime.ts";
+import { startRedis, type TestRedis } from "../_redis.ts";
+import { startScript } from "../faults/_setup.ts";
+import {
+  cleanUp,
+  nextApp,
+  pool as makePool,
+  readTrace,
+  startWorker,
+  traceFile,
+  waitFor,
+} from "./_setup.ts";
+
+let redis: TestRedis;
+const children: ChildProcessHandle[] = [];
+
+describe("futures as arguments (dependency graphs)", () => {
+  before(async () => {
+    redis = await startRedis();
+  });
+  afterEach(async () => {
+    await cleanUp(children);
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it("a future argument: hello runs after world, with world's result in its place", async () => {
+    const app = nextApp("dag");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app), await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const world = pool.submit<string>("later", [300, "world", file]);
+    const hello = pool.submit<string>("hello", [world, file]);
+    assert.equal(await hello, "hello world");
+    const trace = await readTrace(file);
+    const ended = trace.find((t) => t.label === "later:end")!;
+    const greeted = trace.find((t) => t.label === "hello")!;
+    assert.ok(greeted.at >= ended.at, "the child started after its parent finished");
+    assert.equal(greeted.who, "world");
+  });
+
+  it("fan-in, a parent shared by many children, futures nested in lists: each child runs once", async () => {
+    const app = nextApp("dagfan");
+    const file = await traceFile();
+    children.push(
+      await startWorker(redis, app),
+      await startWorker(redis, app),
+      await startWorker(redis, app),
+    );
+    await using pool = makePool(redis, app);
+    const parents = [1, 2, 3, 4, 5].map((n) => pool.submit<number>("later", [n * 40, n]));
+    const fanIn = pool.submit<number>("total", [parents, file]);
+    const shared = pool.submit<number>("later", [200, 10]);
+    const kids = pool.map<number>("sum", Array.from({ length: 20 }, (_, i) => [shared, i]));
+    const grandchild = pool.submit<number>("sum", [fanIn, kids[19]]);
+    assert.equal(await fanIn, 15);
+    assert.deepEqual(await Promise.all(kids), Array.from({ length: 20 }, (_, i) => 10 + i));
+    assert.equal(await grandchild, 15 + 29);
+    const totals = (await readTrace(file)).filter((t) => t.label === "total");
+    assert.equal(totals.length, 1, "the fan-in child ran exactly once");
+    assert.deepEqual(totals[0].values, [1, 2, 3, 4, 5]);
+  });
+
+  it("a parent that finished before the child was submitted", async () => {
+    const app = nextApp("dagdone");
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const world = pool.submit<string>("world", []);
+    await world;
+    assert.equal(await pool.submit<string>("hello", [world]), "hello world");
+  });
+
+  it("a failed or cancelled parent fails the child with DependencyError, down the graph", async () => {
+    const app = nextApp("dagfail");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const bad = pool.submit("fail", ["ValueError", "bad parent"]);
+    const child = pool.submit("hello", [bad, file]);
+    const grandchild = pool.submit("hello", [child, file]);
+    const error = await child.then(() => undefined, (e) => e);
+    if (!(error instanceof DependencyError)) throw new Error(`not a DependencyError: ${error}`);
+    assert.equal(error.parentId, bad.id);
+    assert.ok(error.cause instanceof RemoteTaskError);
+    assert.equal((error.cause as RemoteTaskError).remoteName, "ValueError");
+    assert.equal((error.cause as RemoteTaskError).message, "bad parent");
+    assert.match(error.message, /parent task \S+ failed: ValueError: bad parent/);
+    const deeper = await grandchild.then(() => undefined, (e) => e);
+    if (!(deeper instanceof DependencyError)) throw new Error(`not a DependencyError: ${deeper}`);
+    assert.equal(deeper.parentId, child.id);
+    assert.ok(deeper.cause instanceof DependencyError);
+
+    const slow = pool.submit("later", [60_000, 1]);
+    const waiting = pool.submit("hello", [slow, file]);
+    await waitFor(() => slow.running(), "parent running");
+    await slow.cancel();
+    const cancelled = await waiting.then(() => undefined, (e) => e);
+    assert.ok(cancelled instanceof DependencyError, String(cancelled));
+    assert.ok(cancelled.cause instanceof CancelledError);
+    assert.deepEqual((await readTrace(file)).filter((t) => t.label === "hello"), [], "never ran");
+  });
+
+  it("onParentError: pass gives the child the parent's error as an Error", async () => {
+    const app = nextApp("dagpass");
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const bad = pool.submit("fail", ["ValueError", "bad parent"]);
+    const good = pool.submit("world", []);
+    const seen = await pool.submit("inspect", [bad], { onParentError: "pass" });
+    assert.deepEqual(seen, { error: true, name: "ValueError", message: "bad parent" });
+    assert.deepEqual(await pool.submit("inspect", [good], { onParentError: "pass" }), {
+      error: false,
+      value: "world",
+    });
+  });
+
+  it("the client does not have to stay online: the last parent releases the child in Redis", async () => {
+    const app = nextApp("dagoffline");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    const script = new URL("./_dag_client.ts", import.meta.url);
+    const client = await startScript(script, [redis.url, app, file]);
+    children.push(client);
+    await waitFor(() => client.stdout().includes("submitted"), "the client submitted", 30_000);
+    client.kill("SIGKILL");
+    await client.exited;
+    const line = await waitFor(
+      async () => (await readTrace(file)).find((t) => t.label === "hello"),
+      "the child ran after its client died",
+      15_000,
+    );
+    assert.equal(line.who, "late world");
+  });
+});
