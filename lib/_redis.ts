@@ -289,3 +289,23 @@ export function describeConnection(options: ConnectionOptions): string {
   }
   return `redis://${options.host ?? "127.0.0.1"}:${options.port ?? 6379}/${options.db ?? 0}`;
 }
+
+/**
+ * The field/value (or member/score) pairs of a reply, whatever its shape: a flat array (RESP2:
+ * `HGETALL`, `ZRANGE ... WITHSCORES`), an array of pairs (RESP3 `WITHSCORES`), a `Map` or an
+ * object (RESP3 maps). Values are strings.
+ */
+export function replyPairs(reply: unknown): [string, string][] {
+  if (reply === null || reply === undefined) return [];
+  if (Array.isArray(reply)) {
+    if (reply.length > 0 && Array.isArray(reply[0])) {
+      return reply.map((pair) => [String(pair[0]), String(pair[1])]);
+    }
+    return Array.from(
+      { length: Math.floor(reply.length / 2) },
+      (_, i) => [String(reply[2 * i]), String(reply[2 * i + 1])],
+    );
+  }
+  if (reply instanceof Map) return [...reply].map(([k, v]) => [String(k), String(v)]);
+  return Object.entries(reply as Record<string, unknown>).map(([k, v]) => [k, String(v)]);
+}

@@ -34,6 +34,7 @@ import {
   type ConnectionOptions,
   connectReader,
   type RedisConnection,
+  replyPairs,
   subscribe,
   withReconnect,
 } from "./_redis.ts";
@@ -600,29 +601,27 @@ export class Listener {
       for (let rounds = 0; rounds < 100; rounds++) {
         const [seconds, micros] = await cmd.sendCommand(["TIME"]) as string[];
         const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-        const due = await cmd.sendCommand([
-          "ZRANGEBYSCORE",
-          this.#keys.scheduleDue(),
-          "-inf",
-          String(now),
-          "WITHSCORES",
-          "LIMIT",
-          "0",
-          "20",
-        ]) as string[];
-        if (due.length === 0) {
-          const head = await cmd.sendCommand([
-            "ZRANGE",
+        const due = replyPairs(
+          await cmd.sendCommand([
+            "ZRANGEBYSCORE",
             this.#keys.scheduleDue(),
-            "0",
-            "0",
+            "-inf",
+            String(now),
             "WITHSCORES",
-          ]) as string[];
+            "LIMIT",
+            "0",
+            "20",
+          ]),
+        );
+        if (due.length === 0) {
+          const head = replyPairs(
+            await cmd.sendCommand(["ZRANGE", this.#keys.scheduleDue(), "0", "0", "WITHSCORES"]),
+          );
           this.#clockOffset = now - Date.now();
-          if (head.length === 2) this.#cronWakeAt(Number(head[1]));
+          if (head.length === 1) this.#cronWakeAt(Number(head[0][1]));
           return;
         }
-        for (let i = 0; i < due.length; i += 2) await this.#fire(due[i], Number(due[i + 1]), now);
+        for (const [name, score] of due) await this.#fire(name, Number(score), now);
       }
     } finally {
       this.#cronRunning = false;

@@ -726,8 +726,13 @@ export class StreamFuturePool implements AsyncDisposable {
     await Promise.resolve();
     const batches = this.#outbox.splice(0);
     this.#flushing = undefined;
+    // Hash dedupe keys first: the batches must then go out in submission order, without an await
+    // between them (FIFO within a queue; the first of identical calls creates the task).
+    const hashes = await Promise.all(
+      batches.map((batch) => batch.dedupe === undefined ? "" : sha256Hex(batch.dedupe)),
+    );
     const calls: Promise<void>[] = [];
-    for (const batch of batches) {
+    for (const [b, batch] of batches.entries()) {
       const items: Outgoing[] = [];
       const names: string[] = [];
       for (const item of batch.items) {
@@ -741,7 +746,7 @@ export class StreamFuturePool implements AsyncDisposable {
         items.push(item);
       }
       if (items.length === 0) continue;
-      const written = this.#submitBatch(batch, items, names);
+      const written = this.#submitBatch(batch, items, names, hashes[b]);
       this.#writing.set(batch.op, written);
       void written.finally(() => this.#writing.delete(batch.op));
       calls.push(written);
@@ -755,13 +760,17 @@ export class StreamFuturePool implements AsyncDisposable {
    * written whole. Tasks with parents wait until their parents' operations are written; they and
    * deduplicated tasks go through SUBMIT_EX.
    */
-  async #submitBatch(batch: Batch, items: Outgoing[], names: string[]): Promise<void> {
+  async #submitBatch(
+    batch: Batch,
+    items: Outgoing[],
+    names: string[],
+    dedupe: string,
+  ): Promise<void> {
     const { queue, op, extra } = batch;
     const parents = new Set(items.flatMap((item) => item.parents.map((p) => p.split("/")[0])));
     const waits = [...parents].map((parentOp) => this.#writing.get(parentOp)).filter((w) => w);
     if (waits.length > 0) await Promise.all(waits);
     const general = batch.dedupe !== undefined || items.some((item) => item.parents.length > 0);
-    const dedupe = batch.dedupe === undefined ? "" : await sha256Hex(batch.dedupe);
     const keys = [this.#keys.listeners(queue), this.#keys.status(op), this.#keys.results(op)];
     const cmd = this.#cmd!;
     // Idempotent (see SUBMIT), so a call cut by a lost connection is simply sent again.

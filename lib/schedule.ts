@@ -11,7 +11,7 @@
 
 import { checkCron, type CronSpec, nextCronTime } from "./_cron.ts";
 import { keyName } from "./_options.ts";
-import type { RedisCommander } from "./_redis.ts";
+import { type RedisCommander, replyPairs } from "./_redis.ts";
 import type { Keys } from "./_keys.ts";
 import { SCHEDULE, UNSCHEDULE } from "./_lua/schedule.ts";
 import { decode } from "./codec.ts";
@@ -141,15 +141,9 @@ export async function listSchedules(context: ScheduleContext): Promise<ScheduleI
     context.cmd.sendCommand(["HGETALL", context.keys.schedules()]),
     context.cmd.sendCommand(["ZRANGE", context.keys.scheduleDue(), "0", "-1", "WITHSCORES"]),
   ]);
-  const pairs = (reply: unknown): [string, string][] => {
-    if (Array.isArray(reply)) {
-      return Array.from({ length: reply.length / 2 }, (_, i) => [reply[2 * i], reply[2 * i + 1]]);
-    }
-    return Object.entries((reply ?? {}) as Record<string, string>);
-  };
-  const nextRun = new Map(pairs(due).map(([name, score]) => [name, Number(score)]));
+  const nextRun = new Map(replyPairs(due).map(([name, score]) => [name, Number(score)]));
   const out: ScheduleInfo[] = [];
-  for (const [name, json] of pairs(all)) {
+  for (const [name, json] of replyPairs(all)) {
     try {
       const s = JSON.parse(json) as StoredSchedule;
       const next = nextRun.get(name);

@@ -164,7 +164,7 @@ try {
   });
 
   // Duplicated completions: the stored result must be the one the future received.
-  const { connect } = await import("../lib/_redis.ts");
+  const { connect, replyPairs } = await import("../lib/_redis.ts");
   const c = await connect(redis.url);
   let duplicated = 0;
   const op = futures[0].operationId;

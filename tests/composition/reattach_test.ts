@@ -1,0 +1,75 @@
+import { after, afterEach, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { CancelledError, RemoteTaskError, TaskNotFoundError } from "../../mod.ts";
+import type { ChildProcessHandle } from "../../lib/_runtime.ts";
+import { startRedis, type TestRedis } from "../_redis.ts";
+import { cleanUp, nextApp, pool as makePool, startWorker, waitFor } from "./_setup.ts";
+
+let redis: TestRedis;
+const children: ChildProcessHandle[] = [];
+
+describe("re-attaching: pool.future(id) and pool.operation(id)", () => {
+  before(async () => {
+    redis = await startRedis();
+  });
+  afterEach(async () => {
+    await cleanUp(children);
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it("a live future for a task another client submitted: state, result, errors", async () => {
+    const app = nextApp("attach");
+    children.push(await startWorker(redis, app));
+    await using submitter = makePool(redis, app);
+    await using observer = makePool(redis, app);
+    const original = submitter.submit<string>("later", [400, "done"]);
+    await waitFor(() => original.running(), "running");
+    const attached = observer.future<string>(original.id);
+    await waitFor(() => attached.running(), "the attached future sees it running");
+    assert.equal(await attached, "done");
+    assert.equal(await original, "done");
+    // A finished task: settled at once from Redis.
+    assert.equal(await observer.future(original.id), "done");
+    const failed = submitter.submit("fail", ["KeyError", "nope"]);
+    await failed.catch(() => {});
+    const error = await observer.future(failed.id).then(() => undefined, (e) => e);
+    assert.ok(error instanceof RemoteTaskError);
+    assert.equal(error.remoteName, "KeyError");
+    assert.equal(error.message, "nope");
+  });
+
+  it("cancel() on an attached future cancels the task for everyone", async () => {
+    const app = nextApp("attachcancel");
+    children.push(await startWorker(redis, app));
+    await using submitter = makePool(redis, app);
+    await using observer = makePool(redis, app);
+    const original = submitter.submit("later", [60_000, "never"]);
+    await waitFor(() => original.running(), "running");
+    const attached = observer.future(original.id);
+    assert.equal(await attached.cancel(), true);
+    await assert.rejects(original.result(), CancelledError);
+    await assert.rejects(attached.result(), CancelledError);
+  });
+
+  it("pool.operation(id) gives every task of a map, in order", async () => {
+    const app = nextApp("attachop");
+    children.push(await startWorker(redis, app));
+    await using submitter = makePool(redis, app);
+    await using observer = makePool(redis, app);
+    const originals = submitter.map<number>("sum", Array.from({ length: 40 }, (_, i) => [i, 1]));
+    await originals[0];
+    const attached = await observer.operation<number>(originals[0].operationId);
+    assert.deepEqual(attached.map((f) => f.id), originals.map((f) => f.id));
+    assert.deepEqual(await Promise.all(attached), originals.map((_, i) => i + 1));
+  });
+
+  it("unknown tasks and operations: TaskNotFoundError; bad ids: TypeError", async () => {
+    const app = nextApp("attachmissing");
+    await using pool = makePool(redis, app, { requireWorkers: false });
+    await assert.rejects(pool.future("nosuchclient-9").result(), TaskNotFoundError);
+    await assert.rejects(pool.operation("nosuchclient-9"), TaskNotFoundError);
+    assert.throws(() => pool.future("a b"), TypeError);
+  });
+});

@@ -1,0 +1,170 @@
+import { after, afterEach, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import type { ChildProcessHandle } from "../../lib/_runtime.ts";
+import { startRedis, type TestRedis } from "../_redis.ts";
+import {
+  cleanUp,
+  nextApp,
+  pool as makePool,
+  readTrace,
+  startWorker,
+  traceFile,
+  waitFor,
+} from "./_setup.ts";
+
+let redis: TestRedis;
+const children: ChildProcessHandle[] = [];
+
+/** Redis' clock, ms. */
+async function redisNow(): Promise<number> {
+  const c = await redis.client();
+  const [seconds, micros] = await c.sendCommand(["TIME"]) as string[];
+  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+}
+
+describe("time: delay, startAt, cron", () => {
+  before(async () => {
+    redis = await startRedis();
+  });
+  afterEach(async () => {
+    await cleanUp(children);
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it("delay: the task becomes runnable at its time, not before (and promptly)", async () => {
+    const app = nextApp("delay");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    await pool.ready();
+    const lateness: number[] = [];
+    for (const delay of [300, 500, 200]) {
+      const submitted = Date.now();
+      const label = `d${delay}`;
+      await pool.submit("mark", [file, label], { delay });
+      const ran = (await readTrace(file)).find((t) => t.value === label)!;
+      const waited = ran.at - submitted;
+      assert.ok(waited >= delay, `ran ${waited} ms after submit, before its delay of ${delay} ms`);
+      lateness.push(waited - delay);
+    }
+    // "Within 50 ms on an idle loopback system"; the bound here leaves room for a busy CI box.
+    assert.ok(Math.min(...lateness) <= 50, `late by ${lateness.join(", ")} ms`);
+    assert.ok(Math.max(...lateness) <= 250, `late by ${lateness.join(", ")} ms`);
+  });
+
+  it("startAt: runnable at a given time", async () => {
+    const app = nextApp("startat");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const at = new Date(await redisNow() + 400);
+    await pool.submit("mark", [file, "at"], { startAt: at });
+    const ran = (await readTrace(file))[0];
+    assert.ok(ran.at >= at.getTime() - 5, `ran ${at.getTime() - ran.at} ms early`);
+    assert.throws(
+      () => pool.submit("mark", [file, "x"], { delay: 5, startAt: at }),
+      /either delay .* or startAt/,
+    );
+    assert.throws(() => pool.submit("mark", [file, "x"], { delay: -1 }), RangeError);
+  });
+
+  it("many delayed tasks, several workers racing: each runs once, none early", async () => {
+    const app = nextApp("delayrace");
+    const file = await traceFile();
+    for (let i = 0; i < 3; i++) children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const submitted = Date.now();
+    const futures = Array.from(
+      { length: 150 },
+      (_, i) => pool.submit("mark", [file, `t${i}`], { delay: (i % 10) * 60 }),
+    );
+    await Promise.all(futures);
+    const trace = await readTrace(file);
+    assert.equal(trace.length, 150, "each ran exactly once");
+    assert.equal(new Set(trace.map((t) => t.value)).size, 150);
+    for (const t of trace) {
+      const i = Number(String(t.value).slice(1));
+      assert.ok(t.at - submitted >= (i % 10) * 60 - 2, `${t.value} ran early`);
+    }
+    assert.ok(new Set(trace.map((t) => t.pid)).size >= 2, "the workers shared the work");
+  });
+
+  it("cron: each due time runs once however many workers are up", async () => {
+    const app = nextApp("cron");
+    const file = await traceFile();
+    for (let i = 0; i < 3; i++) children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const next = await pool.schedule("tick", "* * * * * *", "mark", [file, "tick"]);
+    assert.ok(next instanceof Date);
+    await waitFor(async () => (await readTrace(file)).length >= 3, "three ticks", 10_000);
+    assert.equal(await pool.unschedule("tick"), true);
+    assert.equal(await pool.unschedule("tick"), false);
+    const ticks = await readTrace(file);
+    const ops = ticks.map((t) => t.operationId);
+    assert.equal(new Set(ops).size, ops.length, "no due time ran twice");
+    const dues = ops.map((op) => parseInt(op.slice(op.lastIndexOf("-") + 1), 36)).sort();
+    for (let i = 1; i < dues.length; i++) assert.equal(dues[i] - dues[i - 1], 1000);
+    for (const t of ticks) {
+      const due = parseInt(t.operationId.slice(t.operationId.lastIndexOf("-") + 1), 36);
+      assert.ok(t.at >= due - 5, "not before its due time");
+      assert.ok(t.at - due < 1_000, `ran ${t.at - due} ms after its due time`);
+    }
+    // After unschedule nothing more runs (wait past one more due time).
+    const count = (await readTrace(file)).length;
+    await new Promise((resolve) => setTimeout(resolve, 1_300));
+    assert.ok((await readTrace(file)).length <= count + 1, "stopped after unschedule");
+  });
+
+  it("schedules() lists them; schedule() replaces by name; bad expressions are refused", async () => {
+    const app = nextApp("cronlist");
+    await using pool = makePool(redis, app, { requireWorkers: false });
+    await pool.schedule("b-nightly", "30 2 * * *", "mark", ["/dev/null", "x"], {
+      timezone: "Europe/Berlin",
+      queue: "reports",
+    });
+    await pool.schedule("a-often", "*/5 * * * *", "mark", ["/dev/null", "y"]);
+    await pool.schedule("a-often", "0 * * * *", "mark", ["/dev/null", "z"], { catchUp: true });
+    const list = await pool.schedules();
+    assert.deepEqual(list.map((s) => [s.name, s.cron, s.timezone, s.queue, s.catchUp, s.args]), [
+      ["a-often", "0 * * * *", "UTC", "default", true, ["/dev/null", "z"]],
+      ["b-nightly", "30 2 * * *", "Europe/Berlin", "reports", false, ["/dev/null", "x"]],
+    ]);
+    assert.ok(list.every((s) => s.nextRun instanceof Date && s.nextRun.getTime() > Date.now()));
+    await assert.rejects(pool.schedule("bad", "* * *", "mark", []), /must have 5 fields/);
+    await assert.rejects(
+      pool.schedule("bad", "* * * * *", "mark", [], { timezone: "Mars/Base" }),
+      RangeError,
+    );
+    await assert.rejects(pool.schedule("bad name", "* * * * *", "mark", []), TypeError);
+  });
+
+  it("missed due times while everything was down: skipped, or run once with catchUp", async () => {
+    const app = nextApp("cronmissed");
+    const skipped = await traceFile();
+    const caught = await traceFile();
+    await using pool = makePool(redis, app, { requireWorkers: false });
+    await pool.schedule("skip", "0 * * * *", "mark", [skipped, "skip"]);
+    await pool.schedule("catch", "0 * * * *", "mark", [caught, "catch"], { catchUp: true });
+    // Everything was down for hours: the schedules' due times are long past.
+    const c = await redis.client();
+    const past = await redisNow() - 3 * 3600_000;
+    await c.sendCommand([
+      "ZADD",
+      `${app}:schedule-due`,
+      String(past),
+      "skip",
+      String(past),
+      "catch",
+    ]);
+    children.push(await startWorker(redis, app));
+    await waitFor(async () => (await readTrace(caught)).length === 1, "the catch-up run");
+    await waitFor(async () => {
+      const due = await c.sendCommand(["ZSCORE", `${app}:schedule-due`, "skip"]);
+      return Number(due) > Date.now();
+    }, "the skipped schedule moved on to its next due time");
+    assert.equal((await readTrace(skipped)).length, 0, "missed ticks were skipped");
+    assert.equal((await readTrace(caught)).length, 1, "caught up once, not once per missed tick");
+  });
+});
