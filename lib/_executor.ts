@@ -8,17 +8,17 @@
  * @module
  */
 
-import type { DoneMessage, ExecutorInit, RunMessage } from "./_executor_thread.ts";
+import type { DoneMessage, EventMessage, ExecutorInit, RunMessage } from "./_executor_thread.ts";
 import { startThread, type ThreadHandle } from "./_runtime.ts";
 
-export type { DoneMessage, RunMessage };
+export type { DoneMessage, EventMessage, RunMessage };
 
 /** Options of {@link ExecutorPool}. */
 export interface ExecutorPoolOptions extends ExecutorInit {
   /** How many executor threads to keep running. */
   size: number;
-  /** Receives the outcomes of finished tasks, in batches. */
-  onDone(results: DoneMessage[]): void;
+  /** Receives the outcomes of finished tasks (and what running tasks published), in batches. */
+  onDone(results: (DoneMessage | EventMessage)[]): void;
   /** Receives the tasks lost with an executor that was terminated or died, and why. */
   onLost(seqs: number[], why: string): void;
   /** Receives log lines. */
@@ -152,13 +152,14 @@ export class ExecutorPool {
       thread.onMessage((message) => {
         const m = message as {
           t: string;
-          r?: DoneMessage[];
+          r?: (DoneMessage | EventMessage)[];
           names?: string[];
           error?: string;
           line?: string;
         };
         if (m.t === "done") {
           for (const r of m.r!) {
+            if (r[1] === 2) continue; // an event of a task still running
             executor.running.delete(r[0]);
             this.#where.delete(r[0]);
           }

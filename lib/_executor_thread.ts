@@ -7,7 +7,9 @@
  * - in: `{ t: "run", tasks: [[seq, fn, args, taskId, operationId, attempt, queue, deps], ...] }`
  * - in: `{ t: "abort", seq, name, message }` — aborts the task's `currentTask().signal`
  * - out: `{ t: "ready", names }` once the task modules are loaded, or `{ t: "error", error }`
- * - out: `{ t: "done", r: [[seq, 1, encodedValue] | [seq, 0, name, message, stack], ...] }`
+ * - out: `{ t: "done", r: [...] }`, in order: `[seq, 1, encodedValue]` completed,
+ *   `[seq, 0, name, message, stack]` failed, `[seq, 2, "p" | "y", index, encoded]` a progress
+ *   value or a value yielded by a generator task (before its outcome)
  * - out: `{ t: "log", line }` for errors no task could catch
  *
  * @module
@@ -46,6 +48,9 @@ export type DoneMessage =
   | [seq: number, ok: 1, value: string]
   | [seq: number, ok: 0, name: string, message: string, stack: string];
 
+/** Something a running task published: a progress value ("p") or a yielded value ("y"). */
+export type EventMessage = [seq: number, kind: 2, event: "p" | "y", index: number, value: string];
+
 /** The settings an executor thread starts with. */
 export interface ExecutorInit {
   /** Task module URLs. */
@@ -78,7 +83,7 @@ onUncaught((error) => {
 });
 
 const controllers = new Map<number, AbortController>();
-let outbox: DoneMessage[] = [];
+let outbox: (DoneMessage | EventMessage)[] = [];
 // Sent once the current burst of completions (all microtasks) is over, so that a batch of tasks
 // finishing together goes back in one message, without a timer's delay (setImmediate).
 let flushing = false;
@@ -88,7 +93,7 @@ function flush(): void {
   outbox = [];
   port.post({ t: "done", r });
 }
-function done(message: DoneMessage): void {
+function done(message: DoneMessage | EventMessage): void {
   outbox.push(message);
   if (!flushing) {
     flushing = true;
@@ -119,10 +124,30 @@ async function run(message: RunMessage): Promise<void> {
     if (!Array.isArray(args)) {
       throw new ProtocolError(`the arguments of task ${taskId} are not an array`);
     }
-    const value = await runInTask(
-      { taskId, operationId, attempt, queue, signal: controller.signal },
-      () => fn(...args),
-    );
+    let finished = false;
+    let progressed = 0;
+    const progress = (value: unknown) => {
+      if (finished) return;
+      const encoded = encode(value, "progress");
+      checkPayloadSize(encoded, init.maxPayloadBytes, "the progress value");
+      done([seq, 2, "p", progressed++, encoded]);
+    };
+    const context = { taskId, operationId, attempt, queue, signal: controller.signal, progress };
+    const value = await runInTask(context, async () => {
+      const result = fn(...args);
+      if (!isGenerator(result)) return await result;
+      // A generator task: each yielded value is a partial result; its return value is the final.
+      let index = 0;
+      const iterator = result as AsyncIterator<unknown> | Iterator<unknown>;
+      for (;;) {
+        const step = await iterator.next();
+        if (step.done) return step.value;
+        const encoded = encode(step.value, `yielded value ${index}`);
+        checkPayloadSize(encoded, init.maxPayloadBytes, `yielded value ${index}`);
+        done([seq, 2, "y", index++, encoded]);
+      }
+    });
+    finished = true;
     const encoded = encode(value, "result");
     checkPayloadSize(encoded, init.maxPayloadBytes, "the result");
     done([seq, 1, encoded]);
@@ -132,6 +157,13 @@ async function run(message: RunMessage): Promise<void> {
   } finally {
     controllers.delete(seq);
   }
+}
+
+/** True for generator objects (sync or async), whose values are yielded one by one. */
+function isGenerator(value: unknown): boolean {
+  if (value === null || typeof value !== "object") return false;
+  const tag = Object.prototype.toString.call(value);
+  return tag === "[object AsyncGenerator]" || tag === "[object Generator]";
 }
 
 /**

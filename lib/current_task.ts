@@ -24,6 +24,11 @@ export interface TaskContext {
    * by force once the worker's task grace period has passed.
    */
   readonly signal: AbortSignal;
+  /**
+   * Publishes a progress value (anything the codec accepts) to the task's client, where
+   * `future.progress()` yields it. Cheap enough to call often; values are sent in order.
+   */
+  progress(value: unknown): void;
 }
 
 const storage = new AsyncLocalStorage<TaskContext>();

@@ -14,7 +14,18 @@
  */
 
 import { CancelledError } from "./errors.ts";
+import { Channel } from "./_channel.ts";
 import { type WaitLimits, withinLimits } from "./_deadline.ts";
+
+/** Where the time of a task went (ms, Redis' clock for the instants). */
+export interface TaskTimings {
+  /** Time in the queue: from the entry being runnable to its start. */
+  wait: number;
+  /** Run time on the worker. */
+  run: number;
+  /** When the task started (its last attempt). */
+  startedAt: Date;
+}
 
 /** The states of a future (Python's PENDING / RUNNING / CANCELLED / FINISHED). */
 export type FutureState = "pending" | "running" | "cancelled" | "finished";
@@ -46,6 +57,12 @@ export interface FutureControl {
   failed(): boolean;
   /** The future stands for another task (dedupe: an identical call's task). */
   rebind(id: string, operationId: string): void;
+  /** The task published a progress value ("p") or yielded a value ("y"), already decoded. */
+  event(kind: "p" | "y", attempt: number, index: number, value: unknown): void;
+  /** The task's timings, from its final notice. */
+  timings(timings: TaskTimings): void;
+  /** Called on every state change (progress bars). */
+  observe(observer: (future: StreamFuture<unknown>) => void): void;
 }
 
 let controlOf: (future: StreamFuture<unknown>) => FutureControl;
@@ -80,16 +97,30 @@ export class StreamFuture<T> implements PromiseLike<T> {
   #hooks: FutureHooks;
   #released = false;
   #attempt = 1;
+  #timings: TaskTimings | undefined;
+  #progress: Channel<unknown> | undefined;
+  #yields: Channel<unknown> | undefined;
+  /** The last progress event delivered: [attempt, index]. */
+  #lastProgress: [number, number] = [0, -1];
+  /** The next yielded value to deliver (values of a retried attempt are not delivered twice). */
+  #nextYield = 0;
+  #observers: ((future: StreamFuture<unknown>) => void)[] | undefined;
 
   static {
     controlOf = (future) => ({
       markRunning: (attempt) => {
-        if (future.#state === "pending") future.#state = "running";
         if (attempt !== undefined && attempt > future.#attempt) future.#attempt = attempt;
+        if (future.#state === "pending") {
+          future.#state = "running";
+          future.#notify();
+        }
       },
       markPending: (attempt) => {
-        if (future.#state === "running") future.#state = "pending";
         if (attempt > future.#attempt) future.#attempt = attempt;
+        if (future.#state === "running") {
+          future.#state = "pending";
+          future.#notify();
+        }
       },
       resolve: (value) => future.#settle("finished", value, undefined, false),
       reject: (error) => future.#settle("finished", undefined, error, true),
@@ -100,6 +131,21 @@ export class StreamFuture<T> implements PromiseLike<T> {
         future.#id = id;
         future.#operationId = operationId;
       },
+      event: (kind, attempt, index, value) => {
+        if (future.done()) return;
+        if (kind === "y") {
+          if (index < future.#nextYield) return; // already delivered by an earlier attempt
+          future.#nextYield = index + 1;
+          (future.#yields ??= new Channel()).push(value);
+        } else {
+          const [lastAttempt, lastIndex] = future.#lastProgress;
+          if (attempt < lastAttempt || (attempt === lastAttempt && index <= lastIndex)) return;
+          future.#lastProgress = [attempt, index];
+          (future.#progress ??= new Channel()).push(value);
+        }
+      },
+      timings: (timings) => (future.#timings = timings),
+      observe: (observer) => (future.#observers ??= []).push(observer),
     });
   }
 
@@ -132,6 +178,51 @@ export class StreamFuture<T> implements PromiseLike<T> {
   /** The current state. A task that goes back to its queue for a retry is `pending` again. */
   get state(): FutureState {
     return this.#state;
+  }
+
+  /**
+   * Where the task's time went once it finished: `{ wait, run }` in ms (queue wait, run time on
+   * the worker) and `startedAt`; `undefined` before that, or when it did not run (cancelled
+   * before it started, failed in Redis).
+   */
+  get timings(): TaskTimings | undefined {
+    return this.#timings;
+  }
+
+  /**
+   * The progress values the task publishes with `currentTask().progress(value)`, in order, each
+   * once; the iteration ends when the future settles. Values published before the call are kept
+   * for it. One reader per future.
+   *
+   * @example
+   * ```ts ignore
+   * const f = pool.submit(tasks.resize, ["photo.jpg"]);
+   * for await (const percent of f.progress()) console.log(`${percent} %`);
+   * ```
+   */
+  progress(): AsyncIterableIterator<unknown> {
+    this.#progress ??= new Channel();
+    if (this.done()) this.#progress.close();
+    return this.#progress.take("future.progress()");
+  }
+
+  /**
+   * The values a generator task yields (partial results), in order, each once even when the task
+   * is retried; the iteration ends when the task returns (its return value is what `await
+   * future` gives) and throws its error when it fails. One reader per future.
+   *
+   * @example
+   * ```ts ignore
+   * // export async function* pages(url: string) { for (...) yield page; return count; }
+   * const f = pool.submit(tasks.pages, ["https://example.com"]);
+   * for await (const page of f.stream()) console.log(page);
+   * console.log("pages:", await f);
+   * ```
+   */
+  stream(): AsyncIterableIterator<unknown> {
+    this.#yields ??= new Channel();
+    if (this.done()) this.#closeChannels();
+    return this.#yields.take("future.stream()");
   }
 
   /** The attempt the task is on (1, then 2 after its first retry, ...). */
@@ -246,9 +337,28 @@ export class StreamFuture<T> implements PromiseLike<T> {
     } else {
       this.#resolve(value);
     }
+    this.#closeChannels();
+    this.#notify();
     const callbacks = this.#callbacks;
     this.#callbacks = [];
     for (const callback of callbacks) runCallback(callback, this as StreamFuture<unknown>);
+  }
+
+  #closeChannels(): void {
+    this.#progress?.close();
+    if (this.#state === "finished" && !this.#failed) this.#yields?.close();
+    else this.#yields?.close(this.#error, true);
+  }
+
+  #notify(): void {
+    if (!this.#observers) return;
+    for (const observer of this.#observers) {
+      try {
+        observer(this as StreamFuture<unknown>);
+      } catch {
+        // An observer's failure is its own.
+      }
+    }
   }
 }
 

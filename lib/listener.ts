@@ -16,7 +16,7 @@ import {
   UnknownTaskError,
   WorkerInterrupted,
 } from "./errors.ts";
-import { type DoneMessage, ExecutorPool, type RunMessage } from "./_executor.ts";
+import { type DoneMessage, type EventMessage, ExecutorPool, type RunMessage } from "./_executor.ts";
 import { GROUP, Keys, PROTOCOL_VERSION } from "./_keys.ts";
 import { FINISH } from "./_lua/finish.ts";
 import { HEARTBEAT } from "./_lua/heartbeat.ts";
@@ -125,12 +125,15 @@ interface Task {
   stop: { kind: StopKind; message: string; killAt: number } | undefined;
   /** A cancel notice arrived while START was in flight. */
   cancelSeen: boolean;
+  /** Redis time (ms) when START let it run, and `performance.now()` then. */
+  startedAt: number;
+  runStart: number;
   readonly finished: Promise<void>;
   readonly resolveFinished: () => void;
 }
 
-/** One outcome for FINISH: entry id, op, task id, reply, action, a, b. */
-type FinishRecord = [string, string, string, string, string, string, string];
+/** One outcome for FINISH: entry id, op, task id, reply, action, a, b, timings. */
+type FinishRecord = [string, string, string, string, string, string, string, string];
 
 const ID = /^[A-Za-z0-9_.\-]+$/;
 
@@ -830,6 +833,8 @@ export class Listener {
       deadline: undefined,
       stop: undefined,
       cancelSeen: false,
+      startedAt: 0,
+      runStart: 0,
       finished,
       resolveFinished,
     };
@@ -844,13 +849,16 @@ export class Listener {
     const args = [this.#keys.app, GROUP, this.id, min, max];
     for (const t of tasks) args.push(t.entryId, t.op, t.taskId, t.reply, String(t.attempt));
     let verdicts: unknown[];
+    let startedAt: number;
     try {
-      verdicts = await withReconnect(
+      const reply = await withReconnect(
         cmd,
         () => START.run(cmd, [stream], args),
         this.#reconnectDeadline,
         "starting tasks",
       ) as unknown[];
+      startedAt = Number(reply[0]);
+      verdicts = reply.slice(1);
     } catch (error) {
       // The entries stay pending: recovery gives them to another worker.
       this.#log(
@@ -867,6 +875,8 @@ export class Listener {
     tasks.forEach((task, i) => {
       if (verdicts[i] !== 1) return this.#release(task);
       task.state = "running";
+      task.startedAt = startedAt;
+      task.runStart = now;
       if (task.fields.v !== PROTOCOL_VERSION) {
         const error = {
           name: "ProtocolError",
@@ -972,11 +982,21 @@ export class Listener {
   // ---------------------------------------------------------------------------------------------
   // Recording outcomes
 
-  #onDone(results: DoneMessage[]): void {
+  #onDone(results: (DoneMessage | EventMessage)[]): void {
     const records: [Task, FinishRecord][] = [];
+    const events = new Map<string, string[]>();
     for (const r of results) {
       const task = this.#tasks.get(r[0]);
       if (!task || task.state !== "running") continue;
+      if (r[1] === 2) {
+        // Progress and yielded values go to the client before the outcome (same connection).
+        if (task.stop) continue;
+        let list = events.get(task.reply);
+        if (!list) events.set(task.reply, list = []);
+        list.push("t", task.taskId, "s", r[2], "a", String(task.attempt), "i", String(r[3]));
+        list.push("p", r[4]);
+        continue;
+      }
       task.state = "finishing";
       this.#timed.delete(task);
       if (task.stop) {
@@ -987,6 +1007,9 @@ export class Listener {
         const error = { name: r[2], message: r[3], stack: r[4] || undefined };
         records.push([task, this.#failure(task, error, false)]);
       }
+    }
+    for (const [reply, fields] of events) {
+      void this.#cmd!.sendCommand(["XADD", reply, "NOMKSTREAM", "*", ...fields]).catch(() => {});
     }
     if (records.length > 0) this.#finish(records);
   }
@@ -1012,7 +1035,13 @@ export class Listener {
   }
 
   #record(task: Task, action: string, a: string, b: string): FinishRecord {
-    return [task.entryId, task.op, task.taskId, task.reply, action, a, b];
+    let timings = "";
+    if (task.runStart > 0) {
+      const run = performance.now() - task.runStart;
+      const wait = Math.max(0, task.startedAt - Number(task.entryId.split("-")[0]));
+      timings = `${wait},${run.toFixed(3)},${task.startedAt}`;
+    }
+    return [task.entryId, task.op, task.taskId, task.reply, action, a, b, timings];
   }
 
   /**

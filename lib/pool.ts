@@ -58,9 +58,15 @@ import {
   type ConnectionOptions,
   connectReader,
   type RedisConnection,
+  replyPairs,
   withReconnect,
 } from "./_redis.ts";
 import { parseStreamReplyFlat } from "./_stream.ts";
+import { setImmediate } from "node:timers";
+import { ProgressBar, type ProgressStream } from "./_progress_bar.ts";
+import { TimeoutError } from "./errors.ts";
+import { wait } from "./wait.ts";
+import { errorFromLine } from "./_outcome.ts";
 import {
   checkTaskModules,
   loadTasks,
@@ -203,6 +209,48 @@ interface Batch {
   /** Dedupe material (hashed when sent), or undefined. */
   readonly dedupe: string | undefined;
   readonly dedupeTtl: number;
+  /** Set when a flush took the batch: later items of the operation need a new batch. */
+  sealed?: boolean;
+}
+
+/** Options of {@link StreamFuturePool.map}. */
+export interface MapOptions extends SubmitOptions {
+  /**
+   * Draw a progress bar (done / failed / running, rate, ETA) on stderr while the tasks run, when
+   * stderr is a terminal: `true`, or the bar's label.
+   */
+  progress?: boolean | string;
+}
+
+/** Options of {@link StreamFuturePool.imap}. */
+export interface ImapOptions extends MapOptions {
+  /** Yield results in input order (default true), or as they complete. */
+  ordered?: boolean;
+  /**
+   * The most tasks submitted and not yet consumed at a time (default 1000): reading of the input
+   * pauses until results are consumed.
+   */
+  window?: number;
+}
+
+/** One task of `pool.results(operationId)`. */
+export interface OperationResult {
+  /** The task id. */
+  taskId: string;
+  /** Where the task is. */
+  status: "pending" | "running" | "completed" | "failed" | "cancelled";
+  /** The value, when completed. */
+  value?: unknown;
+  /** The error, when failed or cancelled. */
+  error?: Error;
+}
+
+/** Options of {@link StreamFuturePool.progress}. */
+export interface ProgressOptions {
+  /** The bar's label. */
+  label?: string;
+  /** Where to draw (default stderr; nothing is drawn unless it is a terminal). */
+  stream?: ProgressStream;
 }
 
 /** Where a started task is, for the lost-task check. */
@@ -399,17 +447,17 @@ export class StreamFuturePool implements AsyncDisposable {
   map<F extends TaskFunction>(
     fn: F,
     argsList: Iterable<Parameters<F>>,
-    options?: SubmitOptions,
+    options?: MapOptions,
   ): StreamFuture<TaskResult<F>>[];
   map<T = unknown>(
     fn: string,
     argsList: Iterable<readonly unknown[]>,
-    options?: SubmitOptions,
+    options?: MapOptions,
   ): StreamFuture<T>[];
   map(
     fn: TaskFunction | string,
     argsList: Iterable<readonly unknown[]>,
-    options: SubmitOptions = {},
+    options: MapOptions = {},
   ): StreamFuture<unknown>[] {
     this.#checkOpen();
     const task = this.#taskRef(fn);
@@ -443,7 +491,303 @@ export class StreamFuturePool implements AsyncDisposable {
       batch.items.push({ future, fn: task, args: text, parents: refs });
     }
     if (batch.items.length > 0) this.#enqueue(batch, options.signal);
-    return batch.items.map((item) => item.future);
+    const futures = batch.items.map((item) => item.future);
+    if (options.progress) {
+      void this.progress(futures, {
+        label: typeof options.progress === "string" ? options.progress : undefined,
+      });
+    }
+    return futures;
+  }
+
+  /**
+   * Like {@link map}, for inputs of any size: takes the argument lists from any iterable or async
+   * iterable (even an endless one), keeps at most `window` tasks submitted and not yet consumed
+   * (it stops reading the input until results are consumed), and yields the results — in input
+   * order when `ordered` (default), else as they complete. A failed task throws its error from
+   * the iteration. Each task's entries in Redis are released as its result is consumed; leaving
+   * the loop early (or aborting `signal`) cancels the tasks still in flight.
+   *
+   * @example
+   * ```ts ignore
+   * async function* lines() { for await (const line of file.readLines()) yield [line]; }
+   * for await (const length of pool.imap(tasks.measure, lines(), { window: 500 })) total += length;
+   * ```
+   */
+  imap<F extends TaskFunction>(
+    fn: F,
+    argsIterable: Iterable<Parameters<F>> | AsyncIterable<Parameters<F>>,
+    options?: ImapOptions,
+  ): AsyncGenerator<TaskResult<F>, void, undefined>;
+  imap<T = unknown>(
+    fn: string,
+    argsIterable: Iterable<readonly unknown[]> | AsyncIterable<readonly unknown[]>,
+    options?: ImapOptions,
+  ): AsyncGenerator<T, void, undefined>;
+  imap(
+    fn: TaskFunction | string,
+    argsIterable: Iterable<readonly unknown[]> | AsyncIterable<readonly unknown[]>,
+    options: ImapOptions = {},
+  ): AsyncGenerator<unknown, void, undefined> {
+    this.#checkOpen();
+    const task = this.#taskRef(fn);
+    const window = positiveInt(options.window, "window", 1000);
+    const ordered = bool(options.ordered, "ordered", true);
+    if (options.dedupe || options.dedupeKey !== undefined) {
+      throw new TypeError("dedupe applies to submit(), not to imap()");
+    }
+    const source = argsIterable as Partial<AsyncIterable<unknown> & Iterable<unknown>>;
+    const iterator = typeof source?.[Symbol.asyncIterator] === "function"
+      ? source[Symbol.asyncIterator]!()
+      : typeof source?.[Symbol.iterator] === "function"
+      ? source[Symbol.iterator]!()
+      : undefined;
+    if (!iterator) {
+      throw new TypeError(
+        `argsIterable must be an iterable or async iterable of argument arrays, got ${
+          describe(argsIterable)
+        }`,
+      );
+    }
+    const template = this.#batchOf(options, task, "");
+    const label = typeof options.progress === "string" ? options.progress : undefined;
+    return this.#imap(task, iterator, template, window, ordered, options, label);
+  }
+
+  async *#imap(
+    task: TaskFunction | string,
+    iterator: AsyncIterator<unknown> | Iterator<unknown>,
+    template: Batch,
+    window: number,
+    ordered: boolean,
+    options: ImapOptions,
+    label: string | undefined,
+  ): AsyncGenerator<unknown, void, undefined> {
+    const op = template.op;
+    const inFlight = new Map<number, StreamFuture<unknown>>();
+    const completed: StreamFuture<unknown>[] = [];
+    let wake: (() => void) | undefined;
+    let batch: Batch | undefined;
+    let index = 0;
+    let exhausted = false;
+    const consumed: string[] = [];
+    const counts = { done: 0, failed: 0, running: 0 };
+    const bar = options.progress ? new ProgressBar({ label }) : undefined;
+    const signal = options.signal;
+    const onAbort = () => wake?.();
+    signal?.addEventListener("abort", onAbort);
+    try {
+      for (;;) {
+        signal?.throwIfAborted();
+        while (!exhausted && inFlight.size < window) {
+          const step = await iterator.next();
+          if (step.done) {
+            exhausted = true;
+            break;
+          }
+          const args = step.value;
+          if (!Array.isArray(args)) {
+            throw new TypeError(
+              `argsIterable[${index}] must be an array of task arguments, got ${describe(args)}`,
+            );
+          }
+          const { text, refs } = encodeWithRefs(args, `argsIterable[${index}]`, futureRef);
+          checkPayloadSize(text, this.#maxPayloadBytes, `the arguments of argsIterable[${index}]`);
+          const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
+          if (!batch || batch.sealed) {
+            batch = { ...template, items: [], sealed: false };
+            this.#enqueue(batch, undefined);
+          }
+          batch.items.push({ future, fn: task, args: text, parents: refs });
+          inFlight.set(index, future);
+          if (!ordered) {
+            future.addDoneCallback((f) => {
+              completed.push(f);
+              wake?.();
+            });
+          }
+          if (bar) this.#countProgress(future, counts, () => bar.update(counts));
+          index++;
+        }
+        if (bar) bar.update({ ...counts, total: exhausted ? index : undefined });
+        if (inFlight.size === 0) return;
+        let next: StreamFuture<unknown>;
+        let at: number;
+        if (ordered) {
+          at = inFlight.keys().next().value!;
+          next = inFlight.get(at)!;
+          if (!next.done()) {
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+              next.addDoneCallback(() => resolve());
+            });
+            wake = undefined;
+            signal?.throwIfAborted();
+          }
+        } else {
+          while (completed.length === 0) {
+            await new Promise<void>((resolve) => (wake = resolve));
+            wake = undefined;
+            signal?.throwIfAborted();
+          }
+          next = completed.shift()!;
+          at = parseInt(next.id.slice(op.length + 1), 36);
+        }
+        inFlight.delete(at);
+        consumed.push(next.id);
+        if (consumed.length >= 256) this.#releaseConsumed(op, consumed.splice(0));
+        yield await next;
+      }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      bar?.update({ ...counts, total: exhausted ? index : undefined });
+      bar?.stop();
+      // Stopped early: the tasks still in flight are cancelled; consumed entries released.
+      await Promise.all([...inFlight.values()].map((f) => f.cancel().catch(() => false)));
+      for (const f of inFlight.values()) consumed.push(f.id);
+      if (consumed.length > 0) this.#releaseConsumed(op, consumed.splice(0));
+      await (iterator as AsyncIterator<unknown>).return?.();
+    }
+  }
+
+  /** Removes the fields of consumed tasks from their operation's hashes (imap). */
+  #releaseConsumed(op: string, ids: string[]): void {
+    if (this.#keep || !this.#cmd) return;
+    const cmd = this.#cmd;
+    for (const key of [this.#keys.status(op), this.#keys.heartbeat(op), this.#keys.results(op)]) {
+      void cmd.sendCommand(["HDEL", key, ...ids]).catch(() => {});
+    }
+  }
+
+  /** Keeps done / failed / running counts of a future for a progress bar. */
+  #countProgress(
+    future: StreamFuture<unknown>,
+    counts: { done: number; failed: number; running: number },
+    update: () => void,
+  ): void {
+    let running = false;
+    const control = futureControl(future);
+    control.observe((f) => {
+      if (f.running() !== running) {
+        running = f.running();
+        counts.running += running ? 1 : -1;
+      }
+      if (f.done()) {
+        if (f.cancelled() || control.failed()) counts.failed++;
+        else counts.done++;
+      }
+      update();
+    });
+  }
+
+  /**
+   * Draws a progress bar of `futures` (done / failed / running, rate, ETA) on stderr while they
+   * run, when stderr is a terminal (nothing otherwise); resolves when all of them are done.
+   *
+   * @example
+   * ```ts ignore
+   * const futures = pool.map(tasks.resize, photos.map((p) => [p]));
+   * await pool.progress(futures, { label: "resizing" });
+   * ```
+   */
+  async progress(
+    futures: Iterable<StreamFuture<unknown>>,
+    options: ProgressOptions = {},
+  ): Promise<void> {
+    const list = [...futures];
+    const counts = { done: 0, failed: 0, running: 0 };
+    const bar = new ProgressBar({
+      total: list.length,
+      label: options.label,
+      stream: options.stream,
+    });
+    try {
+      await new Promise<void>((resolve) => {
+        let left = list.length;
+        if (left === 0) return resolve();
+        for (const future of list) {
+          if (future.done()) {
+            if (future.cancelled() || futureControl(future).failed()) counts.failed++;
+            else counts.done++;
+            if (--left === 0) resolve();
+            continue;
+          }
+          if (future.running()) counts.running++;
+          this.#countProgress(future, counts, () => bar.update(counts));
+          future.addDoneCallback(() => {
+            if (--left === 0) resolve();
+          });
+        }
+        bar.update(counts);
+      });
+    } finally {
+      bar.update(counts);
+      bar.stop();
+    }
+  }
+
+  /**
+   * Every task of an operation (a `submit` or `map` call, of this client or another) with its
+   * status and its value or error, in input order, read from Redis.
+   */
+  async results(operationId: string): Promise<OperationResult[]> {
+    if (typeof operationId !== "string" || !TASK_ID.test(operationId)) {
+      throw new TypeError(
+        `operationId must be an operation id, got ${JSON.stringify(operationId)}`,
+      );
+    }
+    await this.#ready;
+    const [statuses, values] = await Promise.all([
+      this.#cmd!.sendCommand(["HGETALL", this.#keys.status(operationId)]),
+      this.#cmd!.sendCommand(["HGETALL", this.#keys.results(operationId)]),
+    ]);
+    const stored = new Map(replyPairs(values));
+    const names = ["pending", "running", "completed", "failed", "cancelled"] as const;
+    const out: OperationResult[] = replyPairs(statuses).map(([taskId, code]) => {
+      const status = names[Number(code)] ?? "pending";
+      const result: OperationResult = { taskId, status };
+      const text = stored.get(taskId) ?? "";
+      if (status === "completed") {
+        try {
+          result.value = decode(text);
+        } catch (error) {
+          result.error = new ProtocolError(`the result of task ${taskId} cannot be decoded`, {
+            cause: error,
+          });
+        }
+      } else if (status === "failed") {
+        result.error = errorFromLine(text);
+      } else if (status === "cancelled") {
+        result.error = new CancelledError(text.replace(/^CancelledError: /, ""));
+      }
+      return result;
+    });
+    const index = (id: string) => {
+      const dot = id.indexOf(".");
+      return dot === -1 ? -1 : parseInt(id.slice(dot + 1), 36);
+    };
+    return out.sort((a, b) => index(a.taskId) - index(b.taskId));
+  }
+
+  /**
+   * Waits until every future is done; with `timeout` (ms), throws `TimeoutError` naming how many
+   * are unfinished when it passes (the tasks go on).
+   */
+  async join(
+    futures: Iterable<StreamFuture<unknown>>,
+    options: { timeout?: number; signal?: AbortSignal } = {},
+  ): Promise<void> {
+    const list = [...futures];
+    const { notDone } = await wait(list, {
+      timeout: options.timeout,
+      signal: options.signal,
+      returnWhen: "ALL_COMPLETED",
+    });
+    if (notDone.size > 0) {
+      throw new TimeoutError(
+        `${notDone.size} of ${list.length} tasks unfinished after ${options.timeout} ms`,
+      );
+    }
   }
 
   /**
@@ -722,9 +1066,10 @@ export class StreamFuturePool implements AsyncDisposable {
       this.#flushing = undefined;
       return;
     }
-    // Let the current tick's submissions join this flush.
-    await Promise.resolve();
+    // Let this turn of the event loop's submissions join this flush.
+    await new Promise((resolve) => setImmediate(resolve));
     const batches = this.#outbox.splice(0);
+    for (const batch of batches) batch.sealed = true;
     this.#flushing = undefined;
     // Hash dedupe keys first: the batches must then go out in submission order, without an await
     // between them (FIFO within a queue; the first of identical calls creates the task).
@@ -1095,7 +1440,27 @@ export class StreamFuturePool implements AsyncDisposable {
 
   #onNotice(fields: Record<string, string>): void {
     const id = fields.t;
+    if (fields.m) {
+      const [wait, run, started] = fields.m.split(",").map(Number);
+      const timings = { wait, run, startedAt: new Date(started) };
+      for (const future of this.#futures.get(id)) futureControl(future).timings(timings);
+    }
     switch (fields.s) {
+      case "p":
+      case "y": {
+        const futures = this.#futures.get(id);
+        if (futures.length === 0) return;
+        let value: unknown;
+        try {
+          value = decode(fields.p ?? "");
+        } catch {
+          return; // a value this client cannot read is skipped
+        }
+        for (const future of futures) {
+          futureControl(future).event(fields.s, Number(fields.a), Number(fields.i), value);
+        }
+        return;
+      }
       case Status.NOT_STARTED: // back to the queue for another attempt
         this.#started.delete(id);
         return this.#settle(id, (c) => c.markPending(Number(fields.a) || 1));

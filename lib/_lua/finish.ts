@@ -14,7 +14,8 @@ import { LUA_COMMON } from "./_common.ts";
  * ARGV[4] smallest entry id of the batch
  * ARGV[5] largest entry id of the batch
  * ARGV[6] queue name
- * ARGV[7..] septuples: entry id, operation id, task id, reply stream, action, a, b
+ * ARGV[7..] octuples: entry id, operation id, task id, reply stream, action, a, b, timings
+ *   (timings: "<wait ms>,<run ms>,<started at ms>" or "", passed on to the client in field "m")
  *   action "c" completed: a = the encoded value (results hash and reply payload)
  *   action "e" failed: a = "<ErrorName>: <message>", b = reply payload JSON {name, message, ...}
  *   action "d" failed for good after a retryable failure: as "e", and the task is dead-lettered
@@ -35,12 +36,12 @@ export const FINISH: Script = new Script(
   "finish",
   LUA_COMMON + `
 local stream, group, queue = KEYS[1], ARGV[2], ARGV[6]
-local n = (#ARGV - 6) / 7
+local n = (#ARGV - 6) / 8
 local owned = owned_set(stream, group, ARGV[3], ARGV[4], ARGV[5], 1000000)
 local results = {}
 local by_op, ops = {}, {}
 for i = 1, n do
-  local b = 6 + (i - 1) * 7
+  local b = 6 + (i - 1) * 8
   results[i] = 0
   if owned[ARGV[b + 1]] then
     ack(stream, ARGV[b + 1])
@@ -58,22 +59,25 @@ end
 for _, op in ipairs(ops) do
   local idx = by_op[op]
   local tids = {}
-  for j, i in ipairs(idx) do tids[j] = ARGV[6 + (i - 1) * 7 + 3] end
+  for j, i in ipairs(idx) do tids[j] = ARGV[6 + (i - 1) * 8 + 3] end
   local st = redis.call('HMGET', k_status(op), unpack(tids))
   for j, i in ipairs(idx) do
-    local b = 6 + (i - 1) * 7
+    local b = 6 + (i - 1) * 8
+    local m = ARGV[b + 8]
     local id, tid, reply, action = ARGV[b + 1], tids[j], ARGV[b + 4], ARGV[b + 5]
     if st[j] == '1' then
       if action == 'c' then
         hset(k_status(op), tid, '2')
         hset(k_results(op), tid, ARGV[b + 6])
-        notice(reply, 't', tid, 's', '2', 'p', ARGV[b + 6])
+        if m ~= '' then notice(reply, 't', tid, 's', '2', 'p', ARGV[b + 6], 'm', m)
+        else notice(reply, 't', tid, 's', '2', 'p', ARGV[b + 6]) end
         on_final(op, tid, '2', ARGV[b + 6], ARGV[b + 6])
         results[i] = 1
       elseif action == 'e' or action == 'd' then
         hset(k_status(op), tid, '3')
         hset(k_results(op), tid, ARGV[b + 6])
-        notice(reply, 't', tid, 's', '3', 'p', ARGV[b + 7])
+        if m ~= '' then notice(reply, 't', tid, 's', '3', 'p', ARGV[b + 7], 'm', m)
+        else notice(reply, 't', tid, 's', '3', 'p', ARGV[b + 7]) end
         on_final(op, tid, '3', ARGV[b + 6], ARGV[b + 7])
         if action == 'd' then
           local flat = entry_fields(stream, id) or {}

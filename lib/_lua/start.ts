@@ -18,7 +18,8 @@ import { LUA_COMMON } from "./_common.ts";
  * ARGV[5] largest entry id of the batch
  * ARGV[6..] quintuples: entry id, operation id, task id, reply stream, attempt
  *
- * Returns one verdict per task: 1 = run it, "x" = not ours, else the status it had ("" if none).
+ * Returns Redis' time in ms (when the tasks started, for their timings), then one verdict per
+ * task: 1 = run it, "x" = not ours, else the status it had ("" if none).
  */
 export const START: Script = new Script(
   "start",
@@ -28,6 +29,7 @@ local n = (#ARGV - 5) / 5
 local owned = owned_set(stream, group, ARGV[3], ARGV[4], ARGV[5], n + 16)
 local hb = heartbeat_now()
 local verdicts = {}
+local now = now_ms()
 local by_op, ops = {}, {}
 for i = 1, n do
   local b = 5 + (i - 1) * 5
@@ -65,6 +67,7 @@ for _, op in ipairs(ops) do
   end
 end
 flush(group)
+table.insert(verdicts, 1, now)
 -- The heartbeat hash expires with the operation's other keys (orphan expiry).
 for op in pairs(started_ops) do
   local at = redis.call('PEXPIRETIME', k_status(op))

@@ -84,3 +84,32 @@ export function mark(file: string, label: string): string {
 export function echo<T>(value: T): T {
   return value;
 }
+
+/** Yields 0 .. n-1 (waiting `ms` between values) and returns "done". */
+export async function* countTo(n: number, ms = 0): AsyncGenerator<number, string> {
+  for (let i = 0; i < n; i++) {
+    if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
+    yield i;
+  }
+  return "done";
+}
+
+/** A generator whose first attempt yields three values and then fails. */
+export function* flakyCount(n: number): Generator<number, number> {
+  const { attempt } = currentTask();
+  for (let i = 0; i < n; i++) {
+    if (attempt === 1 && i === 3) throw new Error("first attempt breaks after 3 values");
+    yield i;
+  }
+  return attempt;
+}
+
+/** Reports progress 0..100 in `steps` steps and returns "ok". */
+export async function work(steps: number): Promise<string> {
+  const { progress } = currentTask();
+  for (let i = 0; i <= steps; i++) {
+    progress({ percent: Math.round((i * 100) / steps) });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return "ok";
+}

@@ -101,19 +101,15 @@ describe("fencing: a worker presumed dead cannot overwrite the attempt that repl
     );
     await c.sendCommand(["XREADGROUP", "GROUP", GROUP, "A", "COUNT", "1", "STREAMS", stream, ">"]);
     // Worker B may not start A's entry.
-    assert.deepEqual(
-      await START.run(c, [stream], [app, GROUP, "B", entry, entry, entry, op, op, reply, "1"]),
-      ["x"],
-    );
-    assert.deepEqual(
-      await START.run(c, [stream], [app, GROUP, "A", entry, entry, entry, op, op, reply, "1"]),
-      [1],
-    );
+    const start = async (consumer: string) => {
+      const args = [app, GROUP, consumer, entry, entry, entry, op, op, reply, "1"];
+      const reply_ = await START.run(c, [stream], args) as unknown[];
+      return reply_.slice(1); // [Redis time, ...verdicts]
+    };
+    assert.deepEqual(await start("B"), ["x"]);
+    assert.deepEqual(await start("A"), [1]);
     // Retrying the same START (a dropped connection) is harmless.
-    assert.deepEqual(
-      await START.run(c, [stream], [app, GROUP, "A", entry, entry, entry, op, op, reply, "1"]),
-      [1],
-    );
+    assert.deepEqual(await start("A"), [1]);
     assert.equal(await c.sendCommand(["HGET", `${app}:${op}:status`, op]), "1");
     // Recovery hands the task on: the entry is no longer A's.
     await c.sendCommand(["XACK", stream, GROUP, entry]);
@@ -135,6 +131,7 @@ describe("fencing: a worker presumed dead cannot overwrite the attempt that repl
         reply,
         "c",
         '"stale"',
+        "",
         "",
       ]),
       [0],

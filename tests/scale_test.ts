@@ -1,0 +1,175 @@
+import { after, afterEach, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { RemoteTaskError, TimeoutError } from "../mod.ts";
+import type { ChildProcessHandle } from "../lib/_runtime.ts";
+import { startRedis, type TestRedis } from "./_redis.ts";
+import { cleanUp, nextApp, pool as makePool, startWorker } from "./composition/_setup.ts";
+
+let redis: TestRedis;
+const children: ChildProcessHandle[] = [];
+
+describe("scale: imap, progress, partial results, timings, results, join", () => {
+  before(async () => {
+    redis = await startRedis();
+  });
+  afterEach(async () => {
+    await cleanUp(children);
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it("imap: input order, bounded window, entries released as consumed", async () => {
+    const app = nextApp("imap");
+    children.push(await startWorker(redis, app, ["--concurrency", "16"]));
+    await using pool = makePool(redis, app);
+    let read = 0;
+    let maxAhead = 0;
+    let consumed = 0;
+    function* input() {
+      for (let i = 0; i < 2_000; i++) {
+        read++;
+        maxAhead = Math.max(maxAhead, read - consumed);
+        yield [i, 1] as [number, number];
+      }
+    }
+    const c = await redis.client();
+    let maxFields = 0;
+    let expected = 1;
+    for await (const value of pool.imap<number>("sum", input(), { window: 50 })) {
+      assert.equal(value, expected++);
+      consumed++;
+      if (consumed % 200 === 0) {
+        const keys = await c.sendCommand(["KEYS", `${app}:*:status`]) as string[];
+        for (const key of keys) {
+          maxFields = Math.max(maxFields, Number(await c.sendCommand(["HLEN", key])));
+        }
+      }
+    }
+    assert.equal(consumed, 2_000);
+    assert.ok(maxAhead <= 51, `read ${maxAhead} inputs ahead of the consumer (window 50)`);
+    assert.ok(maxFields <= 50 + 256, `an operation hash held ${maxFields} fields`);
+    await waitEmpty(c, app);
+  });
+
+  it("imap: completion order, async and endless input, early exit cancels the rest", async () => {
+    const app = nextApp("imapunordered");
+    children.push(await startWorker(redis, app, ["--concurrency", "8"]));
+    await using pool = makePool(redis, app);
+    async function* delays() {
+      for (const ms of [300, 10, 200, 20]) yield [ms, ms] as [number, number];
+    }
+    const order: number[] = [];
+    for await (const v of pool.imap<number>("later", delays(), { ordered: false })) order.push(v);
+    assert.deepEqual(order, [10, 20, 200, 300]);
+
+    let produced = 0;
+    async function* endless() {
+      for (;;) yield [produced++, 0] as [number, number];
+    }
+    let seen = 0;
+    for await (const v of pool.imap<number>("sum", endless(), { window: 20 })) {
+      assert.equal(v, seen++);
+      if (seen === 100) break;
+    }
+    assert.ok(produced <= 100 + 21, `read ${produced} items of an endless input`);
+  });
+
+  it("imap: a failed task throws from the iteration", async () => {
+    const app = nextApp("imapfail");
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const input = [["KeyError", "x"], ["ValueError", "y"]] as [string, string][];
+    await assert.rejects(async () => {
+      for await (const _ of pool.imap("fail", input)) {
+        // the first result throws
+      }
+    }, (e: unknown) => e instanceof RemoteTaskError && e.remoteName === "KeyError");
+    assert.throws(() => pool.imap("sum", 5 as never), TypeError);
+  });
+
+  it("progress() and stream(): values in order, each once, while await gives the final value", async () => {
+    const app = nextApp("stream");
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const counting = pool.submit<string>("countTo", [50, 2]);
+    const values: number[] = [];
+    for await (const v of counting.stream()) values.push(v as number);
+    assert.deepEqual(values, [...Array(50).keys()]);
+    assert.equal(await counting, "done");
+    assert.throws(() => counting.stream(), /can be iterated once/);
+
+    const retried = pool.submit<number>("flakyCount", [6], { retries: 1, retryOn: "error" });
+    const got: unknown[] = [];
+    for await (const v of retried.stream()) got.push(v);
+    assert.deepEqual(got, [0, 1, 2, 3, 4, 5], "values of the retried attempt not repeated");
+    assert.equal(await retried, 2);
+
+    const working = pool.submit<string>("work", [10]);
+    const percents: number[] = [];
+    for await (const p of working.progress()) percents.push((p as { percent: number }).percent);
+    assert.deepEqual(percents, [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+    assert.equal(await working, "ok");
+
+    const failing = pool.submit("flakyCount", [6]);
+    await assert.rejects(async () => {
+      for await (const _ of failing.stream()) {
+        // three values, then the error
+      }
+    }, /first attempt breaks after 3 values/);
+  });
+
+  it("timings: { wait, run } of finished tasks", async () => {
+    const app = nextApp("timings");
+    children.push(await startWorker(redis, app, ["--concurrency", "1", "--executors", "1"]));
+    await using pool = makePool(redis, app);
+    const first = pool.submit("later", [300, 1]);
+    const second = pool.submit("later", [100, 2]);
+    await Promise.all([first, second]);
+    const a = first.timings!;
+    const b = second.timings!;
+    assert.ok(a.run >= 290 && a.run < 1_000, `run ${a.run}`);
+    assert.ok(b.run >= 90 && b.run < 800, `run ${b.run}`);
+    assert.ok(b.wait >= 250, `the second waited for the first: wait ${b.wait}`);
+    assert.ok(a.startedAt instanceof Date);
+  });
+
+  it("results(operationId) and join(futures, { timeout })", async () => {
+    const app = nextApp("results");
+    children.push(await startWorker(redis, app));
+    await using submitter = makePool(redis, app);
+    await using other = makePool(redis, app);
+    const futures = submitter.map("fail", [["KeyError", "a"], ["ValueError", "b"]]);
+    const good = submitter.map<number>("sum", [[1, 2], [3, 4], [5, 6]]);
+    await submitter.join([...futures, ...good]);
+    const results = await other.results(good[0].operationId);
+    assert.deepEqual(results.map((r) => [r.taskId, r.status, r.value]), [
+      [good[0].id, "completed", 3],
+      [good[1].id, "completed", 7],
+      [good[2].id, "completed", 11],
+    ]);
+    const failed = await other.results(futures[0].operationId);
+    assert.deepEqual(failed.map((r) => r.status), ["failed", "failed"]);
+    assert.equal((failed[0].error as RemoteTaskError).remoteName, "KeyError");
+    const slow = submitter.map("later", [[2_000, 1], [10, 2]]);
+    await assert.rejects(
+      submitter.join(slow, { timeout: 300 }),
+      (e: unknown) => e instanceof TimeoutError && /1 of 2 tasks unfinished/.test(e.message),
+    );
+    await submitter.join(slow);
+  });
+});
+
+/** Waits until no operation hash of `app` has fields left (imap released them). */
+async function waitEmpty(
+  c: { sendCommand(args: string[]): Promise<unknown> },
+  app: string,
+): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const keys = await c.sendCommand(["KEYS", `${app}:*:results`]) as string[];
+    if (keys.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`left in Redis: ${keys.join(", ")}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
