@@ -122,6 +122,14 @@ export class Keys {
   control(): string {
     return `${this.app}:control`;
   }
+
+  /**
+   * `<app>:kv:<name>` — one key of the shared key-value store: a string (codec JSON; `[]` for an
+   * empty array) or a list (an array, one codec JSON element per item). `name` is any string.
+   */
+  kv(name: string): string {
+    return `${this.app}:kv:${name}`;
+  }
 }
 
 /**
