@@ -25,6 +25,7 @@
  * @module
  */
 
+import { readFileSync } from "node:fs";
 import { envObject, getEnv } from "./_runtime.ts";
 import { keyName } from "./_options.ts";
 
@@ -94,7 +95,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = Object.freeze([
   option("tasks", list("path"), "both"),
   option("workers", int(0), "pool"),
   option("concurrency", int(1), "both"),
-  option("executors", int(1), "worker"),
+  option("executors", int(1), "both"),
   option("requireWorkers", BOOL, "pool"),
   option("keep", BOOL, "pool"),
   option("heartbeatInterval", POSITIVE_DURATION, "both"),
@@ -102,12 +103,15 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = Object.freeze([
   option("grace", DURATION, "worker"),
   option("taskGrace", DURATION, "both"),
   option("taskTimeout", DURATION, "worker"),
+  option("timeout", DURATION, "pool"),
   option("retries", int(0), "pool"),
   option("retryDelay", DURATION, "pool"),
   option("retryOn", oneOf("lost", "error"), "pool"),
   option("maxPayloadBytes", BYTES, "both"),
   option("reconnectDeadline", DURATION, "both"),
   option("orphanTtl", DURATION, "pool"),
+  option("dedupeTtl", DURATION, "pool"),
+  option("statsInterval", DURATION, "worker"),
   option("logLevel", oneOf("debug", "info", "warn", "error", "silent"), "both"),
   option("logFormat", oneOf("text", "json"), "both"),
   option("id", STRING, "worker"),
@@ -449,15 +453,19 @@ async function readEnvFile(path: string, warnings: string[]): Promise<string | u
   try {
     return await readFile(path, "utf8");
   } catch (error) {
-    const { code, name, message } = error as { code?: string; name?: string; message?: string };
-    if (code === "ENOENT") return undefined;
-    if (name === "NotCapable" || name === "PermissionDenied") {
-      // Deno without --allow-read: run as if there were no file, but say so.
-      warnings.push(`${path} was not read: ${message}`);
-      return undefined;
-    }
-    throw new Error(`cannot read ${path}: ${message ?? error}`, { cause: error });
+    return readError(path, error, warnings);
   }
+}
+
+/** A missing file is no file; without read permission (Deno) it is skipped with a warning. */
+function readError(path: string, error: unknown, warnings: string[]): undefined {
+  const { code, name, message } = error as { code?: string; name?: string; message?: string };
+  if (code === "ENOENT") return undefined;
+  if (name === "NotCapable" || name === "PermissionDenied") {
+    warnings.push(`${path} was not read: ${message}`);
+    return undefined;
+  }
+  throw new Error(`cannot read ${path}: ${message ?? error}`, { cause: error });
 }
 
 function editDistance(a: string, b: string): number {
@@ -525,19 +533,64 @@ export async function loadConfig(
   explicit: Record<string, unknown> = {},
   sources: ConfigSources = {},
 ): Promise<LoadedConfig> {
+  checkTarget(target, explicit);
+  const env = sources?.env ?? processEnv();
+  const path = checkPath(sources);
+  const warnings: string[] = [];
+  const text = path === null ? undefined : await readEnvFile(path, warnings);
+  return resolveConfig(target, explicit, env, path, text, warnings);
+}
+
+/**
+ * {@link loadConfig} without awaiting: the env file is read synchronously (for constructors,
+ * such as the pool's, that cannot wait).
+ */
+export function loadConfigSync(
+  target: ConfigTarget,
+  explicit: Record<string, unknown> = {},
+  sources: ConfigSources = {},
+): LoadedConfig {
+  checkTarget(target, explicit);
+  const env = sources?.env ?? processEnv();
+  const path = checkPath(sources);
+  const warnings: string[] = [];
+  const text = path === null ? undefined : readEnvFileSync(path, warnings);
+  return resolveConfig(target, explicit, env, path, text, warnings);
+}
+
+function checkTarget(target: unknown, explicit: unknown): void {
   if (target !== "pool" && target !== "worker") {
     throw new TypeError(`target must be "pool" or "worker", got ${JSON.stringify(target)}`);
   }
   if (typeof explicit !== "object" || explicit === null) {
     throw new TypeError(`explicit options must be an object, got ${String(explicit)}`);
   }
-  const env = sources?.env ?? processEnv();
+}
+
+function checkPath(sources: ConfigSources): string | null {
   const path = sources?.file === undefined ? "streamfutures.env" : sources.file;
   if (path !== null && (typeof path !== "string" || path === "")) {
     throw new TypeError(`file must be a path or null, got ${JSON.stringify(path)}`);
   }
-  const warnings: string[] = [];
-  const text = path === null ? undefined : await readEnvFile(path, warnings);
+  return path;
+}
+
+function readEnvFileSync(path: string, warnings: string[]): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    return readError(path, error, warnings);
+  }
+}
+
+function resolveConfig(
+  target: ConfigTarget,
+  explicit: Record<string, unknown>,
+  env: Record<string, string | undefined>,
+  path: string | null,
+  text: string | undefined,
+  warnings: string[],
+): LoadedConfig {
   const file = text === undefined ? new Map<string, FileEntry>() : parseEntries(text, path!);
 
   for (const name of Object.keys(env)) {

@@ -17,12 +17,16 @@ export type { DoneMessage, EventMessage, RunMessage };
 export interface ExecutorPoolOptions extends ExecutorInit {
   /** How many executor threads to keep running. */
   size: number;
+  /** Receives log lines. */
+  log(line: string): void;
+}
+
+/** Who gets the outcomes of the tasks it runs (a listener; several may share a pool). */
+export interface ExecutorSink {
   /** Receives the outcomes of finished tasks (and what running tasks published), in batches. */
   onDone(results: (DoneMessage | EventMessage)[]): void;
   /** Receives the tasks lost with an executor that was terminated or died, and why. */
   onLost(seqs: number[], why: string): void;
-  /** Receives log lines. */
-  log(line: string): void;
 }
 
 interface Executor {
@@ -39,11 +43,18 @@ export class ExecutorPool {
   readonly #options: ExecutorPoolOptions;
   readonly #executors: Executor[] = [];
   readonly #where = new Map<number, Executor>();
+  readonly #sinks = new Map<number, ExecutorSink>();
   #names: string[] = [];
   #closed = false;
+  #seq = 0;
 
   constructor(options: ExecutorPoolOptions) {
     this.#options = options;
+  }
+
+  /** How many executor threads there are. */
+  get size(): number {
+    return this.#options.size;
   }
 
   /** The task names the modules export (known once {@link start} resolved). */
@@ -68,11 +79,17 @@ export class ExecutorPool {
     await Promise.all(starts);
   }
 
-  /** Starts tasks, spread over the least busy executors. */
-  run(tasks: readonly RunMessage[]): void {
+  /** A number that identifies a task in this pool (the first field of a {@link RunMessage}). */
+  seq(): number {
+    return this.#seq++;
+  }
+
+  /** Starts tasks, spread over the least busy executors; their outcomes go to `sink`. */
+  run(tasks: readonly RunMessage[], sink: ExecutorSink): void {
     if (this.#closed) return;
     const batches = new Map<Executor, RunMessage[]>();
     for (const task of tasks) {
+      this.#sinks.set(task[0], sink);
       let best = this.#executors[0];
       for (const executor of this.#executors) {
         if (executor.running.size < best.running.size) best = executor;
@@ -104,6 +121,7 @@ export class ExecutorPool {
     if (!executor || this.#closed) return;
     executor.running.delete(seq);
     this.#where.delete(seq);
+    this.#sinks.delete(seq);
     this.#replace(executor, `its executor thread was terminated to stop task ${why}`);
   }
 
@@ -114,15 +132,23 @@ export class ExecutorPool {
   }
 
   #replace(executor: Executor, why: string): void {
-    const lost = [...executor.running];
-    for (const seq of lost) this.#where.delete(seq);
+    const lost = new Map<ExecutorSink, number[]>();
+    for (const seq of executor.running) {
+      this.#where.delete(seq);
+      const sink = this.#sinks.get(seq);
+      this.#sinks.delete(seq);
+      if (!sink) continue;
+      let list = lost.get(sink);
+      if (!list) lost.set(sink, list = []);
+      list.push(seq);
+    }
     executor.running.clear();
     executor.backlog = [];
     const old = executor.thread;
     executor.thread = undefined;
     executor.ready = false;
     void old?.terminate().catch(() => {});
-    if (lost.length > 0) this.#options.onLost(lost, why);
+    for (const [sink, seqs] of lost) sink.onLost(seqs, why);
     if (this.#closed) return;
     void this.#launch(executor).catch((error) => {
       this.#options.log(
@@ -158,12 +184,21 @@ export class ExecutorPool {
           line?: string;
         };
         if (m.t === "done") {
+          // Usually one sink (listener); the batch is split when several share the pool.
+          const bySink = new Map<ExecutorSink, (DoneMessage | EventMessage)[]>();
           for (const r of m.r!) {
-            if (r[1] === 2) continue; // an event of a task still running
-            executor.running.delete(r[0]);
-            this.#where.delete(r[0]);
+            const sink = this.#sinks.get(r[0]);
+            if (r[1] !== 2) {
+              executor.running.delete(r[0]);
+              this.#where.delete(r[0]);
+              this.#sinks.delete(r[0]);
+            }
+            if (!sink) continue;
+            const list = bySink.get(sink);
+            if (list) list.push(r);
+            else bySink.set(sink, [r]);
           }
-          this.#options.onDone(m.r!);
+          for (const [sink, list] of bySink) sink.onDone(list);
         } else if (m.t === "ready") {
           this.#names = m.names!;
           executor.ready = true;

@@ -1,61 +1,57 @@
 /**
- * A pool's local listeners (`workers: N`): listener threads of the pool's process, started and
- * stopped with it.
+ * A pool's local listeners (`workers: N`): N listeners in the pool's own process. Their Redis
+ * work (reads, heartbeats, recording outcomes) runs on the pool's event loop, which it barely
+ * loads; their tasks run on executor threads they share (by default one per CPU), so a busy task
+ * never stalls the client or the heartbeats. One set of threads, however many listeners: a
+ * process holds few V8 heaps.
  *
  * @module
  */
 
-import type { ListenerOptions } from "./listener.ts";
-import { startThread, type ThreadHandle } from "./_runtime.ts";
+import { ExecutorPool } from "./_executor.ts";
+import { Listener, type ListenerOptions } from "./listener.ts";
+import { cpuCount, resolveModuleUrl } from "./_runtime.ts";
+import { checkTaskModules } from "./_tasks.ts";
 
-/** Local listener threads that can be stopped gracefully. */
+/** Local listeners that can be stopped gracefully. */
 export interface LocalListeners {
   /** Stops every listener (as on SIGTERM: running tasks finish or are interrupted). */
   stop(): Promise<void>;
 }
 
-/** Starts `count` listener threads with `options`; resolves once all are live. */
+/**
+ * Starts `count` listeners with `options`, sharing `executors` threads (default: the number of
+ * CPUs, at most `count * concurrency`); resolves once all are live.
+ */
 export async function startLocalListeners(
   count: number,
   options: ListenerOptions,
+  executors?: number,
 ): Promise<LocalListeners> {
-  const threads: ThreadHandle[] = [];
-  const starts: Promise<void>[] = [];
-  for (let i = 0; i < count; i++) {
-    starts.push((async () => {
-      const thread = await startThread(new URL("./_listener_thread.ts", import.meta.url), options);
-      threads.push(thread);
-      await new Promise<void>((resolve, reject) => {
-        thread.onError(reject);
-        thread.onMessage((message) => {
-          const m = message as { type: string; error?: string };
-          if (m.type === "ready") resolve();
-          else if (m.type === "error") {
-            reject(new Error(`a local listener failed to start: ${m.error}`));
-          }
-        });
-      });
-    })());
-  }
-  const stop = () =>
-    Promise.all(
-      threads.splice(0).map(async (thread) => {
-        const stopped = new Promise<void>((resolve) => {
-          thread.onMessage((message) => {
-            if ((message as { type: string }).type === "stopped") resolve();
-          });
-          thread.onError(() => resolve());
-        });
-        thread.post({ type: "stop" });
-        await stopped;
-        await thread.terminate();
-      }),
-    ).then(() => {});
+  const modules = await Promise.all(checkTaskModules(options.tasks).map(resolveModuleUrl));
+  const log = options.log ?? (() => {});
+  const pool = new ExecutorPool({
+    modules,
+    size: executors ?? Math.min(count * (options.concurrency ?? 8), await cpuCount()),
+    maxPayloadBytes: options.maxPayloadBytes ?? 16 * 1024 * 1024,
+    log,
+  });
+  await pool.start();
+  const listeners: Listener[] = [];
   try {
-    await Promise.all(starts);
+    for (let i = 0; i < count; i++) {
+      listeners.push(new Listener({ ...options, log }, { executors: pool }));
+    }
+    await Promise.all(listeners.map((l) => l.start()));
   } catch (error) {
-    await Promise.all(threads.splice(0).map((t) => t.terminate().catch(() => {})));
+    await Promise.all(listeners.map((l) => l.stop({ grace: 0 }).catch(() => {})));
+    await pool.close();
     throw error;
   }
-  return { stop };
+  return {
+    stop: async () => {
+      await Promise.all(listeners.map((l) => l.stop({ reason: "pool shutdown" })));
+      await pool.close();
+    },
+  };
 }

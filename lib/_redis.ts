@@ -6,8 +6,16 @@
  * @module
  */
 
-import { createClient, ErrorReply } from "redis";
 import { ConnectionError } from "./errors.ts";
+
+/**
+ * node-redis, loaded on first use: modules that only import this one for types or helpers (an
+ * executor thread loading a task module that imports the library) do not pay for it.
+ */
+let redisModule: typeof import("redis") | undefined;
+async function loadRedis(): Promise<typeof import("redis")> {
+  return redisModule ??= await import("redis");
+}
 
 /** Where Redis is: a `redis://` / `rediss://` URL, or its parts. */
 export type ConnectionOptions = string | {
@@ -127,7 +135,8 @@ export function reconnectDelay(retries: number): number {
   return Math.round(Math.min(50 * 2 ** Math.min(retries, 6), 2000) * (0.5 + Math.random()));
 }
 
-function createRedisClient(options: ConnectionOptions, name: string | undefined) {
+async function createRedisClient(options: ConnectionOptions, name: string | undefined) {
+  const { createClient } = await loadRedis();
   const socket = { reconnectStrategy: reconnectDelay };
   return typeof options === "string" ? createClient({ url: options, name, socket }) : createClient({
     socket: {
@@ -153,7 +162,7 @@ export async function connect(
   name?: string,
   deadline = 30_000,
 ): Promise<RedisConnection> {
-  const client = createRedisClient(options, name);
+  const client = await createRedisClient(options, name);
   let downSince: number | undefined;
   let lastError: unknown;
   // Errors are reported through command rejections; node-redis reconnects by itself.
@@ -210,7 +219,7 @@ export async function subscribe(
   name?: string,
   deadline = 30_000,
 ): Promise<() => void> {
-  const client = createRedisClient(options, name);
+  const client = await createRedisClient(options, name);
   client.on("error", () => {});
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
@@ -241,7 +250,7 @@ export async function subscribe(
 
 /** True for errors of the connection (lost, timed out, closed), false for Redis' error replies. */
 export function isConnectionError(error: unknown): boolean {
-  return error instanceof Error && !(error instanceof ErrorReply);
+  return error instanceof Error && !(redisModule && error instanceof redisModule.ErrorReply);
 }
 
 /**

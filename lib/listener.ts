@@ -190,6 +190,12 @@ export class Listener {
   readonly #block: number;
   readonly #log: (line: string) => void;
   #executors: ExecutorPool | undefined;
+  /** True when this listener started its executor pool (and stops it). */
+  #ownsExecutors = true;
+  readonly #sink = {
+    onDone: (results: (DoneMessage | EventMessage)[]) => this.#onDone(results),
+    onLost: (seqs: number[], why: string) => this.#onExecutorLost(seqs, why),
+  };
   #cmd: RedisConnection | undefined;
   #reader: BlockingReader | undefined;
   #unsubscribe: (() => void) | undefined;
@@ -199,7 +205,6 @@ export class Listener {
   #timed = new Set<Task>();
   #sweepTimer: ReturnType<typeof setTimeout> | undefined;
   #sweepAt = Infinity;
-  #seq = 0;
   #starting = new Set<Promise<void>>();
   #finishing = new Set<Promise<void>>();
   #state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
@@ -216,7 +221,16 @@ export class Listener {
   #clockOffset = 0;
   #wakeTimers = new Map<string, { at: number; timer: ReturnType<typeof setTimeout> }>();
 
-  constructor(options: ListenerOptions) {
+  /**
+   * @param options The listener's options.
+   * @param shared Internal: executor threads shared with other listeners of this process (a
+   *   pool's local listeners); the listener then neither starts nor stops them.
+   */
+  constructor(options: ListenerOptions, shared?: { executors: ExecutorPool }) {
+    if (shared) {
+      this.#executors = shared.executors;
+      this.#ownsExecutors = false;
+    }
     this.#url = checkConnectionOptions(options.url);
     this.#keys = new Keys(keyName(options.app, "app", "streamfutures"));
     const queues = options.queues ?? ["default"];
@@ -268,17 +282,17 @@ export class Listener {
   async start(): Promise<void> {
     if (this.#state !== "new") throw new Error(`listener ${this.id} was already started`);
     this.#state = "starting";
-    const modules = await Promise.all(this.#modules.map((m) => resolveModuleUrl(m)));
-    const size = this.#executorCount ?? Math.min(this.#concurrency, await cpuCount());
-    this.#executors = new ExecutorPool({
-      modules,
-      size,
-      maxPayloadBytes: this.#maxPayloadBytes,
-      onDone: (results) => this.#onDone(results),
-      onLost: (seqs, why) => this.#onExecutorLost(seqs, why),
-      log: (line) => this.#log(`streamfutures worker ${this.id}: ${line}`),
-    });
-    await this.#executors.start();
+    if (this.#ownsExecutors) {
+      const modules = await Promise.all(this.#modules.map((m) => resolveModuleUrl(m)));
+      this.#executors = new ExecutorPool({
+        modules,
+        size: this.#executorCount ?? Math.min(this.#concurrency, await cpuCount()),
+        maxPayloadBytes: this.#maxPayloadBytes,
+        log: (line) => this.#log(`streamfutures worker ${this.id}: ${line}`),
+      });
+      await this.#executors.start();
+    }
+    const size = this.#executors!.size;
     const deadline = this.#reconnectDeadline;
     this.#cmd = await connect(this.#url, "streamfutures-worker", deadline);
     this.#reader = await connectReader(this.#url, "streamfutures-worker-read", deadline);
@@ -308,7 +322,7 @@ export class Listener {
         this.#queues.join(", ")
       } of app ${this.#keys.app} (concurrency ${this.#concurrency}, ${size} executor thread${
         size === 1 ? "" : "s"
-      }, tasks: ${this.#executors.names.join(", ")})`,
+      }${this.#ownsExecutors ? "" : " shared"}, tasks: ${this.#executors!.names.join(", ")})`,
     );
   }
 
@@ -366,7 +380,7 @@ export class Listener {
     clearTimeout(this.#sweepTimer);
     for (const { timer } of this.#wakeTimers.values()) clearTimeout(timer);
     clearTimeout(this.#cronTimer?.timer);
-    await this.#executors?.close();
+    if (this.#ownsExecutors) await this.#executors?.close();
     this.#unsubscribe?.();
     try {
       const cmd = this.#cmd!;
@@ -817,7 +831,7 @@ export class Listener {
     let resolveFinished!: () => void;
     const finished = new Promise<void>((resolve) => (resolveFinished = resolve));
     const task: Task = {
-      seq: this.#seq++,
+      seq: this.#executors!.seq(),
       entryId: entry.id,
       stream: entry.stream,
       queue: this.#queueOf(entry.stream),
@@ -903,7 +917,7 @@ export class Listener {
       ]);
     });
     if (rejected.length > 0) this.#finish(rejected);
-    if (run.length > 0) this.#executors!.run(run);
+    if (run.length > 0) this.#executors!.run(run, this.#sink);
     for (const task of tasks) {
       if (task.state === "running" && task.cancelSeen && !task.stop) {
         this.#stopTask(task, "cancel", "the task was cancelled");

@@ -81,8 +81,13 @@ export interface PoolOptions {
   url?: ConnectionOptions;
   /** The `<application>` key prefix (default `"streamfutures"`). */
   app?: string;
-  /** Local listeners started and stopped with the pool, each in its own thread (default 0). */
+  /**
+   * Local listeners started and stopped with the pool (default 0): listeners in this process,
+   * whose tasks run on executor threads they share (see `executors`).
+   */
   workers?: number;
+  /** Executor threads of the local listeners (default: the number of CPUs). */
+  executors?: number;
   /** Tasks each local listener runs at once (default 8). */
   concurrency?: number;
   /** Task modules: their exported functions are the tasks `submit` / `map` accept. */
@@ -309,6 +314,7 @@ export class StreamFuturePool implements AsyncDisposable {
   readonly #keep: boolean;
   readonly #modules: (string | URL)[];
   readonly #workers: number;
+  readonly #executors: number | undefined;
   readonly #concurrency: number;
   readonly #heartbeatInterval: number;
   readonly #heartbeatTimeout: number;
@@ -363,6 +369,9 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#keep = bool(options.keep, "keep", false);
     this.#modules = checkTaskModules(options.tasks);
     this.#workers = nonNegativeInt(options.workers, "workers", 0);
+    this.#executors = options.executors === undefined
+      ? undefined
+      : positiveInt(options.executors, "executors", 1);
     this.#concurrency = positiveInt(options.concurrency, "concurrency", 8);
     ({ heartbeatInterval: this.#heartbeatInterval, heartbeatTimeout: this.#heartbeatTimeout } =
       heartbeats(options.heartbeatInterval, options.heartbeatTimeout));

@@ -168,17 +168,7 @@ try {
   const c = await connect(redis.url);
   let duplicated = 0;
   const op = futures[0].operationId;
-  const stored = await c.sendCommand(["HGETALL", `${APP}:${op}:results`]) as
-    | string[]
-    | Record<
-      string,
-      string
-    >;
-  const storedMap = new Map<string, string>(
-    Array.isArray(stored)
-      ? Array.from({ length: stored.length / 2 }, (_, i) => [stored[2 * i], stored[2 * i + 1]])
-      : Object.entries(stored),
-  );
+  const storedMap = new Map(replyPairs(await c.sendCommand(["HGETALL", `${APP}:${op}:results`])));
   for (const [id, value] of results) {
     const text = storedMap.get(id);
     if (text === undefined || JSON.parse(text).nonce !== value.nonce) duplicated++;

@@ -224,15 +224,17 @@ describe("worker processes", () => {
       const all = Promise.all(futures).finally(() => (settled = true));
       let maxPending = 0;
       while (!settled) {
-        let pending = 0;
-        for (const q of ["a", "b"]) {
-          const summary = await c.sendCommand([
-            "XPENDING",
-            `${app}:queue:${q}`,
-            "workers",
-          ]) as unknown[];
-          pending += Number(summary[0]);
-        }
+        // Both streams read in one atomic step (two separate reads could straddle a hand-over).
+        const pending = Number(
+          await c.sendCommand([
+            "EVAL",
+            "return redis.call('XPENDING', KEYS[1], 'workers')[1] + " +
+            "redis.call('XPENDING', KEYS[2], 'workers')[1]",
+            "2",
+            `${app}:queue:a`,
+            `${app}:queue:b`,
+          ]),
+        );
         maxPending = Math.max(maxPending, pending);
         await new Promise((r) => setTimeout(r, 10));
       }
