@@ -163,6 +163,8 @@ export class ExecutorPool {
       {
         modules: this.#options.modules,
         maxPayloadBytes: this.#options.maxPayloadBytes,
+        url: this.#options.url,
+        app: this.#options.app,
       } satisfies ExecutorInit,
     );
     executor.thread = thread;

@@ -28,6 +28,8 @@ import {
   WorkerLostError,
 } from "./errors.ts";
 import { onUncaught, threadPort } from "./_runtime.ts";
+import { connect, type ConnectionOptions, type RedisConnection } from "./_redis.ts";
+import { KeyValueStore } from "./kv.ts";
 import { loadTasks, type TaskRegistry } from "./_tasks.ts";
 
 /** What the worker sends to start one task. */
@@ -57,6 +59,10 @@ export interface ExecutorInit {
   modules: string[];
   /** The largest encoded result accepted, in bytes. */
   maxPayloadBytes: number;
+  /** Where Redis is, for `currentTask().kv` (connected on first use). */
+  url: ConnectionOptions;
+  /** The app whose key-value store tasks see. */
+  app: string;
 }
 
 const REASONS: Record<string, new (message: string) => Error> = {
@@ -81,6 +87,15 @@ onUncaught((error) => {
     line: `an error escaped a task and was ignored: ${(error as Error)?.stack ?? String(error)}`,
   });
 });
+
+// One Redis connection per executor thread, opened when a task first uses currentTask().kv.
+let kvConnection: Promise<RedisConnection> | undefined;
+const kv = new KeyValueStore({
+  sendCommand: async (args) => {
+    kvConnection ??= connect(init.url, "streamfutures-task-kv");
+    return await (await kvConnection).sendCommand(args);
+  },
+}, init.app);
 
 const controllers = new Map<number, AbortController>();
 let outbox: (DoneMessage | EventMessage)[] = [];
@@ -132,7 +147,15 @@ async function run(message: RunMessage): Promise<void> {
       checkPayloadSize(encoded, init.maxPayloadBytes, "the progress value");
       done([seq, 2, "p", progressed++, encoded]);
     };
-    const context = { taskId, operationId, attempt, queue, signal: controller.signal, progress };
+    const context = {
+      taskId,
+      operationId,
+      attempt,
+      queue,
+      signal: controller.signal,
+      progress,
+      kv,
+    };
     const value = await runInTask(context, async () => {
       const result = fn(...args);
       if (!isGenerator(result)) return await result;

@@ -113,9 +113,34 @@ export class Keys {
     return `${this.app}:dead`;
   }
 
-  /** `<app>:recovering:<queue>` — lock string: which worker scans the queue for lost tasks. */
-  recovering(queue: string): string {
-    return `${this.app}:recovering:${queue}`;
+  /**
+   * `<app>:recovering:<queue>` (priority 0) or `<app>:recovering:<queue>:p<n>` — lock string:
+   * which worker scans the stream for lost tasks.
+   */
+  recovering(queue: string, priority = 0): string {
+    return priority === 0
+      ? `${this.app}:recovering:${queue}`
+      : `${this.app}:recovering:${queue}:p${priority}`;
+  }
+
+  /** `<app>:recovering:watch` — string: where recovery's clean-up of {@link watch} goes on. */
+  watchCursor(): string {
+    return `${this.app}:recovering:watch`;
+  }
+
+  /**
+   * The reply stream of the client that submitted an operation: `<app>:replies:<clientId>` for
+   * `<clientId>-<n>`; cron tasks (`cron-...`) have {@link cronReplies}.
+   */
+  replyOf(op: string): string {
+    return op.startsWith("cron-")
+      ? this.cronReplies()
+      : this.replies(op.slice(0, Math.max(0, op.lastIndexOf("-"))));
+  }
+
+  /** `<app>:replies:cron` — the reply stream of cron tasks, which nobody creates or reads. */
+  cronReplies(): string {
+    return `${this.app}:replies:cron`;
   }
 
   /** `<app>:control` — the pub/sub channel of cancel and wake-up notices to workers. */
@@ -151,6 +176,8 @@ local function k_watch() return APP .. ':watch' end
 local function k_deps(op, tid) return APP .. ':deps:' .. op .. ':' .. tid end
 local function k_dedupe(h) return APP .. ':dedupe:' .. h end
 local function k_schedules() return APP .. ':schedules' end
+local function k_watch_cursor() return APP .. ':recovering:watch' end
+local function k_cron_replies() return APP .. ':replies:cron' end
 local function k_schedule_due() return APP .. ':schedule-due' end
 local function k_stream(q, priority)
   if priority == nil or priority == '' or priority == '0' then return k_queue(q) end

@@ -12,6 +12,8 @@ import { ExecutorPool } from "./_executor.ts";
 import { Listener, type ListenerOptions } from "./listener.ts";
 import { cpuCount, resolveModuleUrl } from "./_runtime.ts";
 import { checkTaskModules } from "./_tasks.ts";
+import { checkConnectionOptions } from "./_redis.ts";
+import { keyName } from "./_options.ts";
 
 /** Local listeners that can be stopped gracefully. */
 export interface LocalListeners {
@@ -32,6 +34,8 @@ export async function startLocalListeners(
   const log = options.log ?? (() => {});
   const pool = new ExecutorPool({
     modules,
+    url: checkConnectionOptions(options.url),
+    app: keyName(options.app, "app", "streamfutures"),
     size: executors ?? Math.min(count * (options.concurrency ?? 8), await cpuCount()),
     maxPayloadBytes: options.maxPayloadBytes ?? 16 * 1024 * 1024,
     log,

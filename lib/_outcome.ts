@@ -41,14 +41,24 @@ function errorFromInfo(info: ErrorInfo): Error {
     case "CancelledError":
       return new CancelledError(message);
     case "DependencyError": {
-      const parent = info.parent ?? {};
-      const line = String(parent.error ?? "");
-      const cause = String(parent.status) === "4"
+      // From a notice ({parent: {id, status, error}}), or parsed back from the results line
+      // "parent task <id> failed: <line>" / "parent task <id> was cancelled: <line>".
+      let parent = info.parent;
+      if (!parent) {
+        const match = /^parent task (\S+) (failed|was cancelled): (.*)$/s.exec(message);
+        if (match) {
+          parent = { id: match[1], status: match[2] === "failed" ? "3" : "4", error: match[3] };
+        }
+      }
+      const line = String(parent?.error ?? "");
+      const cause = parent === undefined
+        ? undefined
+        : String(parent.status) === "4"
         ? new CancelledError(line.replace(/^CancelledError: /, ""))
         : errorFromLine(line);
       return new DependencyError(message, {
         cause,
-        parentId: parent.id === undefined ? undefined : String(parent.id),
+        parentId: parent?.id === undefined ? undefined : String(parent.id),
       });
     }
   }

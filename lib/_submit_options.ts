@@ -5,6 +5,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { bool, duration, nonNegativeInt, type RetryOn, retryOn } from "./_options.ts";
 
 /** What to do with a task whose parent (a future among its arguments) failed. */
@@ -91,18 +92,21 @@ export function dueSpec(options: { delay?: number; startAt?: Date }): string {
   return "";
 }
 
-/** What dedupe needs: the material to hash, and how long to share a finished task (ms). */
+/**
+ * What dedupe needs: whether and how calls are identified, and how long a finished task is
+ * shared (ms). `key` is set for `dedupeKey`; `call` for `dedupe: true` (the call is identified by
+ * its task name and canonical arguments, known when it is sent: see {@link dedupeHash}).
+ */
 export interface DedupeSpec {
-  /** `undefined` when the call is not deduplicated. */
   key: string | undefined;
+  call: boolean;
   ttl: number;
 }
 
-/** Checks `dedupe` / `dedupeKey` / `dedupeTtl`. `call` is the task name and encoded arguments. */
+/** Checks `dedupe` / `dedupeKey` / `dedupeTtl`. */
 export function dedupeSpec(
   options: { dedupe?: boolean; dedupeKey?: string; dedupeTtl?: number },
   defaultTtl: number,
-  call: () => string,
 ): DedupeSpec {
   const ttl = duration(options.dedupeTtl, "dedupeTtl", defaultTtl, true);
   if (options.dedupeKey !== undefined) {
@@ -111,9 +115,19 @@ export function dedupeSpec(
         `dedupeKey must be a non-empty string, got ${JSON.stringify(options.dedupeKey)}`,
       );
     }
-    return { key: `key\n${options.dedupeKey}`, ttl };
+    return { key: options.dedupeKey, call: false, ttl };
   }
-  return { key: bool(options.dedupe, "dedupe", false) ? `call\n${call()}` : undefined, ttl };
+  return { key: undefined, call: bool(options.dedupe, "dedupe", false), ttl };
+}
+
+/**
+ * The dedupe hash of a call: SHA-256 (hex) of `"key\n<dedupeKey>"`, or of
+ * `"call\n<task name>\n<canonical arguments>"`; "" when the call is not deduplicated.
+ */
+export function dedupeHash(spec: DedupeSpec, task: string, args: string): string {
+  if (spec.key !== undefined) return sha256Hex(`key\n${spec.key}`);
+  if (spec.call) return sha256Hex(`call\n${task}\n${canonicalJson(args)}`);
+  return "";
 }
 
 /** Checks `onParentError`. */
@@ -148,8 +162,7 @@ export function canonicalJson(text: string): string {
   return JSON.stringify(sort(JSON.parse(text)));
 }
 
-/** The hex SHA-256 of a string (dedupe keys). */
-export async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+/** The hex SHA-256 of a string (dedupe keys), computed at once. */
+export function sha256Hex(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex");
 }

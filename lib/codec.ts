@@ -23,6 +23,7 @@
  * | `ArrayBuffer`                 | `{"$sf":"ArrayBuffer","v":"<base64>"}`                     |
  * | `Error`                       | `{"$sf":"Error","v":{"name","message","stack"?,"cause"?,"errors"?,"props"?}}` |
  * | plain object with own `"$sf"` | `{"$sf":"Object","v":{...the object, keys taken literally...}}` |
+ * | a task (future) in arguments  | `{"$sf":"Future","v":{"op":"<operation id>","id":"<task id>"}}` (only from {@link encodeWithRefs}; {@link decode} needs a resolver) |
  *
  * Payloads are themselves encoded values, so tags nest at any depth (inside arrays, objects, Map
  * keys and values, Set members, error causes). In an `Error` payload, `cause` and the members of

@@ -5,6 +5,7 @@
  */
 
 import { AsyncLocalStorage } from "node:async_hooks";
+import type { KeyValueStore } from "./kv.ts";
 
 /** The context of the task being run on a worker. */
 export interface TaskContext {
@@ -29,6 +30,11 @@ export interface TaskContext {
    * `future.progress()` yields it. Cheap enough to call often; values are sent in order.
    */
   progress(value: unknown): void;
+  /**
+   * The app's shared key-value store (the same as `pool.kv`): `get`, `set`, `append`, `pop`,
+   * `incr`, `delete`, `entries`, atomic under many concurrent workers.
+   */
+  readonly kv: KeyValueStore;
 }
 
 const storage = new AsyncLocalStorage<TaskContext>();

@@ -33,12 +33,15 @@ export type FutureState = "pending" | "running" | "cancelled" | "finished";
 /** Options of {@link StreamFuture.result} and {@link StreamFuture.exception}. */
 export type ResultOptions = WaitLimits;
 
-/** What the pool does for a future (cancel in Redis, release its entries). */
+/** What the pool does for a future (cancel in Redis, dispose of it). */
 export interface FutureHooks {
   /** Asks Redis to cancel the task; resolves true if it was stopped before completing. */
   cancel(future: StreamFuture<unknown>): Promise<boolean>;
-  /** Removes the task's entries from Redis (unless the pool keeps them). */
-  release(future: StreamFuture<unknown>): Promise<void>;
+  /**
+   * The future is disposed of: for a task of this pool, cancel it if it is not done and remove
+   * its entries (unless the pool keeps them); for a task it only watches, stop watching.
+   */
+  dispose(future: StreamFuture<unknown>): Promise<void>;
 }
 
 /** The pool's side of a future: how the reply reader moves it through its states. */
@@ -312,14 +315,14 @@ export class StreamFuture<T> implements PromiseLike<T> {
   }
 
   /**
-   * Cancels the task if it is not done, then releases its entries in Redis (unless the pool was
-   * created with `keep: true`).
+   * `await using`: for a task this pool submitted, cancels it if it is not done, then releases
+   * its entries in Redis (unless the pool was created with `keep: true`); for a task it attached
+   * to (`pool.future`, a shared dedupe call), stops watching it and leaves it alone.
    */
   async [Symbol.asyncDispose](): Promise<void> {
-    if (!this.done()) await this.cancel();
     if (this.#released) return;
     this.#released = true;
-    await this.#hooks.release(this as StreamFuture<unknown>);
+    await this.#hooks.dispose(this as StreamFuture<unknown>);
   }
 
   /** @ignore */

@@ -286,6 +286,8 @@ export class Listener {
       const modules = await Promise.all(this.#modules.map((m) => resolveModuleUrl(m)));
       this.#executors = new ExecutorPool({
         modules,
+        url: this.#url,
+        app: this.#keys.app,
         size: this.#executorCount ?? Math.min(this.#concurrency, await cpuCount()),
         maxPayloadBytes: this.#maxPayloadBytes,
         log: (line) => this.#log(`streamfutures worker ${this.id}: ${line}`),
@@ -523,7 +525,8 @@ export class Listener {
   async #recover(stream: string): Promise<void> {
     const queue = this.#queueOf(stream);
     const lockMs = Math.max(1, Math.round(this.#heartbeatTimeout / 2));
-    const lock = `${this.#keys.recovering(queue)}${stream.slice(this.#keys.queue(queue).length)}`;
+    const level = stream.slice(this.#keys.queue(queue).length);
+    const lock = this.#keys.recovering(queue, level ? Number(level.slice(2)) : 0);
     let start = "-";
     let requeued = 0;
     let failed = 0;

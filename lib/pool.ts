@@ -19,6 +19,7 @@ import {
 } from "./errors.ts";
 import { futureControl, type FutureHooks, StreamFuture } from "./future.ts";
 import { FutureIndex } from "./_future_index.ts";
+import { KeyValueStore } from "./kv.ts";
 import { GROUP, Keys, Status } from "./_keys.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, type ListenerOptions } from "./listener.ts";
 import { type LocalListeners, startLocalListeners } from "./_local_listeners.ts";
@@ -31,14 +32,14 @@ import { errorFromPayload, settleStored } from "./_outcome.ts";
 import { bool, duration, heartbeats, keyName, nonNegativeInt, positiveInt } from "./_options.ts";
 import type { RetryOn } from "./_options.ts";
 import {
-  canonicalJson,
+  dedupeHash,
+  type DedupeSpec,
   dedupeSpec,
   DEFAULT_POLICY,
   dueSpec,
   type OnParentError,
   onParentError,
   policyFields,
-  sha256Hex,
   type TaskPolicy,
   taskPolicy,
 } from "./_submit_options.ts";
@@ -198,8 +199,10 @@ interface Outgoing {
   readonly future: StreamFuture<unknown>;
   readonly fn: TaskFunction | string;
   readonly args: string;
-  /** Parent tasks referenced in the arguments (`"<op>/<taskId>"`). */
+  /** Parent tasks referenced in the arguments (`"<op>/<taskId>"` as encoded). */
   readonly parents: readonly string[];
+  /** The parents' futures, in the order of `parents`. */
+  readonly parentFutures: readonly StreamFuture<unknown>[];
 }
 
 interface Batch {
@@ -211,9 +214,8 @@ interface Batch {
   /** When the tasks become runnable (see `dueSpec`). */
   readonly due: string;
   readonly onParentError: OnParentError;
-  /** Dedupe material (hashed when sent), or undefined. */
-  readonly dedupe: string | undefined;
-  readonly dedupeTtl: number;
+  /** How calls are deduplicated (hashed when sent, once the task name is known). */
+  readonly dedupe: DedupeSpec;
   /** Set when a flush took the batch: later items of the operation need a new batch. */
   sealed?: boolean;
 }
@@ -256,6 +258,19 @@ export interface ProgressOptions {
   label?: string;
   /** Where to draw (default stderr; nothing is drawn unless it is a terminal). */
   stream?: ProgressStream;
+}
+
+/** What a pool remembers of one of its operations. */
+interface OperationInfo {
+  queue: string;
+  /** Its queue and priority level: `"q"` or `"q:p5"`. */
+  stream: string;
+  /** Futures not settled yet. */
+  open: number;
+  /** When the last one settled (ms). */
+  settledAt: number;
+  /** Keys kept alive with the operation's: the records of its tasks that wait for parents. */
+  extraKeys: string[];
 }
 
 /** Where a started task is, for the lost-task check. */
@@ -307,6 +322,18 @@ export class StreamFuturePool implements AsyncDisposable {
   readonly clientId: string;
   /** The application key prefix. */
   readonly app: string;
+  /**
+   * The app's shared key-value store (tasks see the same one as `currentTask().kv`): `get`,
+   * `set` (with a TTL), `append`, `pop`, `incr`, `delete`, `entries`.
+   *
+   * @example
+   * ```ts ignore
+   * await pool.kv.set("threshold", 0.8);
+   * await Promise.all(pool.map(tasks.scan, files.map((f) => [f])));
+   * console.log(await pool.kv.get("hits")); // appended to by the tasks
+   * ```
+   */
+  readonly kv: KeyValueStore;
   readonly #keys: Keys;
   readonly #url: ConnectionOptions;
   readonly #queue: string;
@@ -338,14 +365,12 @@ export class StreamFuturePool implements AsyncDisposable {
   #attached = new Set<string>();
   /** Operations being written, for children that must wait for their parents' entries. */
   #writing = new Map<string, Promise<void>>();
+
   /**
    * This pool's operations: their queue, how many of their futures are unsettled, and when the
    * last one settled (for the TTL refresh and the close).
    */
-  #ops = new Map<
-    string,
-    { queue: string; stream: string; open: number; settledAt: number }
-  >();
+  #ops = new Map<string, OperationInfo>();
   #outbox: Batch[] = [];
   #flushing: Promise<void> | undefined;
   #locals: LocalListeners | undefined;
@@ -388,11 +413,17 @@ export class StreamFuturePool implements AsyncDisposable {
     if (this.#workers > 0 && this.#modules.length === 0) {
       throw new TypeError("workers > 0 needs tasks: the task modules the local listeners run");
     }
+    this.kv = new KeyValueStore({
+      sendCommand: async (args) => {
+        await this.#ready;
+        return await this.#cmd!.sendCommand(args);
+      },
+    }, this.app);
     this.clientId = randomId(10);
     this.#replyKey = this.#keys.replies(this.clientId);
     this.#hooks = {
       cancel: (future) => this.#cancel(future),
-      release: (future) => this.#release(future),
+      dispose: (future) => this.#dispose(future),
     };
     this.#ready = this.#start();
     this.#ready.catch(() => {});
@@ -440,11 +471,11 @@ export class StreamFuturePool implements AsyncDisposable {
     if (!Array.isArray(args)) {
       throw new TypeError(`args must be an array of task arguments, got ${describe(args)}`);
     }
-    const { text, refs } = encodeWithRefs(args, "args", futureRef);
+    const { text, refs, parentFutures } = encodeArgs(args, "args");
     checkPayloadSize(text, this.#maxPayloadBytes, "the arguments");
     const batch = this.#batchOf(options, task, text);
     const future = this.#newFuture(batch.op, batch.op);
-    batch.items.push({ future, fn: task, args: text, parents: refs });
+    batch.items.push({ future, fn: task, args: text, parents: refs, parentFutures });
     this.#enqueue(batch, options.signal);
     return future;
   }
@@ -477,7 +508,7 @@ export class StreamFuturePool implements AsyncDisposable {
         `argsList must be an iterable of argument arrays, got ${describe(argsList)}`,
       );
     }
-    const encoded: { text: string; refs: string[] }[] = [];
+    const encoded: EncodedArgs[] = [];
     let i = 0;
     for (const args of argsList) {
       if (!Array.isArray(args)) {
@@ -485,19 +516,19 @@ export class StreamFuturePool implements AsyncDisposable {
           `argsList[${i}] must be an array of task arguments, got ${describe(args)}`,
         );
       }
-      const item = encodeWithRefs(args, `argsList[${i}]`, futureRef);
+      const item = encodeArgs(args, `argsList[${i}]`);
       checkPayloadSize(item.text, this.#maxPayloadBytes, `the arguments of argsList[${i}]`);
       encoded.push(item);
       i++;
     }
     if (options.dedupe || options.dedupeKey !== undefined) {
-      throw new TypeError("dedupe applies to submit(), not to map()");
+      throw new TypeError("dedupe applies to submit(), not to map() (each call is a task)");
     }
     const batch = this.#batchOf(options, task, "");
     const op = batch.op;
-    for (const [index, { text, refs }] of encoded.entries()) {
+    for (const [index, { text, refs, parentFutures }] of encoded.entries()) {
       const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
-      batch.items.push({ future, fn: task, args: text, parents: refs });
+      batch.items.push({ future, fn: task, args: text, parents: refs, parentFutures });
     }
     if (batch.items.length > 0) this.#enqueue(batch, options.signal);
     const futures = batch.items.map((item) => item.future);
@@ -600,14 +631,14 @@ export class StreamFuturePool implements AsyncDisposable {
               `argsIterable[${index}] must be an array of task arguments, got ${describe(args)}`,
             );
           }
-          const { text, refs } = encodeWithRefs(args, `argsIterable[${index}]`, futureRef);
+          const { text, refs, parentFutures } = encodeArgs(args, `argsIterable[${index}]`);
           checkPayloadSize(text, this.#maxPayloadBytes, `the arguments of argsIterable[${index}]`);
           const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
           if (!batch || batch.sealed) {
             batch = { ...template, items: [], sealed: false };
             this.#enqueue(batch, undefined);
           }
-          batch.items.push({ future, fn: task, args: text, parents: refs });
+          batch.items.push({ future, fn: task, args: text, parents: refs, parentFutures });
           inFlight.set(index, future);
           if (!ordered) {
             future.addDoneCallback((f) => {
@@ -917,11 +948,19 @@ export class StreamFuturePool implements AsyncDisposable {
     if (!Array.isArray(args)) {
       throw new TypeError(`args must be an array of task arguments, got ${describe(args)}`);
     }
-    const { text, refs } = encodeWithRefs(args, "args", futureRef);
+    const { text, refs } = encodeArgs(args, "args");
     if (refs.length > 0) throw new TypeError("a scheduled task cannot take futures as arguments");
     checkPayloadSize(text, this.#maxPayloadBytes, "the arguments");
     await this.#ready;
-    const schedule = storedSchedule(checked, cron, this.#nameOf(task), text, options, this.#queue);
+    const schedule = storedSchedule(
+      checked,
+      cron,
+      this.#nameOf(task),
+      text,
+      options,
+      this.#queue,
+      this.#defaults,
+    );
     return await saveSchedule(this.#scheduleContext(), schedule);
   }
 
@@ -1003,11 +1042,7 @@ export class StreamFuturePool implements AsyncDisposable {
     const extra = policyFields(policy);
     const due = dueSpec(options);
     const ope = onParentError(options.onParentError);
-    const dedupe = dedupeSpec(
-      options,
-      this.#dedupeTtl,
-      () => `${typeof task === "string" ? task : "\0" + task.name}\n${canonicalJson(args)}`,
-    );
+    const dedupe = dedupeSpec(options, this.#dedupeTtl);
     const op = this.#newOperation(queue, policy.priority);
     return {
       queue,
@@ -1016,15 +1051,14 @@ export class StreamFuturePool implements AsyncDisposable {
       extra,
       due,
       onParentError: ope,
-      dedupe: dedupe.key,
-      dedupeTtl: dedupe.ttl,
+      dedupe,
     };
   }
 
   #newOperation(queue: string, priority: number): string {
     const op = `${this.clientId}-${(this.#counter++).toString(36)}`;
     const stream = priority === 0 ? queue : `${queue}:p${priority}`;
-    this.#ops.set(op, { queue, stream, open: 0, settledAt: 0 });
+    this.#ops.set(op, { queue, stream, open: 0, settledAt: 0, extraKeys: [] });
     return op;
   }
 
@@ -1080,13 +1114,10 @@ export class StreamFuturePool implements AsyncDisposable {
     const batches = this.#outbox.splice(0);
     for (const batch of batches) batch.sealed = true;
     this.#flushing = undefined;
-    // Hash dedupe keys first: the batches must then go out in submission order, without an await
-    // between them (FIFO within a queue; the first of identical calls creates the task).
-    const hashes = await Promise.all(
-      batches.map((batch) => batch.dedupe === undefined ? "" : sha256Hex(batch.dedupe)),
-    );
+    // The batches go out in submission order, without an await between them (FIFO within a
+    // queue; the first of identical calls creates the task).
     const calls: Promise<void>[] = [];
-    for (const [b, batch] of batches.entries()) {
+    for (const batch of batches) {
       const items: Outgoing[] = [];
       const names: string[] = [];
       for (const item of batch.items) {
@@ -1100,7 +1131,8 @@ export class StreamFuturePool implements AsyncDisposable {
         items.push(item);
       }
       if (items.length === 0) continue;
-      const written = this.#submitBatch(batch, items, names, hashes[b]);
+      const dedupe = dedupeHash(batch.dedupe, names[0], items[0].args);
+      const written = this.#submitBatch(batch, items, names, dedupe);
       this.#writing.set(batch.op, written);
       void written.finally(() => this.#writing.delete(batch.op));
       calls.push(written);
@@ -1114,6 +1146,40 @@ export class StreamFuturePool implements AsyncDisposable {
    * written whole. Tasks with parents wait until their parents' operations are written; they and
    * deduplicated tasks go through SUBMIT_EX.
    */
+  /**
+   * An item whose parents were deduplicated after it was encoded (their futures now stand for
+   * shared tasks), with the shared tasks in their place.
+   */
+  #unalias(item: Outgoing): Outgoing {
+    const moved = new Map<string, string>();
+    item.parents.forEach((ref, i) => {
+      const f = item.parentFutures[i];
+      const now = `${f.operationId}/${f.id}`;
+      if (now !== ref) moved.set(ref, now);
+    });
+    if (moved.size === 0) return item;
+    const rewrite = (value: unknown): unknown => {
+      if (Array.isArray(value)) return value.map(rewrite);
+      if (value === null || typeof value !== "object") return value;
+      const record = value as Record<string, unknown>;
+      if (record.$sf === "Future" && record.v && typeof record.v === "object") {
+        const { op, id } = record.v as { op: string; id: string };
+        const shared = moved.get(`${op}/${id}`);
+        if (!shared) return value;
+        const [sharedOp, sharedId] = shared.split("/");
+        return { $sf: "Future", v: { op: sharedOp, id: sharedId } };
+      }
+      const out: Record<string, unknown> = Object.create(null);
+      for (const key of Object.keys(record)) out[key] = rewrite(record[key]);
+      return out;
+    };
+    return {
+      ...item,
+      args: JSON.stringify(rewrite(JSON.parse(item.args))),
+      parents: item.parents.map((p) => moved.get(p) ?? p),
+    };
+  }
+
   async #submitBatch(
     batch: Batch,
     items: Outgoing[],
@@ -1124,7 +1190,8 @@ export class StreamFuturePool implements AsyncDisposable {
     const parents = new Set(items.flatMap((item) => item.parents.map((p) => p.split("/")[0])));
     const waits = [...parents].map((parentOp) => this.#writing.get(parentOp)).filter((w) => w);
     if (waits.length > 0) await Promise.all(waits);
-    const general = batch.dedupe !== undefined || items.some((item) => item.parents.length > 0);
+    items = items.map((item) => (item.parents.length > 0 ? this.#unalias(item) : item));
+    const general = dedupe !== "" || items.some((item) => item.parents.length > 0);
     const keys = [this.#keys.listeners(queue), this.#keys.status(op), this.#keys.results(op)];
     const cmd = this.#cmd!;
     // Idempotent (see SUBMIT), so a call cut by a lost connection is simply sent again.
@@ -1142,7 +1209,7 @@ export class StreamFuturePool implements AsyncDisposable {
         String(extra.length / 2),
         ...extra,
       ];
-      if (general) args.push(batch.onParentError, String(batch.dedupeTtl));
+      if (general) args.push(batch.onParentError, String(batch.dedupe.ttl));
       slice.forEach((item, i) => {
         args.push(item.future.id, names[start + i], item.args);
         if (general) args.push(item.parents.join(" "), dedupe);
@@ -1168,6 +1235,12 @@ export class StreamFuturePool implements AsyncDisposable {
         return;
       }
       if (Array.isArray(written)) this.#onShared(items, written as unknown[][]);
+      const info = this.#ops.get(op);
+      if (info) {
+        for (const item of items) {
+          if (item.parents.length > 0) info.extraKeys.push(this.#keys.deps(op, item.future.id));
+        }
+      }
     } catch (error) {
       this.#failBatch(items, error);
       return;
@@ -1253,7 +1326,7 @@ export class StreamFuturePool implements AsyncDisposable {
               this.#keys.status(op),
               this.#keys.results(op),
               this.#replyKey,
-              this.#keys.replies(op.slice(0, Math.max(0, op.lastIndexOf("-")))),
+              this.#keys.replyOf(op),
             ],
             [
               this.app,
@@ -1273,7 +1346,9 @@ export class StreamFuturePool implements AsyncDisposable {
     }
   }
 
-  async #release(future: StreamFuture<unknown>): Promise<void> {
+  async #dispose(future: StreamFuture<unknown>): Promise<void> {
+    const attached = this.#attached.has(`${future.operationId}/${future.id}`);
+    if (!attached && !future.done()) await future.cancel();
     this.#futures.remove(future);
     if (this.#futures.has(future.id)) return; // another future of this pool stands for it
     this.#unsent.delete(future.id);
@@ -1344,13 +1419,22 @@ export class StreamFuturePool implements AsyncDisposable {
     }
     try {
       for (let i = 0; i < records.length; i += 4 * 500) {
-        await RECOVER_TASKS.run(cmd, [], [
+        const gone = await RECOVER_TASKS.run(cmd, [], [
           this.app,
           GROUP,
           String(this.#heartbeatTimeout),
           this.#replyKey,
           ...records.slice(i, i + 4 * 500),
-        ]);
+        ]) as string[];
+        for (const id of gone) {
+          this.#settle(id, (c) =>
+            c.reject(
+              new TaskNotFoundError(
+                `task ${id} no longer exists in Redis (its entries were released, expired or ` +
+                  `deleted while it ran)`,
+              ),
+            ));
+        }
       }
     } catch {
       // Redis is unreachable: the next check tries again (the read loop reports the outage).
@@ -1369,8 +1453,9 @@ export class StreamFuturePool implements AsyncDisposable {
     const keys = [this.#replyKey];
     const now = Date.now();
     for (const [op, info] of this.#ops) {
-      if (info.open > 0) {
+      if (info.open > 0 || this.#keep) {
         keys.push(this.#keys.status(op), this.#keys.heartbeat(op), this.#keys.results(op));
+        keys.push(...info.extraKeys);
       } else if (now - info.settledAt > this.#orphanTtl) {
         this.#ops.delete(op);
       }
@@ -1560,7 +1645,20 @@ function describe(value: unknown): string {
   return `${typeof value} ${String(value)}`;
 }
 
-/** The task a future stands for, when it is passed among another task's arguments. */
-function futureRef(value: object): { op: string; id: string } | undefined {
-  return value instanceof StreamFuture ? { op: value.operationId, id: value.id } : undefined;
+/** Encoded task arguments, with the futures among them (parent tasks). */
+interface EncodedArgs {
+  text: string;
+  refs: string[];
+  parentFutures: StreamFuture<unknown>[];
+}
+
+/** Encodes task arguments; futures among them become task references (parents). */
+function encodeArgs(args: readonly unknown[], path: string): EncodedArgs {
+  const found = new Map<string, StreamFuture<unknown>>();
+  const { text, refs } = encodeWithRefs(args, path, (value) => {
+    if (!(value instanceof StreamFuture)) return undefined;
+    found.set(`${value.operationId}/${value.id}`, value);
+    return { op: value.operationId, id: value.id };
+  });
+  return { text, refs, parentFutures: refs.map((ref) => found.get(ref)!) };
 }

@@ -10,7 +10,7 @@
  */
 
 import { checkCron, type CronSpec, nextCronTime } from "./_cron.ts";
-import { keyName } from "./_options.ts";
+import { bool, duration, keyName } from "./_options.ts";
 import { type RedisCommander, replyPairs } from "./_redis.ts";
 import type { Keys } from "./_keys.ts";
 import { SCHEDULE, UNSCHEDULE } from "./_lua/schedule.ts";
@@ -18,10 +18,10 @@ import { decode } from "./codec.ts";
 import {
   DEFAULT_POLICY,
   policyFields,
+  type TaskPolicy,
   taskPolicy,
   type TaskPolicyOptions,
 } from "./_submit_options.ts";
-import { bool, duration } from "./_options.ts";
 
 /** Options of `pool.schedule`. */
 export interface ScheduleOptions extends TaskPolicyOptions {
@@ -97,6 +97,7 @@ export function storedSchedule(
   args: string,
   options: ScheduleOptions,
   defaultQueue: string,
+  defaults: TaskPolicy = DEFAULT_POLICY,
 ): StoredSchedule {
   return {
     name,
@@ -105,7 +106,7 @@ export function storedSchedule(
     args,
     queue: keyName(options.queue, "queue", defaultQueue),
     catchUp: bool(options.catchUp, "catchUp", false),
-    extra: policyFields(taskPolicy(options, DEFAULT_POLICY)),
+    extra: policyFields(taskPolicy(options, defaults)),
     keep: duration(options.keepResults, "keepResults", 86_400_000),
   };
 }

@@ -11,6 +11,11 @@ import { LUA_COMMON } from "./_common.ts";
  * starting it) goes back to the queue as the same attempt. Entries of finished or released tasks
  * are acknowledged and deleted. A lock makes one worker per queue do this per period.
  *
+ * On its first page it also cleans one page of the watch records (`<app>:watch`, resuming at the
+ * cursor in `<app>:recovering:watch`): a record of a task whose status is gone (released,
+ * expired) is removed, its dedupe key deleted, and the children waiting for it fail with
+ * DependencyError (their parent can never finish).
+ *
  * KEYS[1] task stream `<app>:queue:<queue>`
  * KEYS[2] lock `<app>:recovering:<queue>`
  * ARGV[1] app prefix
@@ -36,6 +41,28 @@ if ARGV[9] ~= '1' and not redis.call('SET', KEYS[2], ARGV[5], 'NX', 'PX', ARGV[6
   return -1
 end
 local now = now_ms()
+if ARGV[9] ~= '1' then
+  local cursor = redis.call('GET', k_watch_cursor()) or '0'
+  local page = redis.call('HSCAN', k_watch(), cursor, 'COUNT', 100)
+  redis.call('SET', k_watch_cursor(), page[1])
+  for i = 1, #page[2], 2 do
+    local ref = page[2][i]
+    local wop, wtid = split_ref(ref)
+    if redis.call('HEXISTS', k_status(wop), wtid) == 0 then
+      local ok, info = pcall(cjson.decode, page[2][i + 1])
+      redis.call('HDEL', k_watch(), ref)
+      if ok and type(info) == 'table' then
+        if info.d and redis.call('GET', k_dedupe(info.d)) == ref then
+          redis.call('DEL', k_dedupe(info.d))
+        end
+        for _, child in ipairs(info.c or {}) do
+          release_child(child, ref, wtid, '3',
+            'TaskNotFoundError: no task ' .. wtid .. ' (released or expired)')
+        end
+      end
+    end
+  end
+end
 local pending = redis.call('XPENDING', stream, group, 'IDLE', timeout, ARGV[8], '+', ARGV[7])
 local requeued, failed = 0, 0
 for _, p in ipairs(pending) do
@@ -88,7 +115,8 @@ return {#pending, requeued, failed, last}
  * ARGV[5..] quadruples: queue name (with its priority level: "q" or "q:p5"), entry id, operation
  *           id, task id
  *
- * Returns the number of tasks found lost.
+ * Returns the ids of the tasks that no longer exist (their status field is gone: released,
+ * expired, deleted by hand); their futures cannot settle otherwise.
  */
 export const RECOVER_TASKS: Script = new Script(
   "recover_tasks",
@@ -96,10 +124,12 @@ export const RECOVER_TASKS: Script = new Script(
 local group = ARGV[2]
 local timeout = tonumber(ARGV[3])
 local now = now_ms()
-local found = 0
+local gone = {}
 for i = 5, #ARGV, 4 do
   local where, id, op, tid = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if redis.call('HGET', k_status(op), tid) == '1' then
+  local status = redis.call('HGET', k_status(op), tid)
+  if not status then gone[#gone + 1] = tid end
+  if status == '1' then
     local hb = tonumber(redis.call('HGET', k_heartbeat(op), tid) or '0') or 0
     local age = now - hb * 1000
     if age > timeout then
@@ -113,16 +143,14 @@ for i = 5, #ARGV, 4 do
       if flat and pending and get_field(flat, 'id') == tid then
         lost(queue, stream, id, flat, op, tid, get_field(flat, 'reply'),
           'no heartbeat from worker ' .. p[1][2] .. message)
-        found = found + 1
       elseif not flat then
         fail(op, tid, ARGV[4], queue, {}, 'WorkerLostError',
           'no heartbeat' .. message .. ', and its stream entry ' .. id .. ' was deleted', 1, 'lost')
-        found = found + 1
       end
     end
   end
 end
 flush(group)
-return found
+return gone
 `,
 );

@@ -71,8 +71,12 @@ end
 if ARGV[7] == '1' then
   local spec = cjson.decode(json)
   local flat = {'v', '1', 'id', op, 'op', op, 'fn', spec.fn, 'args', spec.args,
-    'reply', APP .. ':replies:cron', 'attempt', '1', 'schedule', name}
+    'reply', k_cron_replies(), 'attempt', '1', 'schedule', name}
   for _, v in ipairs(spec.extra or {}) do flat[#flat + 1] = v end
+  local priority = get_field(flat, 'pri')
+  if priority and redis.call('SADD', k_priorities(spec.queue), priority) == 1 then
+    redis.call('PUBLISH', k_control(), 'p ' .. spec.queue .. ' ' .. priority)
+  end
   redis.call('HSET', k_status(op), op, '0')
   redis.call('HSET', k_results(op), op, '')
   local at = now_ms() + tonumber(spec.keep or 86400000)

@@ -25,8 +25,11 @@ local due = nil
 local spec = ARGV[8]
 if string.sub(spec, 1, 1) == 'd' then due = now_ms() + tonumber(string.sub(spec, 2))
 elseif string.sub(spec, 1, 1) == 'a' then due = tonumber(string.sub(spec, 2)) end
-if priority and redis.call('SADD', k_priorities(queue), priority) == 1 then
-  redis.call('PUBLISH', k_control(), 'p ' .. queue .. ' ' .. priority)
+-- A new priority level of the queue: workers start reading its stream (after the checks).
+local function announce_priority()
+  if priority and redis.call('SADD', k_priorities(queue), priority) == 1 then
+    redis.call('PUBLISH', k_control(), 'p ' .. queue .. ' ' .. priority)
+  end
 end
 local function entry(id, fn, args)
   local flat = {'v', '1', 'id', id, 'op', op, 'fn', fn, 'args', args, 'reply', reply, 'attempt', '1'}
@@ -71,6 +74,7 @@ export const SUBMIT: Script = new Script(
   LUA_COMMON + PREAMBLE + `
 if ARGV[first] and redis.call('HEXISTS', KEYS[2], ARGV[first]) == 1 then return -2 end
 if not live() then return -1 end
+announce_priority()
 local status, results = {}, {}
 local n = 0
 for i = first, #ARGV, 3 do
@@ -135,6 +139,7 @@ local ttl = tonumber(ARGV[6])
 if not (ARGV[first + 2] and redis.call('HEXISTS', KEYS[2], ARGV[first + 2]) == 1) and not live() then
   return -1
 end
+announce_priority()
 local out = {}
 local created = 0
 for i = first + 2, #ARGV, 5 do
@@ -162,8 +167,9 @@ for i = first + 2, #ARGV, 5 do
     redis.call('HSET', KEYS[2], id, '0')
     redis.call('HSET', KEYS[3], id, '')
     if dedupe ~= '' then
+      -- No expiry while the task is unfinished: its final outcome sets the dedupe time to live,
+      -- and recovery's watch clean-up deletes the key of a task that vanished.
       redis.call('SET', k_dedupe(dedupe), ref)
-      if ttl > 0 then redis.call('PEXPIRE', k_dedupe(dedupe), ttl) end
       watch(ref, 'd', dedupe, dedupe_ttl)
     end
     local flat = entry(id, ARGV[i + 1], ARGV[i + 2])
@@ -198,7 +204,11 @@ for i = first + 2, #ARGV, 5 do
             local kept = {}
             for _, c in ipairs(info.c or {}) do if c ~= ref then kept[#kept + 1] = c end end
             info.c = kept
-            redis.call('HSET', k_watch(), parent, cjson.encode(info))
+            if #kept == 0 and #(info.r or {}) == 0 and not info.d then
+              redis.call('HDEL', k_watch(), parent)
+            else
+              redis.call('HSET', k_watch(), parent, cjson.encode(info))
+            end
           end
         end
         local what = 'failed'

@@ -113,3 +113,16 @@ export async function work(steps: number): Promise<string> {
   }
   return "ok";
 }
+
+/** Appends `n` values `"<tag>:<i>"` to the shared list `key`, one call each; returns `n`. */
+export async function appendMany(key: string, n: number, tag: string): Promise<number> {
+  const { kv } = currentTask();
+  for (let i = 0; i < n; i++) await kv.append(key, `${tag}:${i}`);
+  await kv.incr(`${key}:count`, n);
+  return n;
+}
+
+/** Reads a key of the shared store. */
+export async function readKey(key: string): Promise<unknown> {
+  return await currentTask().kv.get(key);
+}

@@ -1,6 +1,6 @@
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { CancelledError, DependencyError, RemoteTaskError } from "../../mod.ts";
+import { CancelledError, DependencyError, RemoteTaskError, TaskNotFoundError } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
 import { startRedis, type TestRedis } from "../_redis.ts";
 import { startScript } from "../faults/_setup.ts";
@@ -102,6 +102,25 @@ describe("futures as arguments (dependency graphs)", () => {
     assert.ok(cancelled instanceof DependencyError, String(cancelled));
     assert.ok(cancelled.cause instanceof CancelledError);
     assert.deepEqual((await readTrace(file)).filter((t) => t.label === "hello"), [], "never ran");
+  });
+
+  it("a parent whose entries vanish: recovery fails its waiting children", async () => {
+    const app = nextApp("dagvanish");
+    children.push(
+      await startWorker(redis, app, ["--heartbeat-timeout", "1", "--heartbeat-interval", "0.2"]),
+    );
+    await using pool = makePool(redis, app);
+    const parent = pool.submit("later", [60_000, 1]);
+    const child = pool.submit("hello", [parent]);
+    await waitFor(() => parent.running(), "parent running");
+    const c = await redis.client();
+    // As if the parent's client had died long ago and its keys had expired.
+    await c.sendCommand(["DEL", `${app}:${parent.operationId}:status`]);
+    const error = await child.then(() => undefined, (e) => e);
+    assert.ok(error instanceof DependencyError, String(error));
+    assert.match(error.message, /TaskNotFoundError/);
+    // The parent's own future learns that its task vanished (no hang).
+    await assert.rejects(parent.result(), TaskNotFoundError);
   });
 
   it("onParentError: pass gives the child the parent's error as an Error", async () => {

@@ -99,6 +99,21 @@ describe("dedupe (request coalescing)", () => {
     assert.notEqual(fifth.id, fourth.id);
   });
 
+  it("a function and its task name are the same call; a deduplicated future works as a parent", async () => {
+    const app = nextApp("dedupefn");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const tasks = await import("./_tasks.ts");
+    const byName = pool.submit("later", [300, "w", file], { dedupe: true });
+    const byFunction = pool.submit(tasks.later, [300, "w", file], { dedupe: true });
+    // The child names the second future, which turns out to be the first call's task.
+    const child = pool.submit<string>("hello", [byFunction]);
+    assert.equal(await child, "hello w");
+    assert.equal(byFunction.id, byName.id);
+    assert.equal((await readTrace(file)).filter((t) => t.label === "later:start").length, 1);
+  });
+
   it("dedupeKey: calls with the same key share a task whatever their arguments", async () => {
     const app = nextApp("dedupekey");
     const file = await traceFile();

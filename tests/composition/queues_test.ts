@@ -87,6 +87,13 @@ describe("named queues and priorities", () => {
       ["f", "c", "e", "a", "b", "g", "d", "h"],
     );
     assert.throws(() => pool.submit("mark", [file, "x"], { priority: 10 }), RangeError);
+    // A cron schedule with a priority level no submit used yet is read too.
+    await pool.schedule("urgent", "* * * * * *", "mark", [file, "cron"], { priority: 7 });
+    await waitFor(
+      async () => (await readTrace(file)).some((t) => t.value === "cron"),
+      "the prioritized cron task ran",
+    );
+    await pool.unschedule("urgent");
     assert.throws(() => pool.submit("mark", [file, "x"], { priority: 1.5 }), RangeError);
   });
 });

@@ -1,6 +1,6 @@
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { CancelledError, RemoteTaskError, TaskNotFoundError } from "../../mod.ts";
+import { CancelledError, DependencyError, RemoteTaskError, TaskNotFoundError } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
 import { startRedis, type TestRedis } from "../_redis.ts";
 import { cleanUp, nextApp, pool as makePool, startWorker, waitFor } from "./_setup.ts";
@@ -51,6 +51,36 @@ describe("re-attaching: pool.future(id) and pool.operation(id)", () => {
     assert.equal(await attached.cancel(), true);
     await assert.rejects(original.result(), CancelledError);
     await assert.rejects(attached.result(), CancelledError);
+  });
+
+  it("disposing an attached future stops watching; the task goes on", async () => {
+    const app = nextApp("attachdispose");
+    children.push(await startWorker(redis, app));
+    await using submitter = makePool(redis, app);
+    await using observer = makePool(redis, app);
+    const original = submitter.submit<string>("later", [400, "kept"]);
+    await waitFor(() => original.running(), "running");
+    {
+      await using _attached = observer.future(original.id);
+    }
+    assert.equal(await original, "kept", "not cancelled by the observer's dispose");
+    const c = await redis.client();
+    assert.equal(await c.sendCommand(["HLEN", `${app}:watch`]), 0, "no watch record left");
+  });
+
+  it("a DependencyError read back from Redis keeps its parent and cause", async () => {
+    const app = nextApp("attachdep");
+    children.push(await startWorker(redis, app));
+    await using submitter = makePool(redis, app);
+    await using observer = makePool(redis, app);
+    const parent = submitter.submit("fail", ["KeyError", "gone"]);
+    const child = submitter.submit("hello", [parent]);
+    await child.catch(() => {});
+    const error = await observer.future(child.id).then(() => undefined, (e) => e);
+    assert.ok(error instanceof DependencyError, String(error));
+    assert.equal(error.parentId, parent.id);
+    assert.ok(error.cause instanceof RemoteTaskError);
+    assert.equal((error.cause as RemoteTaskError).remoteName, "KeyError");
   });
 
   it("pool.operation(id) gives every task of a map, in order", async () => {
