@@ -19,6 +19,13 @@
 import { parseArgs } from "node:util";
 import { Listener, type ListenerOptions } from "./lib/listener.ts";
 import { exit, getArgs, getEnv, isMainModule, onSignal } from "./lib/_runtime.ts";
+import {
+  CONFIG_OPTIONS,
+  formatConfig,
+  loadConfig,
+  type LoadedConfig,
+  parseConfigValue,
+} from "./lib/_config.ts";
 
 export { Listener } from "./lib/listener.ts";
 export type { ListenerOptions } from "./lib/listener.ts";
@@ -28,29 +35,60 @@ export const USAGE: string = `Usage: streamfutures-worker --tasks <module> [opti
 
 Serves the exported functions of task modules as tasks, from a Redis stream.
 
-Options:
+Options (durations: seconds, or a number with a unit: 500ms, 10s, 2m, 1h):
   --tasks <path|url>        task module (repeatable; required)
-  --url <redis-url>         Redis URL (default $STREAMFUTURES_URL or redis://127.0.0.1:6379)
-  --app <name>              application key prefix (default $STREAMFUTURES_APP or streamfutures)
+  --url <redis-url>         Redis URL (default redis://127.0.0.1:6379)
+  --app <name>              application key prefix (default streamfutures)
   --queue <name>            queue to serve (repeatable; default "default")
   --concurrency <n>         tasks run at once (default 8)
   --executors <n>           executor threads the tasks run on (default: CPUs, at most concurrency)
-  --task-timeout <seconds>  time limit of tasks submitted without a timeout (default: none)
-  --task-grace <seconds>    how long a task whose signal was aborted (cancel, timeout) may run on
+  --task-timeout <time>     time limit of tasks submitted without a timeout (default: none)
+  --task-grace <time>       how long a task whose signal was aborted (cancel, timeout) may run on
                             before its executor thread is terminated (default 2)
-  --max-payload-bytes <n>   largest encoded result; larger ones fail the task (default 16777216)
-  --reconnect-deadline <s>  how long Redis may be unreachable before a result is given up
+  --max-payload-bytes <n>   largest encoded result, bytes or 16mb-style (default 16mb)
+  --reconnect-deadline <t>  how long Redis may be unreachable before a result is given up
                             (default 30)
-  --grace <seconds>         on SIGINT/SIGTERM, how long running tasks may finish (default 10)
-  --heartbeat-interval <s>  heartbeat period in seconds (default 1)
-  --heartbeat-timeout <s>   heartbeat age after which this listener counts as dead (default 5;
-                            clients judge liveness by their own heartbeatTimeout)
+  --grace <time>            on SIGINT/SIGTERM, how long running tasks may finish (default 10)
+  --heartbeat-interval <t>  heartbeat period (default 1)
+  --heartbeat-timeout <t>   heartbeat age after which this worker, or a task it runs, counts as
+                            dead (default 5); also how long delivered entries wait before
+                            recovery examines them
+  --log-level <level>       debug, info, warn, error or silent (default info; debug logs a line
+                            per task)
+  --log-format <format>     text or json (default text)
+  --stats-interval <time>   how often to log a summary at info (default 60; 0: never)
   --id <id>                 listener id (default host:pid:random)
+  --print-config            print the effective configuration (secrets masked) and exit
   -h, --help                show this help
+
+Every option can also come from the environment (STREAMFUTURES_<NAME>, e.g. STREAMFUTURES_URL,
+STREAMFUTURES_CONCURRENCY, STREAMFUTURES_LOG_LEVEL; durations in ms or with a unit) or from a
+streamfutures.env file in the working directory. Flags win over the environment, the environment
+over the file. REDIS_URL is read when no URL is set otherwise; STREAMFUTURES_PASSWORD keeps the
+password out of the URL.
 `;
 
-/** Parses worker command-line arguments into listener options (throws `TypeError` on bad input). */
-export function parseWorkerArgs(args: readonly string[]): ListenerOptions | "help" {
+/** What the command line asked for: options (those given), or help, or printing the config. */
+export interface WorkerArgs {
+  /** Options given on the command line (the environment and env file fill in the rest). */
+  options: Partial<ListenerOptions>;
+  /** `--help`. */
+  help: boolean;
+  /** `--print-config`. */
+  printConfig: boolean;
+}
+
+/** A duration flag: seconds, or a number with a unit (`500ms`, `10s`, `2m`, `1h`), in ms. */
+function seconds(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const text = value.trim();
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
+  const option = CONFIG_OPTIONS.find((o) => o.name === "grace")!;
+  return parseConfigValue(option, text, `--${name}`) as number;
+}
+
+/** Parses worker command-line arguments (throws `TypeError` / `RangeError` on bad input). */
+export function parseWorkerArgs(args: readonly string[]): WorkerArgs {
   const { values } = parseArgs({
     args: [...args],
     options: {
@@ -67,38 +105,64 @@ export function parseWorkerArgs(args: readonly string[]): ListenerOptions | "hel
       grace: { type: "string" },
       "heartbeat-interval": { type: "string" },
       "heartbeat-timeout": { type: "string" },
+      "log-level": { type: "string" },
+      "log-format": { type: "string" },
+      "stats-interval": { type: "string" },
       id: { type: "string" },
+      "print-config": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
     allowPositionals: false,
   });
-  if (values.help) return "help";
-  if (!values.tasks?.length) throw new TypeError("--tasks <module> is required (repeatable)");
-  const num = (name: string, value: string | undefined, scale = 1): number | undefined => {
+  const int = (name: string, value: string | undefined): number | undefined => {
     if (value === undefined) return undefined;
     const n = Number(value);
     if (value.trim() === "" || !Number.isFinite(n)) {
       throw new TypeError(`--${name} must be a number, got ${JSON.stringify(value)}`);
     }
-    return n * scale;
+    return n;
   };
-  return {
+  const bytes = (value: string | undefined): number | undefined => {
+    if (value === undefined) return undefined;
+    const option = CONFIG_OPTIONS.find((o) => o.name === "maxPayloadBytes")!;
+    return parseConfigValue(option, value, "--max-payload-bytes") as number;
+  };
+  const options: Partial<ListenerOptions> = {
     tasks: values.tasks,
-    url: values.url ?? getEnv("STREAMFUTURES_URL") ?? getEnv("REDIS_URL"),
-    app: values.app ?? getEnv("STREAMFUTURES_APP"),
+    url: values.url,
+    app: values.app,
     queues: values.queue,
-    concurrency: num("concurrency", values.concurrency),
-    executors: num("executors", values.executors),
-    taskTimeout: num("task-timeout", values["task-timeout"], 1000),
-    taskGrace: num("task-grace", values["task-grace"], 1000),
-    maxPayloadBytes: num("max-payload-bytes", values["max-payload-bytes"]),
-    reconnectDeadline: num("reconnect-deadline", values["reconnect-deadline"], 1000),
-    grace: num("grace", values.grace, 1000),
-    heartbeatInterval: num("heartbeat-interval", values["heartbeat-interval"], 1000),
-    heartbeatTimeout: num("heartbeat-timeout", values["heartbeat-timeout"], 1000),
+    concurrency: int("concurrency", values.concurrency),
+    executors: int("executors", values.executors),
+    taskTimeout: seconds("task-timeout", values["task-timeout"]),
+    taskGrace: seconds("task-grace", values["task-grace"]),
+    maxPayloadBytes: bytes(values["max-payload-bytes"]),
+    reconnectDeadline: seconds("reconnect-deadline", values["reconnect-deadline"]),
+    grace: seconds("grace", values.grace),
+    heartbeatInterval: seconds("heartbeat-interval", values["heartbeat-interval"]),
+    heartbeatTimeout: seconds("heartbeat-timeout", values["heartbeat-timeout"]),
+    logLevel: values["log-level"] as ListenerOptions["logLevel"],
+    logFormat: values["log-format"] as ListenerOptions["logFormat"],
+    statsInterval: seconds("stats-interval", values["stats-interval"]),
     id: values.id,
   };
+  return { options, help: values.help === true, printConfig: values["print-config"] === true };
+}
+
+/**
+ * The effective worker options: the command line's, then `STREAMFUTURES_*` variables, then the
+ * `streamfutures.env` file (`REDIS_URL` when no URL is set at all).
+ */
+export async function workerConfig(
+  explicit: Partial<ListenerOptions>,
+): Promise<LoadedConfig> {
+  const loaded = await loadConfig("worker", explicit as Record<string, unknown>);
+  if (loaded.options.url === undefined && getEnv("REDIS_URL")) {
+    loaded.options.url = getEnv("REDIS_URL");
+    loaded.origin.url = "env";
+  }
+  return loaded;
 }
 
 /**
@@ -111,15 +175,25 @@ export function parseWorkerArgs(args: readonly string[]): ListenerOptions | "hel
  * ```
  */
 export async function main(args: readonly string[]): Promise<number> {
-  let options: ListenerOptions | "help";
   let listener: Listener;
   try {
-    options = parseWorkerArgs(args);
-    if (options === "help") {
+    const parsed = parseWorkerArgs(args);
+    if (parsed.help) {
       console.log(USAGE);
       return 0;
     }
-    listener = new Listener(options);
+    const { options, origin, warnings } = await workerConfig(parsed.options);
+    for (const warning of warnings) console.error(`streamfutures-worker: ${warning}`);
+    if (parsed.printConfig) {
+      console.log(formatConfig(options, origin, "worker"));
+      return 0;
+    }
+    if (!(options.tasks as unknown[] | undefined)?.length) {
+      throw new TypeError(
+        "--tasks <module> is required (repeatable), or STREAMFUTURES_TASKS=<module>,<module>",
+      );
+    }
+    listener = new Listener(options as unknown as ListenerOptions);
   } catch (error) {
     console.error(`streamfutures-worker: ${(error as Error).message}\n\n${USAGE}`);
     return 2;

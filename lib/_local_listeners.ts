@@ -14,6 +14,7 @@ import { cpuCount, resolveModuleUrl } from "./_runtime.ts";
 import { checkTaskModules } from "./_tasks.ts";
 import { checkConnectionOptions } from "./_redis.ts";
 import { keyName } from "./_options.ts";
+import { checkLogFormat, checkLogLevel, createLogger } from "./_log.ts";
 
 /** Local listeners that can be stopped gracefully. */
 export interface LocalListeners {
@@ -31,20 +32,25 @@ export async function startLocalListeners(
   executors?: number,
 ): Promise<LocalListeners> {
   const modules = await Promise.all(checkTaskModules(options.tasks).map(resolveModuleUrl));
-  const log = options.log ?? (() => {});
+  const logger = createLogger({
+    level: checkLogLevel(options.logLevel, "logLevel"),
+    format: checkLogFormat(options.logFormat, "logFormat"),
+    name: "executors",
+    sink: options.log,
+  });
   const pool = new ExecutorPool({
     modules,
     url: checkConnectionOptions(options.url),
     app: keyName(options.app, "app", "streamfutures"),
     size: executors ?? Math.min(count * (options.concurrency ?? 8), await cpuCount()),
     maxPayloadBytes: options.maxPayloadBytes ?? 16 * 1024 * 1024,
-    log,
+    log: (line) => logger.warn(line),
   });
   await pool.start();
   const listeners: Listener[] = [];
   try {
     for (let i = 0; i < count; i++) {
-      listeners.push(new Listener({ ...options, log }, { executors: pool }));
+      listeners.push(new Listener(options, { executors: pool }));
     }
     await Promise.all(listeners.map((l) => l.start()));
   } catch (error) {

@@ -87,11 +87,23 @@ export async function connectReader(
   };
 }
 
-/** Checks connection options and returns them in a structured-clonable form. */
+/**
+ * Checks connection options and returns them in a structured-clonable form. A separate
+ * `password` (e.g. from `STREAMFUTURES_PASSWORD`, to keep it out of URLs) replaces the URL's.
+ */
 export function checkConnectionOptions(
   options: ConnectionOptions | undefined,
   what = "url",
+  separatePassword?: string,
 ): ConnectionOptions {
+  if (separatePassword !== undefined) {
+    if (typeof separatePassword !== "string") throw new TypeError("password must be a string");
+    const checked = checkConnectionOptions(options, what);
+    if (typeof checked !== "string") return { ...checked, password: separatePassword };
+    const url = new URL(checked);
+    url.password = encodeURIComponent(separatePassword);
+    return url.href;
+  }
   if (options === undefined) return "redis://127.0.0.1:6379";
   if (typeof options === "string") {
     let url: URL;

@@ -39,6 +39,15 @@ import {
   withReconnect,
 } from "./_redis.ts";
 import { cpuCount, hostname, pid, resolveModuleUrl } from "./_runtime.ts";
+import {
+  checkLogFormat,
+  checkLogLevel,
+  createLogger,
+  type LogFormat,
+  type Logger,
+  type LogLevel,
+} from "./_log.ts";
+import { formatSummary, roundForLog, TaskStats } from "./_metrics.ts";
 import { parseStreamReply, type StreamEntry } from "./_stream.ts";
 import { checkTaskModules, type TaskModules } from "./_tasks.ts";
 
@@ -81,6 +90,14 @@ export interface ListenerOptions {
   id?: string;
   /** Receives log lines (default: stderr). */
   log?: (line: string) => void;
+  /** Log level (default `"info"`): `debug` adds one line per task. */
+  logLevel?: LogLevel;
+  /** Log line format (default `"text"`). */
+  logFormat?: LogFormat;
+  /** How often to log a summary at `info` (tasks/s, failures, mean wait and run), ms; 0: never. */
+  statsInterval?: number;
+  /** Redis password (instead of one in the URL). */
+  password?: string;
 }
 
 /** A cron tick handled this late or less runs; a later one counts as missed (see catchUp). */
@@ -128,6 +145,9 @@ interface Task {
   /** Redis time (ms) when START let it run, and `performance.now()` then. */
   startedAt: number;
   runStart: number;
+  /** Queue wait and run time (ms), once it ended. */
+  waitMs: number;
+  runMs: number;
   readonly finished: Promise<void>;
   readonly resolveFinished: () => void;
 }
@@ -188,7 +208,10 @@ export class Listener {
   readonly #maxPayloadBytes: number;
   readonly #reconnectDeadline: number;
   readonly #block: number;
-  readonly #log: (line: string) => void;
+  readonly #logger: Logger;
+  readonly #stats = new TaskStats();
+  readonly #statsInterval: number;
+  #statsTimer: ReturnType<typeof setInterval> | undefined;
   #executors: ExecutorPool | undefined;
   /** True when this listener started its executor pool (and stops it). */
   #ownsExecutors = true;
@@ -231,7 +254,7 @@ export class Listener {
       this.#executors = shared.executors;
       this.#ownsExecutors = false;
     }
-    this.#url = checkConnectionOptions(options.url);
+    this.#url = checkConnectionOptions(options.url, "url", options.password);
     this.#keys = new Keys(keyName(options.app, "app", "streamfutures"));
     const queues = options.queues ?? ["default"];
     if (!Array.isArray(queues) || queues.length === 0) {
@@ -261,7 +284,13 @@ export class Listener {
     this.#reconnectDeadline = duration(options.reconnectDeadline, "reconnectDeadline", 30_000);
     this.#block = positiveInt(options.block, "block", 1000);
     this.id = options.id ?? `${hostname()}:${pid()}:${Math.random().toString(36).slice(2, 8)}`;
-    this.#log = options.log ?? ((line) => console.error(line));
+    this.#logger = createLogger({
+      level: checkLogLevel(options.logLevel, "logLevel"),
+      format: checkLogFormat(options.logFormat, "logFormat"),
+      name: `worker ${this.id}`,
+      sink: options.log,
+    });
+    this.#statsInterval = duration(options.statsInterval, "statsInterval", 60_000, true);
   }
 
   /** The number of tasks in hand (starting, running or being recorded). */
@@ -290,7 +319,7 @@ export class Listener {
         app: this.#keys.app,
         size: this.#executorCount ?? Math.min(this.#concurrency, await cpuCount()),
         maxPayloadBytes: this.#maxPayloadBytes,
-        log: (line) => this.#log(`streamfutures worker ${this.id}: ${line}`),
+        log: (line) => this.#logger.warn(`${line}`),
       });
       await this.#executors.start();
     }
@@ -312,19 +341,27 @@ export class Listener {
     this.#state = "running";
     for (const queue of this.#queues) {
       this.#promote(queue).catch((error) => {
-        this.#log(`streamfutures worker ${this.id}: promoting delayed tasks failed: ${error}`);
+        this.#logger.warn(`promoting delayed tasks failed: ${error}`);
       });
     }
     this.#cron().catch((error) => {
-      this.#log(`streamfutures worker ${this.id}: cron schedules failed: ${error}`);
+      this.#logger.warn(`cron schedules failed: ${error}`);
     });
     this.#loop = this.#readLoop();
-    this.#log(
-      `streamfutures worker ${this.id} serving ${
-        this.#queues.join(", ")
-      } of app ${this.#keys.app} (concurrency ${this.#concurrency}, ${size} executor thread${
-        size === 1 ? "" : "s"
-      }${this.#ownsExecutors ? "" : " shared"}, tasks: ${this.#executors!.names.join(", ")})`,
+    if (this.#statsInterval > 0) {
+      this.#statsTimer = setInterval(() => {
+        if (this.#stats.windowTasks > 0) {
+          this.#logger.info("summary", formatSummary(this.#stats.take()));
+        }
+      }, this.#statsInterval);
+    }
+    this.#logger.info(
+      `serving ${this.#queues.join(", ")} of app ${this.#keys.app}`,
+      {
+        concurrency: this.#concurrency,
+        executors: this.#ownsExecutors ? size : `${size} shared`,
+        tasks: this.#executors!.names.join(","),
+      },
     );
   }
 
@@ -366,9 +403,7 @@ export class Listener {
     }
     const interrupted = [...this.#tasks.values()].filter((t) => t.state === "running");
     if (interrupted.length > 0) {
-      this.#log(
-        `streamfutures worker ${this.id}: interrupting ${interrupted.length} task(s) (${reason})`,
-      );
+      this.#logger.warn(`interrupting ${interrupted.length} task(s) (${reason})`);
       const records: Task[] = [];
       for (const task of interrupted) {
         this.#stopTask(task, "interrupt", reason);
@@ -379,6 +414,10 @@ export class Listener {
     }
     await Promise.all(this.#finishing);
     clearInterval(this.#timer);
+    clearInterval(this.#statsTimer);
+    if (this.#stats.windowTasks > 0) {
+      this.#logger.info("summary", formatSummary(this.#stats.take()));
+    }
     clearTimeout(this.#sweepTimer);
     for (const { timer } of this.#wakeTimers.values()) clearTimeout(timer);
     clearTimeout(this.#cronTimer?.timer);
@@ -398,16 +437,14 @@ export class Listener {
         }
       }));
     } catch (error) {
-      this.#log(
-        `streamfutures worker ${this.id}: could not leave the registry: ${
-          (error as Error).message
-        }`,
+      this.#logger.warn(
+        `could not leave the registry: ${(error as Error).message}`,
       );
     }
     this.#reader?.close();
     this.#cmd?.close();
     this.#state = "stopped";
-    this.#log(`streamfutures worker ${this.id} stopped (${reason})`);
+    this.#logger.info(`stopped (${reason})`);
   }
 
   async #ensureGroup(stream: string): Promise<void> {
@@ -468,7 +505,7 @@ export class Listener {
       await Promise.all(writes);
     } catch (error) {
       if (this.#state === "running") {
-        this.#log(`streamfutures worker ${this.id}: heartbeat failed: ${(error as Error).message}`);
+        this.#logger.warn(`heartbeat failed: ${(error as Error).message}`);
       }
     } finally {
       this.#beating = false;
@@ -549,8 +586,8 @@ export class Listener {
       start = `(${reply[3]}`;
     }
     if (requeued > 0 || failed > 0) {
-      this.#log(
-        `streamfutures worker ${this.id}: recovered lost tasks of ${stream}: ${requeued} back to ` +
+      this.#logger.warn(
+        `recovered lost tasks of ${stream}: ${requeued} back to ` +
           `the queue, ${failed} failed (WorkerLostError)`,
       );
     }
@@ -583,8 +620,8 @@ export class Listener {
     const timer = setTimeout(() => {
       this.#wakeTimers.delete(queue);
       void this.#promote(queue).catch((error) => {
-        this.#log(
-          `streamfutures worker ${this.id}: promoting delayed tasks failed: ${error.message}`,
+        this.#logger.warn(
+          `promoting delayed tasks failed: ${error.message}`,
         );
       });
     }, delay);
@@ -664,8 +701,8 @@ export class Listener {
           next = nextCronTime(spec.cron, now);
         }
       } catch (error) {
-        this.#log(
-          `streamfutures worker ${this.id}: schedule ${name} is broken and is dropped: ${error}`,
+        this.#logger.warn(
+          `schedule ${name} is broken and is dropped: ${error}`,
         );
         await cmd.sendCommand(["ZREM", this.#keys.scheduleDue(), name]);
         return;
@@ -695,7 +732,7 @@ export class Listener {
       timer: setTimeout(() => {
         this.#cronTimer = undefined;
         this.#cron().catch((error) => {
-          this.#log(`streamfutures worker ${this.id}: cron schedules failed: ${error}`);
+          this.#logger.warn(`cron schedules failed: ${error}`);
         });
       }, Math.min(delay, 2 ** 31 - 1)),
     };
@@ -747,7 +784,7 @@ export class Listener {
         if (message.startsWith("NOGROUP")) {
           for (const stream of this.#streams) await this.#ensureGroup(stream).catch(() => {});
         } else {
-          this.#log(`streamfutures worker ${this.id}: read failed (${message}); retrying`);
+          this.#logger.warn(`read failed (${message}); retrying`);
           await new Promise((resolve) => setTimeout(resolve, backoff * (0.5 + Math.random())));
           backoff = Math.min(backoff * 2, 2000);
         }
@@ -817,8 +854,8 @@ export class Listener {
       !taskId || !ID.test(taskId) || !op || !ID.test(op) || !reply ||
       !reply.startsWith(`${this.#keys.app}:replies:`)
     ) {
-      this.#log(
-        `streamfutures worker ${this.id}: dropped malformed entry ${entry.id} of ${entry.stream} ` +
+      this.#logger.warn(
+        `dropped malformed entry ${entry.id} of ${entry.stream} ` +
           `(it lacks a valid id, op or reply field)`,
       );
       void this.#cmd!.sendCommand(["XACK", entry.stream, GROUP, entry.id])
@@ -852,6 +889,8 @@ export class Listener {
       cancelSeen: false,
       startedAt: 0,
       runStart: 0,
+      waitMs: 0,
+      runMs: 0,
       finished,
       resolveFinished,
     };
@@ -878,11 +917,7 @@ export class Listener {
       verdicts = reply.slice(1);
     } catch (error) {
       // The entries stay pending: recovery gives them to another worker.
-      this.#log(
-        `streamfutures worker ${this.id}: could not start ${tasks.length} task(s): ${
-          (error as Error).message
-        }`,
-      );
+      this.#logger.error(`could not start ${tasks.length} task(s)`, { error });
       for (const task of tasks) this.#release(task);
       return;
     }
@@ -934,8 +969,8 @@ export class Listener {
 
   #stopTask(task: Task, kind: StopKind, message: string): void {
     if (kind === "lost") {
-      this.#log(
-        `streamfutures worker ${this.id}: task ${task.taskId} was given to another attempt; ` +
+      this.#logger.warn(
+        `task ${task.taskId} was given to another attempt; ` +
           `stopping it here and discarding its outcome`,
       );
     }
@@ -975,8 +1010,8 @@ export class Listener {
           `task ${task.taskId} ran longer than its timeout of ${task.timeout} ms`,
         );
       } else if (task.stop && task.stop.kind !== "interrupt" && now >= task.stop.killAt) {
-        this.#log(
-          `streamfutures worker ${this.id}: task ${task.taskId} ignored its abort signal for ${this.#taskGrace} ms (${task.stop.kind}); terminating its executor thread`,
+        this.#logger.warn(
+          `task ${task.taskId} ignored its abort signal for ${this.#taskGrace} ms (${task.stop.kind}); terminating its executor thread`,
         );
         task.state = "finishing";
         this.#timed.delete(task);
@@ -1054,9 +1089,9 @@ export class Listener {
   #record(task: Task, action: string, a: string, b: string): FinishRecord {
     let timings = "";
     if (task.runStart > 0) {
-      const run = performance.now() - task.runStart;
-      const wait = Math.max(0, task.startedAt - Number(task.entryId.split("-")[0]));
-      timings = `${wait},${run.toFixed(3)},${task.startedAt}`;
+      task.runMs = performance.now() - task.runStart;
+      task.waitMs = Math.max(0, task.startedAt - Number(task.entryId.split("-")[0]));
+      timings = `${task.waitMs},${task.runMs.toFixed(3)},${task.startedAt}`;
     }
     return [task.entryId, task.op, task.taskId, task.reply, action, a, b, timings];
   }
@@ -1102,11 +1137,28 @@ export class Listener {
         this.#reconnectDeadline,
         "recording results",
       ) as number[];
+      const debug = this.#logger.enabled("debug");
       items.forEach(([task, record], i) => {
         const result = Number(results[i]);
+        const outcome = record[4] === "c" ? "completed" : "failed";
+        if (result === 1 && record[4] !== "x") {
+          this.#stats.record(outcome, task.waitMs, task.runMs);
+        }
+        if (debug) {
+          this.#logger.debug("task", {
+            task: task.taskId,
+            fn: task.fields.fn,
+            queue: task.queue,
+            attempt: task.attempt,
+            outcome: result === 2 ? "retry" : record[4] === "x" ? "discarded" : outcome,
+            recorded: result !== 0,
+            wait_ms: roundForLog(task.waitMs),
+            run_ms: roundForLog(task.runMs),
+          });
+        }
         if (result === 0 && record[4] !== "x") {
-          this.#log(
-            `streamfutures worker ${this.id}: the outcome of task ${task.taskId} was not recorded ` +
+          this.#logger.warn(
+            `the outcome of task ${task.taskId} was not recorded ` +
               `by this call: the task is no longer this worker's (cancelled, released, given to ` +
               `another attempt — or recorded by an earlier try of the call)`,
           );
@@ -1119,8 +1171,8 @@ export class Listener {
       const why = error instanceof ConnectionError
         ? error.message
         : `${(error as Error)?.message ?? error}`;
-      this.#log(
-        `streamfutures worker ${this.id}: could not record ${items.length} outcome(s) (${why}); ` +
+      this.#logger.error(
+        `could not record ${items.length} outcome(s) (${why}); ` +
           `their entries stay pending for recovery`,
       );
     } finally {

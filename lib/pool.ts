@@ -19,6 +19,15 @@ import {
 } from "./errors.ts";
 import { futureControl, type FutureHooks, StreamFuture } from "./future.ts";
 import { FutureIndex } from "./_future_index.ts";
+import { loadConfigSync } from "./_config.ts";
+import {
+  checkLogFormat,
+  checkLogLevel,
+  createLogger,
+  type LogFormat,
+  type Logger,
+  type LogLevel,
+} from "./_log.ts";
 import { KeyValueStore } from "./kv.ts";
 import { GROUP, Keys, Status } from "./_keys.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, type ListenerOptions } from "./listener.ts";
@@ -131,6 +140,12 @@ export interface PoolOptions {
   taskGrace?: number;
   /** Default `dedupeTtl` of submitted tasks, ms (default 0). */
   dedupeTtl?: number;
+  /** Redis password (instead of one in the URL; e.g. from `STREAMFUTURES_PASSWORD`). */
+  password?: string;
+  /** Log level of the pool and its local listeners (default `"info"`; local listeners `"warn"`). */
+  logLevel?: LogLevel;
+  /** Log line format (default `"text"`). */
+  logFormat?: LogFormat;
 }
 
 /** Options of {@link StreamFuturePool.submit} and {@link StreamFuturePool.map}. */
@@ -352,6 +367,10 @@ export class StreamFuturePool implements AsyncDisposable {
   readonly #taskGrace: number;
   readonly #dedupeTtl: number;
   readonly #replyKey: string;
+  readonly #logger: Logger;
+  readonly #logLevel: LogLevel;
+  readonly #localLogLevel: LogLevel;
+  readonly #logFormat: LogFormat;
   readonly #hooks: FutureHooks;
   #registry: TaskRegistry | undefined;
   #cmd: RedisConnection | undefined;
@@ -385,8 +404,11 @@ export class StreamFuturePool implements AsyncDisposable {
   #timers: ReturnType<typeof setInterval>[] = [];
 
   /** Creates the pool; connecting and starting local listeners happen in the background. */
-  constructor(options: PoolOptions = {}) {
-    this.#url = checkConnectionOptions(options.url);
+  constructor(explicit: PoolOptions = {}) {
+    // Options may also come from STREAMFUTURES_* variables and a streamfutures.env file.
+    const config = loadConfigSync("pool", explicit as Record<string, unknown>);
+    const options = config.options as PoolOptions;
+    this.#url = checkConnectionOptions(options.url, "url", options.password);
     this.app = keyName(options.app, "app", "streamfutures");
     this.#keys = new Keys(this.app);
     this.#queue = keyName(options.queue, "queue", "default");
@@ -420,6 +442,16 @@ export class StreamFuturePool implements AsyncDisposable {
       },
     }, this.app);
     this.clientId = randomId(10);
+    this.#logLevel = checkLogLevel(options.logLevel, "logLevel");
+    // Local listeners say little unless asked: their start and stop lines are noise in a client.
+    this.#localLogLevel = options.logLevel === undefined ? "warn" : this.#logLevel;
+    this.#logFormat = checkLogFormat(options.logFormat, "logFormat");
+    this.#logger = createLogger({
+      level: this.#logLevel,
+      format: this.#logFormat,
+      name: `pool ${this.clientId}`,
+    });
+    for (const warning of config.warnings) this.#logger.warn(warning);
     this.#replyKey = this.#keys.replies(this.clientId);
     this.#hooks = {
       cancel: (future) => this.#cancel(future),
@@ -992,7 +1024,7 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#closed = true;
     this.#closing ??= this.#close(cancelFutures);
     this.#closing.catch((error) => {
-      if (!wait) console.error("streamfutures: pool shutdown failed:", error);
+      if (!wait) this.#logger.error("shutdown failed", { error });
     });
     return wait ? this.#closing : Promise.resolve();
   }
@@ -1486,9 +1518,13 @@ export class StreamFuturePool implements AsyncDisposable {
           this.#lastReplyId,
         ]);
         backoff = 50;
+        if (failedSince !== undefined) this.#logger.info("reading replies again");
         failedSince = undefined;
       } catch (error) {
         if (!this.#reading) break;
+        if (failedSince === undefined) {
+          this.#logger.warn("reading replies failed; retrying", { error });
+        }
         failedSince ??= Math.min(Date.now(), this.#reader!.downSince ?? Infinity);
         const down = Date.now() - failedSince;
         if (down >= this.#reconnectDeadline && this.#futures.size > 0) {

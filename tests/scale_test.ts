@@ -119,6 +119,28 @@ describe("scale: imap, progress, partial results, timings, results, join", () =>
     }, /first attempt breaks after 3 values/);
   });
 
+  it("pool.progress draws done / failed / running on a terminal, nothing elsewhere", async () => {
+    const app = nextApp("bar");
+    children.push(await startWorker(redis, app, ["--concurrency", "4"]));
+    await using pool = makePool(redis, app);
+    const writes: string[] = [];
+    const tty = { isTTY: true, columns: 120, write: (chunk: string) => void writes.push(chunk) };
+    const futures = [
+      ...pool.map("later", Array.from({ length: 12 }, (_, i) => [20 * (i % 4), i])),
+      pool.submit("fail", ["KeyError", "x"]),
+    ];
+    await pool.progress(futures, { label: "work", stream: tty });
+    const last = writes.filter((w) => w.includes("work")).at(-1)!;
+    assert.match(last, /13\/13/);
+    assert.match(last, /1 failed/);
+    assert.match(last, /0 running/);
+    const silent: string[] = [];
+    await pool.progress(pool.map("sum", [[1, 1]]), {
+      stream: { isTTY: false, write: (c: string) => void silent.push(c) },
+    });
+    assert.deepEqual(silent, []);
+  });
+
   it("timings: { wait, run } of finished tasks", async () => {
     const app = nextApp("timings");
     children.push(await startWorker(redis, app, ["--concurrency", "1", "--executors", "1"]));
