@@ -8,7 +8,14 @@
  * @module
  */
 
-import type { DoneMessage, EventMessage, ExecutorInit, RunMessage } from "./_executor_thread.ts";
+import type { ExecutorInit } from "./_executor_thread.ts";
+import {
+  type DoneMessage,
+  type EventMessage,
+  packRun,
+  type RunMessage,
+  SEP,
+} from "./_executor_codec.ts";
 import { startThread, type ThreadHandle } from "./_runtime.ts";
 
 export type { DoneMessage, EventMessage, RunMessage };
@@ -101,7 +108,7 @@ export class ExecutorPool {
       batch.push(task);
     }
     for (const [executor, batch] of batches) {
-      if (executor.ready) executor.thread!.post({ t: "run", tasks: batch });
+      if (executor.ready) executor.thread!.post({ t: "run", p: packRun(batch) });
       else executor.backlog.push(...batch);
     }
   }
@@ -180,6 +187,7 @@ export class ExecutorPool {
       thread.onMessage((message) => {
         const m = message as {
           t: string;
+          s?: string;
           r?: (DoneMessage | EventMessage)[];
           names?: string[];
           error?: string;
@@ -188,7 +196,12 @@ export class ExecutorPool {
         if (m.t === "done") {
           // Usually one sink (listener); the batch is split when several share the pool.
           const bySink = new Map<ExecutorSink, (DoneMessage | EventMessage)[]>();
-          for (const r of m.r!) {
+          const all: (DoneMessage | EventMessage)[] = m.r!;
+          if (m.s) {
+            const f = m.s.split(SEP);
+            for (let i = 0; i + 2 <= f.length; i += 2) all.push([Number(f[i]), 1, f[i + 1]]);
+          }
+          for (const r of all) {
             const sink = this.#sinks.get(r[0]);
             if (r[1] !== 2) {
               executor.running.delete(r[0]);
@@ -206,7 +219,7 @@ export class ExecutorPool {
           executor.ready = true;
           const backlog = executor.backlog;
           executor.backlog = [];
-          if (backlog.length > 0) thread.post({ t: "run", tasks: backlog });
+          if (backlog.length > 0) thread.post({ t: "run", p: packRun(backlog) });
           resolve();
         } else if (m.t === "log") {
           this.#options.log(`executor ${executor.index}: ${m.line}`);

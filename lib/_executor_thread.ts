@@ -3,13 +3,17 @@
  * never stalls the worker's heartbeats, reads and signal handling, and a task that will not stop
  * can be ended by terminating the thread.
  *
- * Messages (all batched: one message per event-loop turn at most, each direction):
- * - in: `{ t: "run", tasks: [[seq, fn, args, taskId, operationId, attempt, queue, deps], ...] }`
+ * Messages (all batched: one message per event-loop turn at most, each direction; batches of
+ * tasks and of values travel as one string, fields separated by NUL — structured cloning of
+ * nested arrays costs far more — which no field can contain: ids and names are validated, JSON
+ * text escapes control characters):
+ * - in: `{ t: "run", p: packed [seq, fn, args, taskId, operationId, attempt, queue, deps]... }`
  * - in: `{ t: "abort", seq, name, message }` — aborts the task's `currentTask().signal`
  * - out: `{ t: "ready", names }` once the task modules are loaded, or `{ t: "error", error }`
- * - out: `{ t: "done", r: [...] }`, in order: `[seq, 1, encodedValue]` completed,
- *   `[seq, 0, name, message, stack]` failed, `[seq, 2, "p" | "y", index, encoded]` a progress
- *   value or a value yielded by a generator task (before its outcome)
+ * - out: `{ t: "done", s: packed [seq, encodedValue]..., r: [...] }`: `s` the tasks that completed,
+ *   `r` in order: `[seq, 0, name, message, stack]` failed, `[seq, 2, "p" | "y", index, encoded]` a
+ *   progress value or a value yielded by a generator task (an event of a task comes before its
+ *   outcome: `r` is handled before `s`)
  * - out: `{ t: "log", line }` for errors no task could catch
  *
  * @module
@@ -31,27 +35,15 @@ import { onUncaught, threadPort } from "./_runtime.ts";
 import { connect, type ConnectionOptions, type RedisConnection } from "./_redis.ts";
 import { KeyValueStore } from "./kv.ts";
 import { loadTasks, type TaskRegistry } from "./_tasks.ts";
+import {
+  type DoneMessage,
+  type EventMessage,
+  type RunMessage,
+  SEP,
+  unpackRun,
+} from "./_executor_codec.ts";
 
-/** What the worker sends to start one task. */
-export type RunMessage = [
-  seq: number,
-  fn: string,
-  args: string,
-  taskId: string,
-  operationId: string,
-  attempt: number,
-  queue: string,
-  /** The entry's `deps` field: the parents' outcomes (JSON), or "". */
-  deps: string,
-];
-
-/** A task's outcome: its encoded value, or the error it failed with. */
-export type DoneMessage =
-  | [seq: number, ok: 1, value: string]
-  | [seq: number, ok: 0, name: string, message: string, stack: string];
-
-/** Something a running task published: a progress value ("p") or a yielded value ("y"). */
-export type EventMessage = [seq: number, kind: 2, event: "p" | "y", index: number, value: string];
+export type { DoneMessage, EventMessage, RunMessage };
 
 /** The settings an executor thread starts with. */
 export interface ExecutorInit {
@@ -93,23 +85,84 @@ let kvConnection: Promise<RedisConnection> | undefined;
 const kv = new KeyValueStore({
   sendCommand: async (args) => {
     kvConnection ??= connect(init.url, "streamfutures-task-kv");
-    return await (await kvConnection).sendCommand(args);
+    let connection: RedisConnection;
+    try {
+      connection = await kvConnection;
+    } catch (error) {
+      kvConnection = undefined; // the next use tries again
+      throw error;
+    }
+    return await connection.sendCommand(args);
   },
 }, init.app);
 
-const controllers = new Map<number, AbortController>();
+/**
+ * What a task sees as `currentTask()`. Its abort controller and its `progress` function are made
+ * on first use: most tasks never touch them, and a run costs less without them.
+ */
+class Context {
+  readonly taskId: string;
+  readonly operationId: string;
+  readonly attempt: number;
+  readonly queue: string;
+  readonly kv: KeyValueStore = kv;
+  /** Set when the task ended: later progress values are dropped. */
+  finished = false;
+  readonly #seq: number;
+  #controller: AbortController | undefined;
+  #aborted: { reason: unknown } | undefined;
+  #progress: ((value: unknown) => void) | undefined;
+
+  constructor(seq: number, taskId: string, operationId: string, attempt: number, queue: string) {
+    this.#seq = seq;
+    this.taskId = taskId;
+    this.operationId = operationId;
+    this.attempt = attempt;
+    this.queue = queue;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#aborted.reason);
+    }
+    return this.#controller.signal;
+  }
+
+  get progress(): (value: unknown) => void {
+    let index = 0;
+    return this.#progress ??= (value) => {
+      if (this.finished) return;
+      const encoded = encode(value, "progress");
+      checkPayloadSize(encoded, init.maxPayloadBytes, "the progress value");
+      done([this.#seq, 2, "p", index++, encoded]);
+    };
+  }
+
+  abort(reason: unknown): void {
+    if (this.#controller) this.#controller.abort(reason);
+    else this.#aborted ??= { reason };
+  }
+}
+
+const contexts = new Map<number, Context>();
 let outbox: (DoneMessage | EventMessage)[] = [];
+/** Completed tasks, packed: `seq SEP value SEP ...`. */
+let completed = "";
 // Sent once the current burst of completions (all microtasks) is over, so that a batch of tasks
 // finishing together goes back in one message, without a timer's delay (setImmediate).
 let flushing = false;
 function flush(): void {
   flushing = false;
   const r = outbox;
+  const s = completed;
   outbox = [];
-  port.post({ t: "done", r });
+  completed = "";
+  port.post({ t: "done", s, r });
 }
 function done(message: DoneMessage | EventMessage): void {
-  outbox.push(message);
+  if (message[1] === 1) completed += `${message[0]}${SEP}${message[2]}${SEP}`;
+  else outbox.push(message);
   if (!flushing) {
     flushing = true;
     setImmediate(flush);
@@ -118,8 +171,8 @@ function done(message: DoneMessage | EventMessage): void {
 
 async function run(message: RunMessage): Promise<void> {
   const [seq, name, argsText, taskId, operationId, attempt, queue, deps] = message;
-  const controller = new AbortController();
-  controllers.set(seq, controller);
+  const context = new Context(seq, taskId, operationId, attempt, queue);
+  contexts.set(seq, context);
   try {
     const fn = tasks.byName.get(name);
     if (!fn) {
@@ -139,23 +192,6 @@ async function run(message: RunMessage): Promise<void> {
     if (!Array.isArray(args)) {
       throw new ProtocolError(`the arguments of task ${taskId} are not an array`);
     }
-    let finished = false;
-    let progressed = 0;
-    const progress = (value: unknown) => {
-      if (finished) return;
-      const encoded = encode(value, "progress");
-      checkPayloadSize(encoded, init.maxPayloadBytes, "the progress value");
-      done([seq, 2, "p", progressed++, encoded]);
-    };
-    const context = {
-      taskId,
-      operationId,
-      attempt,
-      queue,
-      signal: controller.signal,
-      progress,
-      kv,
-    };
     const value = await runInTask(context, async () => {
       const result = fn(...args);
       if (!isGenerator(result)) return await result;
@@ -170,7 +206,7 @@ async function run(message: RunMessage): Promise<void> {
         done([seq, 2, "y", index++, encoded]);
       }
     });
-    finished = true;
+    context.finished = true;
     const encoded = encode(value, "result");
     checkPayloadSize(encoded, init.maxPayloadBytes, "the result");
     done([seq, 1, encoded]);
@@ -178,7 +214,8 @@ async function run(message: RunMessage): Promise<void> {
     const info = describeThrown(thrown);
     done([seq, 0, info.name, info.message, info.stack ?? ""]);
   } finally {
-    controllers.delete(seq);
+    context.finished = true;
+    contexts.delete(seq);
   }
 }
 
@@ -210,13 +247,12 @@ function parentValues(deps: string): (ref: { op: string; id: string }) => unknow
 }
 
 port.onMessage((message) => {
-  const m = message as { t: string; tasks?: RunMessage[]; seq?: number; name?: string };
+  const m = message as { t: string; p?: string; seq?: number; name?: string };
   if (m.t === "run") {
-    for (const task of m.tasks!) void run(task);
+    for (const task of unpackRun(m.p!)) void run(task);
   } else if (m.t === "abort") {
-    const controller = controllers.get(m.seq!);
     const Reason = REASONS[m.name!] ?? Error;
-    controller?.abort(new Reason((message as { message: string }).message));
+    contexts.get(m.seq!)?.abort(new Reason((message as { message: string }).message));
   }
 });
 port.post({ t: "ready", names: [...tasks.byName.keys()] });

@@ -7,6 +7,8 @@
 
 import type { StreamFuture } from "./future.ts";
 
+const NONE: readonly StreamFuture<unknown>[] = Object.freeze([]);
+
 /** Futures by task id. */
 export class FutureIndex {
   #byId = new Map<string, StreamFuture<unknown> | StreamFuture<unknown>[]>();
@@ -44,7 +46,12 @@ export class FutureIndex {
   /** The futures of a task id (none: an empty list). */
   get(id: string): readonly StreamFuture<unknown>[] {
     const current = this.#byId.get(id);
-    return current === undefined ? [] : Array.isArray(current) ? current : [current];
+    return current === undefined ? NONE : Array.isArray(current) ? current : [current];
+  }
+
+  /** The future of a task id when there is exactly one (the common case: no list is made). */
+  only(id: string): StreamFuture<unknown> | readonly StreamFuture<unknown>[] | undefined {
+    return this.#byId.get(id);
   }
 
   /** True when some future stands for the task. */

@@ -123,19 +123,19 @@ export class Keys {
       : `${this.app}:recovering:${queue}:p${priority}`;
   }
 
-  /** `<app>:recovering:watch` — string: where recovery's clean-up of {@link watch} goes on. */
+  /** `<app>:watch-cursor` — string: where recovery's clean-up of {@link watch} goes on. */
   watchCursor(): string {
-    return `${this.app}:recovering:watch`;
+    return `${this.app}:watch-cursor`;
   }
 
   /**
    * The reply stream of the client that submitted an operation: `<app>:replies:<clientId>` for
    * `<clientId>-<n>`; cron tasks (`cron-...`) have {@link cronReplies}.
    */
-  replyOf(op: string): string {
-    return op.startsWith("cron-")
-      ? this.cronReplies()
-      : this.replies(op.slice(0, Math.max(0, op.lastIndexOf("-"))));
+  replyOf(op: string): string | undefined {
+    if (op.startsWith("cron-")) return this.cronReplies();
+    const dash = op.lastIndexOf("-");
+    return dash > 0 ? this.replies(op.slice(0, dash)) : undefined;
   }
 
   /** `<app>:replies:cron` — the reply stream of cron tasks, which nobody creates or reads. */
@@ -176,9 +176,21 @@ local function k_watch() return APP .. ':watch' end
 local function k_deps(op, tid) return APP .. ':deps:' .. op .. ':' .. tid end
 local function k_dedupe(h) return APP .. ':dedupe:' .. h end
 local function k_schedules() return APP .. ':schedules' end
-local function k_watch_cursor() return APP .. ':recovering:watch' end
+local function k_watch_cursor() return APP .. ':watch-cursor' end
 local function k_cron_replies() return APP .. ':replies:cron' end
 local function k_schedule_due() return APP .. ':schedule-due' end
+-- An entry's operation and reply stream: its 'op' and 'reply' fields, or (when they are left
+-- out, as this library's clients do) derived from the task id: the operation is the id up to
+-- its first '.', the reply stream that of the client the operation id starts with.
+local function op_of_task(tid)
+  return string.match(tid, '^[^.]+')
+end
+local function reply_of_op(op)
+  if string.sub(op, 1, 5) == 'cron-' then return k_cron_replies() end
+  local client = string.match(op, '^(.+)%-[^-]*$')
+  if not client then return nil end
+  return APP .. ':replies:' .. client
+end
 local function k_stream(q, priority)
   if priority == nil or priority == '' or priority == '0' then return k_queue(q) end
   return k_queue(q) .. ':p' .. priority

@@ -11,6 +11,7 @@ import {
   DependencyError,
   ProtocolError,
   RemoteTaskError,
+  TaskNotFoundError,
   TaskTimeoutError,
   WorkerLostError,
 } from "./errors.ts";
@@ -40,6 +41,8 @@ function errorFromInfo(info: ErrorInfo): Error {
       return new TaskTimeoutError(message, { attempts });
     case "CancelledError":
       return new CancelledError(message);
+    case "TaskNotFoundError":
+      return new TaskNotFoundError(message);
     case "DependencyError": {
       // From a notice ({parent: {id, status, error}}), or parsed back from the results line
       // "parent task <id> failed: <line>" / "parent task <id> was cancelled: <line>".

@@ -260,9 +260,18 @@ export async function subscribe(
   };
 }
 
-/** True for errors of the connection (lost, timed out, closed), false for Redis' error replies. */
+/** Error replies of a Redis that is not ready yet but soon will be (loading its data, ...). */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|MASTERDOWN|CLUSTERDOWN)\b/;
+
+/**
+ * True for errors worth retrying: of the connection (lost, timed out, closed), or a transient
+ * error reply such as `LOADING` (Redis restarted and is reading its data back). False for other
+ * error replies.
+ */
 export function isConnectionError(error: unknown): boolean {
-  return error instanceof Error && !(redisModule && error instanceof redisModule.ErrorReply);
+  if (!(error instanceof Error)) return false;
+  if (!(redisModule && error instanceof redisModule.ErrorReply)) return true;
+  return TRANSIENT_REPLY.test(error.message);
 }
 
 /**

@@ -62,8 +62,8 @@ export interface FutureControl {
   rebind(id: string, operationId: string): void;
   /** The task published a progress value ("p") or yielded a value ("y"), already decoded. */
   event(kind: "p" | "y", attempt: number, index: number, value: unknown): void;
-  /** The task's timings, from its final notice. */
-  timings(timings: TaskTimings): void;
+  /** The task's timings, from its final notice: `"<wait ms>,<run ms>,<started at ms>"`. */
+  timings(timings: string): void;
   /** Called on every state change (progress bars). */
   observe(observer: (future: StreamFuture<unknown>) => void): void;
 }
@@ -100,7 +100,8 @@ export class StreamFuture<T> implements PromiseLike<T> {
   #hooks: FutureHooks;
   #released = false;
   #attempt = 1;
-  #timings: TaskTimings | undefined;
+  /** Read from the final notice when asked for (`"<wait>,<run>,<startedAt>"`). */
+  #timings: string | TaskTimings | undefined;
   #progress: Channel<unknown> | undefined;
   #yields: Channel<unknown> | undefined;
   /** The last progress event delivered: [attempt, index]. */
@@ -147,7 +148,7 @@ export class StreamFuture<T> implements PromiseLike<T> {
           (future.#progress ??= new Channel()).push(value);
         }
       },
-      timings: (timings) => (future.#timings = timings),
+      timings: (raw) => (future.#timings = raw),
       observe: (observer) => (future.#observers ??= []).push(observer),
     });
   }
@@ -189,6 +190,10 @@ export class StreamFuture<T> implements PromiseLike<T> {
    * before it started, failed in Redis).
    */
   get timings(): TaskTimings | undefined {
+    if (typeof this.#timings === "string") {
+      const [wait, run, started] = this.#timings.split(",").map(Number);
+      this.#timings = { wait, run, startedAt: new Date(started) };
+    }
     return this.#timings;
   }
 

@@ -255,8 +255,8 @@ export class KeyValueStore {
   /**
    * Adds `by` to a number, atomically, and returns the result. A missing key counts as 0. Integers
    * use Redis `INCRBY`; a fractional increment or value uses `INCRBYFLOAT` (extended-precision
-   * arithmetic, rounded to 17 significant digits, so `0.1 + 0.2` gives `0.3`). The key's time to
-   * live is kept.
+   * arithmetic printed with 17 digits after the decimal point, so `0.1 + 0.2` gives `0.3` and
+   * magnitudes below about 1e-17 become 0). The key's time to live is kept.
    *
    * @param key The key.
    * @param by The increment (default 1; may be negative or fractional).

@@ -17,6 +17,7 @@ import {
   WorkerInterrupted,
 } from "./errors.ts";
 import { type DoneMessage, type EventMessage, ExecutorPool, type RunMessage } from "./_executor.ts";
+import { SEP } from "./_executor_codec.ts";
 import { GROUP, Keys, PROTOCOL_VERSION } from "./_keys.ts";
 import { FINISH } from "./_lua/finish.ts";
 import { HEARTBEAT } from "./_lua/heartbeat.ts";
@@ -100,6 +101,12 @@ export interface ListenerOptions {
   password?: string;
 }
 
+/**
+ * A task still running this long after it started gets a `started` notice to its client (which
+ * then shows it running and can check its heartbeat); one that finished before costs no notice.
+ */
+const STARTED_NOTICE_DELAY = 25;
+
 /** A cron tick handled this late or less runs; a later one counts as missed (see catchUp). */
 const CRON_GRACE = 5_000;
 
@@ -148,8 +155,6 @@ interface Task {
   /** Queue wait and run time (ms), once it ended. */
   waitMs: number;
   runMs: number;
-  readonly finished: Promise<void>;
-  readonly resolveFinished: () => void;
 }
 
 /** One outcome for FINISH: entry id, op, task id, reply, action, a, b, timings. */
@@ -157,11 +162,21 @@ type FinishRecord = [string, string, string, string, string, string, string, str
 
 const ID = /^[A-Za-z0-9_.\-]+$/;
 
-/** Compares two stream entry ids (`<ms>-<seq>`). */
+/** Compares two stream entry ids (`<ms>-<seq>`) without allocating. */
 function compareIds(a: string, b: string): number {
-  const [am, as] = a.split("-");
-  const [bm, bs] = b.split("-");
-  return Number(am) - Number(bm) || Number(as) - Number(bs);
+  if (a === b) return 0;
+  const ad = a.indexOf("-");
+  const bd = b.indexOf("-");
+  // Same digit counts compare as strings; otherwise the longer number is larger.
+  if (ad !== bd) return ad - bd;
+  const ms = a < b ? -1 : 1;
+  for (let i = 0; i < ad; i++) {
+    if (a.charCodeAt(i) !== b.charCodeAt(i)) return ms;
+  }
+  const as = a.length - ad;
+  const bs = b.length - bd;
+  if (as !== bs) return as - bs;
+  return ms;
 }
 
 function idRange(ids: readonly string[]): [string, string] {
@@ -236,6 +251,12 @@ export class Listener {
   #beating = false;
   #beats = 0;
   #slotFree: (() => void) | undefined;
+  /** Called when the last task in hand is released (a graceful stop waits for it). */
+  #drained: (() => void) | undefined;
+  /** Started tasks in start order, waiting for their `started` notice (see below). */
+  #noticeQueue: Task[] = [];
+  #noticeHead = 0;
+  #noticeTimer: ReturnType<typeof setTimeout> | undefined;
   #stopped: Promise<void> | undefined;
   #rotation = 0;
   #completed = 0;
@@ -396,7 +417,7 @@ export class Listener {
     if (this.#tasks.size > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
-        Promise.all([...this.#tasks.values()].map((t) => t.finished)),
+        new Promise<void>((resolve) => (this.#drained = resolve)),
         new Promise<void>((resolve) => (timer = setTimeout(resolve, grace))),
       ]);
       clearTimeout(timer);
@@ -415,6 +436,7 @@ export class Listener {
     await Promise.all(this.#finishing);
     clearInterval(this.#timer);
     clearInterval(this.#statsTimer);
+    clearTimeout(this.#noticeTimer);
     if (this.#stats.windowTasks > 0) {
       this.#logger.info("summary", formatSummary(this.#stats.take()));
     }
@@ -848,8 +870,9 @@ export class Listener {
   #accept(entry: StreamEntry): Task | undefined {
     const { fields } = entry;
     const taskId = fields.id;
-    const op = fields.op;
-    const reply = fields.reply;
+    // Left out by this library's clients: they follow from the task id.
+    const op = fields.op ?? (taskId ? taskId.split(".")[0] : undefined);
+    const reply = fields.reply ?? (op ? this.#keys.replyOf(op) : undefined);
     if (
       !taskId || !ID.test(taskId) || !op || !ID.test(op) || !reply ||
       !reply.startsWith(`${this.#keys.app}:replies:`)
@@ -868,8 +891,6 @@ export class Listener {
       return value !== undefined && Number.isFinite(n) && n >= 0 ? n : undefined;
     };
     const timeout = nonNegative(fields.timeout) || this.#taskTimeout;
-    let resolveFinished!: () => void;
-    const finished = new Promise<void>((resolve) => (resolveFinished = resolve));
     const task: Task = {
       seq: this.#executors!.seq(),
       entryId: entry.id,
@@ -891,8 +912,6 @@ export class Listener {
       runStart: 0,
       waitMs: 0,
       runMs: 0,
-      finished,
-      resolveFinished,
     };
     this.#tasks.set(task.seq, task);
     this.#byTaskId.set(taskId, task);
@@ -903,7 +922,7 @@ export class Listener {
     const cmd = this.#cmd!;
     const [min, max] = idRange(tasks.map((t) => t.entryId));
     const args = [this.#keys.app, GROUP, this.id, min, max];
-    for (const t of tasks) args.push(t.entryId, t.op, t.taskId, t.reply, String(t.attempt));
+    for (const t of tasks) args.push(t.entryId, t.op, t.taskId);
     let verdicts: unknown[];
     let startedAt: number;
     try {
@@ -939,6 +958,16 @@ export class Listener {
         rejected.push([task, this.#failure(task, error, false)]);
         return;
       }
+      const { fn = "", args = "", deps = "" } = task.fields;
+      if (fn.includes(SEP) || args.includes(SEP) || deps.includes(SEP)) {
+        // Entries reach executors NUL-separated; no valid encoding contains a raw NUL.
+        const error = {
+          name: "ProtocolError",
+          message: `the entry of task ${task.taskId} contains a NUL character`,
+        };
+        rejected.push([task, this.#failure(task, error, false)]);
+        return;
+      }
       if (task.timeout !== undefined) {
         task.deadline = now + task.timeout;
         this.#timed.add(task);
@@ -955,13 +984,52 @@ export class Listener {
       ]);
     });
     if (rejected.length > 0) this.#finish(rejected);
-    if (run.length > 0) this.#executors!.run(run, this.#sink);
+    if (run.length > 0) {
+      this.#executors!.run(run, this.#sink);
+      for (const task of tasks) if (task.state === "running") this.#noticeQueue.push(task);
+      this.#noticeTimer ??= setTimeout(() => this.#sendStartedNotices(), STARTED_NOTICE_DELAY);
+    }
     for (const task of tasks) {
       if (task.state === "running" && task.cancelSeen && !task.stop) {
         this.#stopTask(task, "cancel", "the task was cancelled");
       }
     }
     if (this.#timed.size > 0) this.#scheduleSweep();
+  }
+
+  /**
+   * Tells clients which of their tasks have been running for {@link STARTED_NOTICE_DELAY} ms (a
+   * `started` notice: the entry id and attempt, for their lost-task checks), one XADD per client.
+   */
+  #sendStartedNotices(): void {
+    this.#noticeTimer = undefined;
+    const queue = this.#noticeQueue;
+    const due = performance.now() - STARTED_NOTICE_DELAY;
+    const byReply = new Map<string, string[]>();
+    let head = this.#noticeHead;
+    for (; head < queue.length; head++) {
+      const task = queue[head];
+      if (task.runStart > due) break;
+      if (task.state !== "running" || task.stop) continue;
+      let fields = byReply.get(task.reply);
+      if (!fields) byReply.set(task.reply, fields = []);
+      fields.push("t", task.taskId, "s", "1", "e", task.entryId, "a", String(task.attempt));
+    }
+    if (head === queue.length) {
+      this.#noticeQueue = [];
+      this.#noticeHead = 0;
+    } else {
+      this.#noticeHead = head;
+      if (head > 1024 && head * 2 > queue.length) {
+        this.#noticeQueue = queue.slice(head);
+        this.#noticeHead = 0;
+      }
+      const wait = this.#noticeQueue[this.#noticeHead].runStart - due;
+      this.#noticeTimer = setTimeout(() => this.#sendStartedNotices(), Math.max(1, wait));
+    }
+    for (const [reply, fields] of byReply) {
+      void this.#cmd!.sendCommand(["XADD", reply, "NOMKSTREAM", "*", ...fields]).catch(() => {});
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1185,7 +1253,7 @@ export class Listener {
     this.#tasks.delete(task.seq);
     this.#timed.delete(task);
     if (this.#byTaskId.get(task.taskId) === task) this.#byTaskId.delete(task.taskId);
-    task.resolveFinished();
+    if (this.#tasks.size === 0) this.#drained?.();
     this.#slotFree?.();
   }
 }

@@ -275,6 +275,17 @@ export interface ProgressOptions {
   stream?: ProgressStream;
 }
 
+/** The fields of a reply notice (see docs/protocol.md, "Reply stream entries"). */
+interface Notice {
+  t: string;
+  s?: string;
+  p?: string;
+  m?: string;
+  a?: string;
+  i?: string;
+  e?: string;
+}
+
 /** What a pool remembers of one of its operations. */
 interface OperationInfo {
   queue: string;
@@ -286,6 +297,8 @@ interface OperationInfo {
   settledAt: number;
   /** Keys kept alive with the operation's: the records of its tasks that wait for parents. */
   extraKeys: string[];
+  /** Still adding tasks (an imap in progress): kept, and refreshed, even with none open. */
+  pinned?: boolean;
 }
 
 /** Where a started task is, for the lost-task check. */
@@ -636,6 +649,8 @@ export class StreamFuturePool implements AsyncDisposable {
     label: string | undefined,
   ): AsyncGenerator<unknown, void, undefined> {
     const op = template.op;
+    const info = this.#ops.get(op)!;
+    info.pinned = true;
     const inFlight = new Map<number, StreamFuture<unknown>>();
     const completed: StreamFuture<unknown>[] = [];
     let wake: (() => void) | undefined;
@@ -711,6 +726,7 @@ export class StreamFuturePool implements AsyncDisposable {
         yield await next;
       }
     } finally {
+      info.pinned = false;
       signal?.removeEventListener("abort", onAbort);
       bar?.update({ ...counts, total: exhausted ? index : undefined });
       bar?.stop();
@@ -1098,12 +1114,7 @@ export class StreamFuturePool implements AsyncDisposable {
     const future = new StreamFuture<unknown>(id, op, this.#hooks);
     this.#futures.add(future);
     this.#unsent.add(id);
-    const info = this.#ops.get(op)!;
-    info.open++;
-    future.addDoneCallback(() => {
-      const current = this.#ops.get(op);
-      if (current && --current.open === 0) current.settledAt = Date.now();
-    });
+    this.#ops.get(op)!.open++;
     return future;
   }
 
@@ -1320,15 +1331,21 @@ export class StreamFuturePool implements AsyncDisposable {
 
   /** Applies a state change to the live futures of a task and forgets those that are done. */
   #settle(id: string, change: (control: ReturnType<typeof futureControl>) => void): void {
-    for (const future of this.#futures.get(id)) this.#settleOne(future, change);
+    const found = this.#futures.only(id);
+    if (found === undefined) return;
+    if (!Array.isArray(found)) return this.#settleOne(found as StreamFuture<unknown>, change);
+    for (const future of [...found]) this.#settleOne(future, change);
   }
 
   #settleOne(
     future: StreamFuture<unknown>,
     change: (control: ReturnType<typeof futureControl>) => void,
   ): void {
+    if (future.done()) return;
     change(futureControl(future));
     if (future.done()) {
+      const info = this.#ops.get(future.operationId);
+      if (info && --info.open === 0) info.settledAt = Date.now();
       this.#futures.remove(future);
       if (!this.#futures.has(future.id)) {
         this.#attached.delete(`${future.operationId}/${future.id}`);
@@ -1358,7 +1375,7 @@ export class StreamFuturePool implements AsyncDisposable {
               this.#keys.status(op),
               this.#keys.results(op),
               this.#replyKey,
-              this.#keys.replyOf(op),
+              this.#keys.replyOf(op) ?? this.#replyKey,
             ],
             [
               this.app,
@@ -1485,7 +1502,7 @@ export class StreamFuturePool implements AsyncDisposable {
     const keys = [this.#replyKey];
     const now = Date.now();
     for (const [op, info] of this.#ops) {
-      if (info.open > 0 || this.#keep) {
+      if (info.open > 0 || info.pinned || this.#keep) {
         keys.push(this.#keys.status(op), this.#keys.heartbeat(op), this.#keys.results(op));
         keys.push(...info.extraKeys);
       } else if (now - info.settledAt > this.#orphanTtl) {
@@ -1548,32 +1565,42 @@ export class StreamFuturePool implements AsyncDisposable {
       if (entries.length === 0) continue;
       for (const entry of entries) this.#onReply(entry.flat);
       this.#lastReplyId = entries[entries.length - 1].id;
-      void this.#cmd!.sendCommand(["XDEL", this.#replyKey, ...entries.map((e) => e.id)]).catch(
-        () => {},
-      );
+      // Entries before the last one read are done with: trim them (whole stream nodes at a time,
+      // far cheaper for Redis than deleting entry by entry).
+      void this.#cmd!.sendCommand(["XTRIM", this.#replyKey, "MINID", "~", this.#lastReplyId])
+        .catch(() => {});
     }
   }
 
   /** Applies the notices of one reply entry (each starts with its `t` field). */
   #onReply(flat: string[]): void {
-    let notice: Record<string, string> | undefined;
+    // One notice object, refilled for each notice (a reply entry may hold thousands).
+    const notice: Notice = { t: "" };
+    let open = false;
     for (let i = 0; i + 1 < flat.length; i += 2) {
-      if (flat[i] === "t") {
-        if (notice) this.#onNotice(notice);
-        notice = { t: flat[i + 1] };
-      } else if (notice) {
-        notice[flat[i]] = flat[i + 1];
+      const name = flat[i];
+      if (name === "t") {
+        if (open) this.#onNotice(notice);
+        open = true;
+        notice.t = flat[i + 1];
+        notice.s =
+          notice.p =
+          notice.m =
+          notice.a =
+          notice.i =
+          notice.e =
+            undefined;
+      } else if (open) {
+        (notice as unknown as Record<string, string>)[name] = flat[i + 1];
       }
     }
-    if (notice) this.#onNotice(notice);
+    if (open) this.#onNotice(notice);
   }
 
-  #onNotice(fields: Record<string, string>): void {
+  #onNotice(fields: Notice): void {
     const id = fields.t;
     if (fields.m) {
-      const [wait, run, started] = fields.m.split(",").map(Number);
-      const timings = { wait, run, startedAt: new Date(started) };
-      for (const future of this.#futures.get(id)) futureControl(future).timings(timings);
+      for (const future of this.#futures.get(id)) futureControl(future).timings(fields.m);
     }
     switch (fields.s) {
       case "p":
@@ -1587,7 +1614,7 @@ export class StreamFuturePool implements AsyncDisposable {
           return; // a value this client cannot read is skipped
         }
         for (const future of futures) {
-          futureControl(future).event(fields.s, Number(fields.a), Number(fields.i), value);
+          futureControl(future).event(fields.s!, Number(fields.a), Number(fields.i), value);
         }
         return;
       }

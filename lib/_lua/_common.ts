@@ -30,6 +30,14 @@ local function get_field(flat, name)
   return nil
 end
 
+local function entry_op(flat)
+  return get_field(flat, 'op') or op_of_task(get_field(flat, 'id') or '')
+end
+
+local function entry_reply(flat)
+  return get_field(flat, 'reply') or reply_of_op(entry_op(flat) or '')
+end
+
 local function set_field(flat, name, value)
   for i = 1, #flat, 2 do
     if flat[i] == name then
@@ -58,6 +66,13 @@ end
 
 local function call_chunked(command, key, prefix, list)
   local step = 4000
+  if #list == 0 then return nil end
+  if #list <= step then
+    -- One call, no copy.
+    if #prefix == 0 then return redis.call(command, key, unpack(list)) end
+    if #prefix == 1 then return redis.call(command, key, prefix[1], unpack(list)) end
+    if #prefix == 2 then return redis.call(command, key, prefix[1], prefix[2], unpack(list)) end
+  end
   for i = 1, #list, step do
     local args = {}
     for _, v in ipairs(prefix) do args[#args + 1] = v end
@@ -67,13 +82,18 @@ local function call_chunked(command, key, prefix, list)
 end
 
 local HSETS, HSET_KEYS = {}, {}
-local function hset(key, field, value)
+-- The list of field, value pairs to write to hash 'key' (hot loops append to it directly).
+local function hset_list(key)
   local l = HSETS[key]
   if not l then
     l = {}
     HSETS[key] = l
     HSET_KEYS[#HSET_KEYS + 1] = key
   end
+  return l
+end
+local function hset(key, field, value)
+  local l = hset_list(key)
   l[#l + 1] = field
   l[#l + 1] = value
 end
@@ -90,13 +110,18 @@ local function ack(stream, id)
 end
 
 local NOTICES, NOTICE_KEYS = {}, {}
-local function notice(reply, ...)
+-- The list of notices (each a table of fields) to send to reply stream 'reply'.
+local function notice_list(reply)
   local l = NOTICES[reply]
   if not l then
     l = {}
     NOTICES[reply] = l
     NOTICE_KEYS[#NOTICE_KEYS + 1] = reply
   end
+  return l
+end
+local function notice(reply, ...)
+  local l = notice_list(reply)
   l[#l + 1] = {...}
 end
 
@@ -170,7 +195,7 @@ local function release_child(child, parent_ref, parent_tid, status, stored)
       parent = {id = parent_tid, status = status, error = stored}})
     hset(k_status(cop), ctid, '3')
     hset(k_results(cop), ctid, 'DependencyError: ' .. message)
-    notice(get_field(flat, 'reply'), 't', ctid, 's', '3', 'p', payload)
+    notice(entry_reply(flat), 't', ctid, 's', '3', 'p', payload)
     on_final(cop, ctid, '3', 'DependencyError: ' .. message, payload)
     return
   end

@@ -40,11 +40,14 @@ local n = (#ARGV - 6) / 8
 local owned = owned_set(stream, group, ARGV[3], ARGV[4], ARGV[5], 1000000)
 local results = {}
 local by_op, ops = {}, {}
+local acks = {}
+ACKS[stream] = acks
+ACK_KEYS[#ACK_KEYS + 1] = stream
 for i = 1, n do
   local b = 6 + (i - 1) * 8
   results[i] = 0
   if owned[ARGV[b + 1]] then
-    ack(stream, ARGV[b + 1])
+    acks[#acks + 1] = ARGV[b + 1]
     if ARGV[b + 5] ~= 'x' then
       local op = ARGV[b + 2]
       if not by_op[op] then
@@ -60,18 +63,29 @@ for _, op in ipairs(ops) do
   local idx = by_op[op]
   local tids = {}
   for j, i in ipairs(idx) do tids[j] = ARGV[6 + (i - 1) * 8 + 3] end
-  local st = redis.call('HMGET', k_status(op), unpack(tids))
+  local ks = k_status(op)
+  local st = redis.call('HMGET', ks, unpack(tids))
+  local ls, lr = hset_list(ks), hset_list(k_results(op))
+  local last_reply, nl = nil, nil
   for j, i in ipairs(idx) do
     local b = 6 + (i - 1) * 8
     local m = ARGV[b + 8]
     local id, tid, reply, action = ARGV[b + 1], tids[j], ARGV[b + 4], ARGV[b + 5]
     if st[j] == '1' then
       if action == 'c' then
-        hset(k_status(op), tid, '2')
-        hset(k_results(op), tid, ARGV[b + 6])
-        if m ~= '' then notice(reply, 't', tid, 's', '2', 'p', ARGV[b + 6], 'm', m)
-        else notice(reply, 't', tid, 's', '2', 'p', ARGV[b + 6]) end
-        on_final(op, tid, '2', ARGV[b + 6], ARGV[b + 6])
+        -- The hot path: appended straight to the batched writes.
+        local value = ARGV[b + 6]
+        ls[#ls + 1] = tid
+        ls[#ls + 1] = '2'
+        lr[#lr + 1] = tid
+        lr[#lr + 1] = value
+        if reply ~= last_reply then
+          last_reply = reply
+          nl = notice_list(reply)
+        end
+        if m ~= '' then nl[#nl + 1] = {'t', tid, 's', '2', 'p', value, 'm', m}
+        else nl[#nl + 1] = {'t', tid, 's', '2', 'p', value} end
+        on_final(op, tid, '2', value, value)
         results[i] = 1
       elseif action == 'e' or action == 'd' then
         hset(k_status(op), tid, '3')

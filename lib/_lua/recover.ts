@@ -12,9 +12,9 @@ import { LUA_COMMON } from "./_common.ts";
  * are acknowledged and deleted. A lock makes one worker per queue do this per period.
  *
  * On its first page it also cleans one page of the watch records (`<app>:watch`, resuming at the
- * cursor in `<app>:recovering:watch`): a record of a task whose status is gone (released,
- * expired) is removed, its dedupe key deleted, and the children waiting for it fail with
- * DependencyError (their parent can never finish).
+ * cursor in `<app>:watch-cursor`): a record of a task whose status is gone (released, expired)
+ * is removed, its attached clients are told (TaskNotFoundError), its dedupe key is deleted, and
+ * the children waiting for it fail with DependencyError (their parent can never finish).
  *
  * KEYS[1] task stream `<app>:queue:<queue>`
  * KEYS[2] lock `<app>:recovering:<queue>`
@@ -52,12 +52,16 @@ if ARGV[9] ~= '1' then
       local ok, info = pcall(cjson.decode, page[2][i + 1])
       redis.call('HDEL', k_watch(), ref)
       if ok and type(info) == 'table' then
+        local gone = 'no task ' .. wtid .. ' (released or expired)'
+        for _, r in ipairs(info.r or {}) do
+          notice(r, 't', wtid, 's', '3', 'p',
+            cjson.encode({name = 'TaskNotFoundError', message = gone, attempts = 0}))
+        end
         if info.d and redis.call('GET', k_dedupe(info.d)) == ref then
           redis.call('DEL', k_dedupe(info.d))
         end
         for _, child in ipairs(info.c or {}) do
-          release_child(child, ref, wtid, '3',
-            'TaskNotFoundError: no task ' .. wtid .. ' (released or expired)')
+          release_child(child, ref, wtid, '3', 'TaskNotFoundError: ' .. gone)
         end
       end
     end
@@ -70,7 +74,8 @@ for _, p in ipairs(pending) do
   local flat = entry_fields(stream, id)
   local op, tid, reply
   if flat then
-    op, tid, reply = get_field(flat, 'op'), get_field(flat, 'id'), get_field(flat, 'reply')
+    tid = get_field(flat, 'id')
+    if tid then op, reply = entry_op(flat), entry_reply(flat) end
   end
   if not (op and tid and reply) then
     ack(stream, id)
@@ -141,7 +146,7 @@ for i = 5, #ARGV, 4 do
       local pending = type(p) == 'table' and not p.err and #p == 1
       local message = ' for ' .. math.floor(age) .. ' ms (task ' .. tid .. ')'
       if flat and pending and get_field(flat, 'id') == tid then
-        lost(queue, stream, id, flat, op, tid, get_field(flat, 'reply'),
+        lost(queue, stream, id, flat, op, tid, entry_reply(flat),
           'no heartbeat from worker ' .. p[1][2] .. message)
       elseif not flat then
         fail(op, tid, ARGV[4], queue, {}, 'WorkerLostError',

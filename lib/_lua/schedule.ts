@@ -70,8 +70,7 @@ else
 end
 if ARGV[7] == '1' then
   local spec = cjson.decode(json)
-  local flat = {'v', '1', 'id', op, 'op', op, 'fn', spec.fn, 'args', spec.args,
-    'reply', k_cron_replies(), 'attempt', '1', 'schedule', name}
+  local flat = {'v', '1', 'id', op, 'fn', spec.fn, 'args', spec.args, 'schedule', name}
   for _, v in ipairs(spec.extra or {}) do flat[#flat + 1] = v end
   local priority = get_field(flat, 'pri')
   if priority and redis.call('SADD', k_priorities(spec.queue), priority) == 1 then

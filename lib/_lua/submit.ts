@@ -31,8 +31,10 @@ local function announce_priority()
     redis.call('PUBLISH', k_control(), 'p ' .. queue .. ' ' .. priority)
   end
 end
+-- A task entry. Its operation, reply stream and attempt (1) are left out: they follow from the
+-- task id (see op_of_task, reply_of_op).
 local function entry(id, fn, args)
-  local flat = {'v', '1', 'id', id, 'op', op, 'fn', fn, 'args', args, 'reply', reply, 'attempt', '1'}
+  local flat = {'v', '1', 'id', id, 'fn', fn, 'args', args}
   for _, v in ipairs(extra) do flat[#flat + 1] = v end
   return flat
 end
@@ -75,16 +77,31 @@ export const SUBMIT: Script = new Script(
 if ARGV[first] and redis.call('HEXISTS', KEYS[2], ARGV[first]) == 1 then return -2 end
 if not live() then return -1 end
 announce_priority()
+-- The hot path: one entry table reused for every task (only id, fn and args change), the
+-- stream key computed once.
 local status, results = {}, {}
 local n = 0
+local flat = entry('', '', '')
+local delayed = due and due > now_ms()
+local stream = k_stream(queue, priority)
 for i = first, #ARGV, 3 do
   local id = ARGV[i]
-  status[#status + 1] = id
-  status[#status + 1] = '0'
-  results[#results + 1] = id
-  results[#results + 1] = ''
-  enqueue(queue, entry(id, ARGV[i + 1], ARGV[i + 2]), due)
   n = n + 1
+  status[2 * n - 1] = id
+  status[2 * n] = '0'
+  results[2 * n - 1] = id
+  results[2 * n] = ''
+  flat[4] = id
+  flat[6] = ARGV[i + 1]
+  flat[8] = ARGV[i + 2]
+  if delayed then
+    redis.call('ZADD', k_delayed(queue), due, cjson.encode(flat))
+  else
+    redis.call('XADD', stream, '*', unpack(flat))
+  end
+end
+if delayed and n > 0 then
+  redis.call('PUBLISH', k_control(), 'w ' .. queue .. ' ' .. string.format('%d', due))
 end
 if n > 0 then
   call_chunked('HSET', KEYS[2], {}, status)

@@ -102,7 +102,7 @@ describe("fencing: a worker presumed dead cannot overwrite the attempt that repl
     await c.sendCommand(["XREADGROUP", "GROUP", GROUP, "A", "COUNT", "1", "STREAMS", stream, ">"]);
     // Worker B may not start A's entry.
     const start = async (consumer: string) => {
-      const args = [app, GROUP, consumer, entry, entry, entry, op, op, reply, "1"];
+      const args = [app, GROUP, consumer, entry, entry, entry, op, op];
       const reply_ = await START.run(c, [stream], args) as unknown[];
       return reply_.slice(1); // [Redis time, ...verdicts]
     };

@@ -133,11 +133,14 @@ describe("Redis faults", () => {
     assert.ok((await keys()).includes(`${app}:${operationId}:heartbeat`));
     assert.ok((await keys()).includes(`${app}:replies:${operationId.split("-")[0]}`));
     client.kill("SIGKILL");
-    // Only the long-lived keys of the queue remain (stream, registry, recovery lock).
+    // Only the long-lived keys remain (stream, registry, recovery lock and cursor).
     await waitFor(
       async () => {
-        const remaining = (await keys()).filter((k) => !/:(queue|listeners|recovering):/.test(k));
-        return remaining.length === 0;
+        const remaining = (await keys()).filter((k) =>
+          !/:(queue|listeners|recovering):|:watch-cursor$/.test(k)
+        );
+        if (remaining.length > 0) throw new Error(`still there: ${remaining.join(", ")}`);
+        return true;
       },
       "the dead client's keys to expire",
       10_000,
