@@ -23,12 +23,31 @@
  */
 
 export { StreamFuturePool } from "./lib/pool.ts";
-export type { PoolOptions, ShutdownOptions, SubmitOptions, TaskResult } from "./lib/pool.ts";
+export type {
+  ImapOptions,
+  MapOptions,
+  OperationResult,
+  PoolOptions,
+  ProgressOptions,
+  ShutdownOptions,
+  SubmitOptions,
+  TaskResult,
+} from "./lib/pool.ts";
+export type { KeyValueSetOptions, KeyValueStore, KeyValueStoreOptions } from "./lib/kv.ts";
+export type { ProgressStream } from "./lib/_progress_bar.ts";
+export type { ExecutorMode } from "./lib/_executor.ts";
+export type { LogFormat, LogLevel } from "./lib/_log.ts";
 export type { RetryOn } from "./lib/_options.ts";
 export type { OnParentError } from "./lib/_submit_options.ts";
 export type { ScheduleInfo, ScheduleOptions } from "./lib/schedule.ts";
 export { StreamFuture } from "./lib/future.ts";
-export type { DoneCallback, FutureHooks, FutureState, ResultOptions } from "./lib/future.ts";
+export type {
+  DoneCallback,
+  FutureHooks,
+  FutureState,
+  ResultOptions,
+  TaskTimings,
+} from "./lib/future.ts";
 export { asCompleted } from "./lib/as_completed.ts";
 export type { AsCompletedOptions } from "./lib/as_completed.ts";
 export { wait } from "./lib/wait.ts";

@@ -42,6 +42,8 @@ Options (durations: seconds, or a number with a unit: 500ms, 10s, 2m, 1h):
   --queue <name>            queue to serve (repeatable; default "default")
   --concurrency <n>         tasks run at once (default 8)
   --executors <n>           executor threads the tasks run on (default: CPUs, at most concurrency)
+  --executor-mode <mode>    thread or process (default: thread on Node, process on Deno, whose
+                            threads cannot be stopped in a synchronous loop)
   --task-timeout <time>     time limit of tasks submitted without a timeout (default: none)
   --task-grace <time>       how long a task whose signal was aborted (cancel, timeout) may run on
                             before its executor thread is terminated (default 2)
@@ -98,6 +100,7 @@ export function parseWorkerArgs(args: readonly string[]): WorkerArgs {
       queue: { type: "string", multiple: true },
       concurrency: { type: "string" },
       executors: { type: "string" },
+      "executor-mode": { type: "string" },
       "task-timeout": { type: "string" },
       "task-grace": { type: "string" },
       "max-payload-bytes": { type: "string" },
@@ -135,6 +138,7 @@ export function parseWorkerArgs(args: readonly string[]): WorkerArgs {
     queues: values.queue,
     concurrency: int("concurrency", values.concurrency),
     executors: int("executors", values.executors),
+    executorMode: values["executor-mode"] as ListenerOptions["executorMode"],
     taskTimeout: seconds("task-timeout", values["task-timeout"]),
     taskGrace: seconds("task-grace", values["task-grace"]),
     maxPayloadBytes: bytes(values["max-payload-bytes"]),

@@ -16,14 +16,43 @@ import {
   type RunMessage,
   SEP,
 } from "./_executor_codec.ts";
-import { startThread, type ThreadHandle } from "./_runtime.ts";
+import {
+  startProcessThread,
+  startThread,
+  type ThreadHandle,
+  threadsTerminate,
+} from "./_runtime.ts";
 
 export type { DoneMessage, EventMessage, RunMessage };
+
+/**
+ * How executors run: `"thread"` (a worker thread each) or `"process"` (a process each). Threads
+ * are lighter; a process is the only way to stop a synchronous infinite loop on Deno 2.9, whose
+ * `Worker.terminate()` cannot (denoland/deno#35657). Default: threads where they can be
+ * terminated (Node), processes elsewhere (Deno).
+ */
+export type ExecutorMode = "thread" | "process";
+
+/** The default {@link ExecutorMode} of this runtime. */
+export const DEFAULT_EXECUTOR_MODE: ExecutorMode = threadsTerminate ? "thread" : "process";
+
+/** Checks an `executorMode` option (or gives this runtime's default). */
+export function executorMode(value: unknown): ExecutorMode {
+  if (value === undefined) return DEFAULT_EXECUTOR_MODE;
+  if (value !== "thread" && value !== "process") {
+    throw new TypeError(
+      `executorMode must be "thread" or "process", got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
 
 /** Options of {@link ExecutorPool}. */
 export interface ExecutorPoolOptions extends ExecutorInit {
   /** How many executor threads to keep running. */
   size: number;
+  /** Threads or processes (default {@link DEFAULT_EXECUTOR_MODE}). */
+  mode?: ExecutorMode;
   /** Receives log lines. */
   log(line: string): void;
 }
@@ -165,7 +194,10 @@ export class ExecutorPool {
   }
 
   async #launch(executor: Executor): Promise<void> {
-    const thread = await startThread(
+    const start = (this.#options.mode ?? DEFAULT_EXECUTOR_MODE) === "process"
+      ? startProcessThread
+      : startThread;
+    const thread = await start(
       new URL("./_executor_thread.ts", import.meta.url),
       {
         modules: this.#options.modules,

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { ExecutorPool } from "./_executor.ts";
+import { executorMode, ExecutorPool } from "./_executor.ts";
 import { Listener, type ListenerOptions } from "./listener.ts";
 import { cpuCount, resolveModuleUrl } from "./_runtime.ts";
 import { checkTaskModules } from "./_tasks.ts";
@@ -40,6 +40,7 @@ export async function startLocalListeners(
   });
   const pool = new ExecutorPool({
     modules,
+    mode: executorMode(options.executorMode),
     url: checkConnectionOptions(options.url),
     app: keyName(options.app, "app", "streamfutures"),
     size: executors ?? Math.min(count * (options.concurrency ?? 8), await cpuCount()),

@@ -11,6 +11,7 @@ interface DenoLike {
   env: { get(name: string): string | undefined; toObject(): Record<string, string> };
   args: string[];
   pid: number;
+  ppid: number;
   exit(code?: number): never;
   execPath(): string;
   hostname(): string;
@@ -20,18 +21,21 @@ interface DenoLike {
     args: string[];
     cwd?: string;
     env?: Record<string, string>;
-    stdin: "null";
+    stdin: "null" | "piped";
     stdout: "piped";
-    stderr: "piped";
+    stderr: "piped" | "inherit";
   }) => {
     spawn(): {
       pid: number;
       kill(signal?: string): void;
+      stdin: WritableStream<Uint8Array>;
       stdout: ReadableStream<Uint8Array>;
       stderr: ReadableStream<Uint8Array>;
       status: Promise<{ code: number; signal: string | null }>;
     };
   };
+  stdout: { writable: WritableStream<Uint8Array> };
+  stdin: { readable: ReadableStream<Uint8Array> };
 }
 
 /** The subset of Node's `process` this library uses. */
@@ -269,6 +273,112 @@ interface WebWorker {
   onerror: ((e: { message?: string; preventDefault?: () => void }) => void) | null;
 }
 
+/** The environment variable that tells an executor it runs as a process of its own. */
+const PROCESS_THREAD = "STREAMFUTURES_EXECUTOR_PROCESS";
+
+/** Marks the protocol lines of a process thread (any other output is the task's own). */
+const MARK = "\u0001SF:";
+
+/**
+ * True when threads can be stopped by force here. Deno 2.9 cannot terminate a worker thread that
+ * runs a synchronous loop (`Worker.terminate()` waits for its event loop: denoland/deno#35657),
+ * so there a "thread" that must be stoppable is a process of its own ({@link startProcessThread}).
+ */
+export const threadsTerminate: boolean = !deno;
+
+/**
+ * In an executor process: a watchdog thread that kills this process (SIGKILL) once its parent is
+ * gone — also when the main thread is stuck in a synchronous loop, where nothing else could run.
+ * Without it, a worker killed with SIGKILL would leave its executors running.
+ */
+function watchParent(): void {
+  const code = `import process from "node:process";
+const parent = ${deno!.ppid};
+setInterval(() => {
+  try {
+    process.kill(parent, 0);
+  } catch {
+    process.kill(process.pid, "SIGKILL");
+  }
+}, 250);`;
+  const url = URL.createObjectURL(new Blob([code], { type: "application/javascript" }));
+  const WorkerCtor = (globalThis as unknown as { Worker: new (u: string, o: object) => unknown })
+    .Worker;
+  new WorkerCtor(url, { type: "module" });
+}
+
+let sharedStdout: WritableStreamDefaultWriter<Uint8Array> | undefined;
+/** One writer of this process's stdout, shared (a stream has one writer at a time). */
+function stdoutWriter(): WritableStreamDefaultWriter<Uint8Array> {
+  return sharedStdout ??= deno!.stdout.writable.getWriter();
+}
+
+/**
+ * Starts a module as a separate process that behaves like a thread of {@link startThread} (Deno
+ * only): messages travel as JSON lines on its stdin / stdout, marked so that what tasks print
+ * passes through to this process's stdout; `terminate()` kills it (SIGKILL), which ends even a
+ * synchronous infinite loop.
+ */
+export async function startProcessThread(url: URL, data: unknown): Promise<ThreadHandle> {
+  if (!deno) return await startThread(url, data);
+  const { fileURLToPath } = await import("node:url");
+  const child = new deno.Command(deno.execPath(), {
+    args: ["run", "-A", fileURLToPath(siblingUrl(url))],
+    env: { [PROCESS_THREAD]: "1" },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const encoder = new TextEncoder();
+  let onMessage: (m: unknown) => void = () => {};
+  let onError: (e: unknown) => void = () => {};
+  let terminated = false;
+  const post = (message: unknown) => {
+    writer.write(encoder.encode(JSON.stringify(message) + "\n")).catch(() => {});
+  };
+  const passThrough = stdoutWriter();
+  void (async () => {
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for await (const chunk of child.stdout) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let newline;
+      while ((newline = buffer.indexOf("\n")) !== -1) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        const mark = line.indexOf(MARK);
+        if (mark === -1) {
+          passThrough.write(encoder.encode(line + "\n")).catch(() => {});
+          continue;
+        }
+        if (mark > 0) passThrough.write(encoder.encode(line.slice(0, mark))).catch(() => {});
+        onMessage(JSON.parse(line.slice(mark + MARK.length)));
+      }
+    }
+  })().catch((error) => onError(error));
+  void child.status.then((status) => {
+    if (!terminated) {
+      onError(new Error(`the executor process exited (code ${status.code}, ${status.signal})`));
+    }
+  });
+  post({ init: data });
+  return {
+    post,
+    onMessage: (h) => (onMessage = h),
+    onError: (h) => (onError = h),
+    terminate: async () => {
+      terminated = true;
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await child.status.catch(() => {});
+    },
+  };
+}
+
 /** The parent side of a thread, seen from inside it. */
 export interface ThreadPort {
   /** The `data` given to {@link startThread}. */
@@ -284,6 +394,37 @@ export interface ThreadPort {
 /** Inside a thread started by {@link startThread}: waits for the init message. */
 export async function threadPort(): Promise<ThreadPort> {
   let handler: (m: unknown) => void = () => {};
+  if (deno && getEnv(PROCESS_THREAD) === "1") {
+    // A process started by startProcessThread: JSON lines on stdin / stdout.
+    const writer = stdoutWriter();
+    const encoder = new TextEncoder();
+    let init!: (data: unknown) => void;
+    const data = new Promise<unknown>((resolve) => (init = resolve));
+    void (async () => {
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for await (const chunk of deno.stdin.readable) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let newline;
+        while ((newline = buffer.indexOf("\n")) !== -1) {
+          const m = JSON.parse(buffer.slice(0, newline)) as { init?: unknown };
+          buffer = buffer.slice(newline + 1);
+          if (m && typeof m === "object" && "init" in m) init(m.init);
+          else handler(m);
+        }
+      }
+      deno.exit(0); // the parent went away
+    })();
+    watchParent();
+    return {
+      data: await data,
+      post: (m) => {
+        writer.write(encoder.encode(MARK + JSON.stringify(m) + "\n")).catch(() => {});
+      },
+      onMessage: (h) => (handler = h),
+      close: () => deno.exit(0),
+    };
+  }
   if (deno) {
     const scope = globalThis as unknown as {
       onmessage: ((e: { data: unknown }) => void) | null;

@@ -16,7 +16,14 @@ import {
   UnknownTaskError,
   WorkerInterrupted,
 } from "./errors.ts";
-import { type DoneMessage, type EventMessage, ExecutorPool, type RunMessage } from "./_executor.ts";
+import {
+  type DoneMessage,
+  type EventMessage,
+  type ExecutorMode,
+  executorMode,
+  ExecutorPool,
+  type RunMessage,
+} from "./_executor.ts";
 import { SEP } from "./_executor_codec.ts";
 import { GROUP, Keys, PROTOCOL_VERSION } from "./_keys.ts";
 import { FINISH } from "./_lua/finish.ts";
@@ -68,6 +75,11 @@ export interface ListenerOptions {
   concurrency?: number;
   /** Executor threads the tasks run on (default: the number of CPUs, at most `concurrency`). */
   executors?: number;
+  /**
+   * `"thread"` or `"process"`: what an executor is (default: threads on Node, processes on Deno,
+   * whose worker threads cannot be stopped in a synchronous loop — see `ExecutorMode`).
+   */
+  executorMode?: ExecutorMode;
   /** How often to refresh heartbeats, ms (default 1000). */
   heartbeatInterval?: number;
   /** A heartbeat older than this (ms) means dead (default 5000). */
@@ -215,6 +227,7 @@ export class Listener {
   readonly #modules: (string | URL)[];
   readonly #concurrency: number;
   readonly #executorCount: number | undefined;
+  readonly #executorMode: ExecutorMode;
   readonly #heartbeatInterval: number;
   readonly #heartbeatTimeout: number;
   readonly #grace: number;
@@ -287,6 +300,7 @@ export class Listener {
     this.#modules = checkTaskModules(options.tasks);
     if (this.#modules.length === 0) throw new TypeError("tasks must name at least one task module");
     this.#concurrency = positiveInt(options.concurrency, "concurrency", 8);
+    this.#executorMode = executorMode(options.executorMode);
     this.#executorCount = options.executors === undefined
       ? undefined
       : positiveInt(options.executors, "executors", 1);
@@ -336,6 +350,7 @@ export class Listener {
       const modules = await Promise.all(this.#modules.map((m) => resolveModuleUrl(m)));
       this.#executors = new ExecutorPool({
         modules,
+        mode: this.#executorMode,
         url: this.#url,
         app: this.#keys.app,
         size: this.#executorCount ?? Math.min(this.#concurrency, await cpuCount()),
@@ -445,23 +460,26 @@ export class Listener {
     clearTimeout(this.#cronTimer?.timer);
     if (this.#ownsExecutors) await this.#executors?.close();
     this.#unsubscribe?.();
-    try {
-      const cmd = this.#cmd!;
-      await Promise.all(
-        this.#queues.map((q) => cmd.sendCommand(["ZREM", this.#keys.listeners(q), this.id])),
-      );
-      // A consumer that still holds entries (results that could not be recorded) is kept, so
-      // that recovery finds them.
-      await Promise.all(this.#streams.map(async (s) => {
-        const held = await cmd.sendCommand(["XPENDING", s, GROUP, "-", "+", "1", this.id]);
-        if (Array.isArray(held) && held.length === 0) {
-          await cmd.sendCommand(["XGROUP", "DELCONSUMER", s, GROUP, this.id]);
-        }
-      }));
-    } catch (error) {
-      this.#logger.warn(
-        `could not leave the registry: ${(error as Error).message}`,
-      );
+    // A listener that never connected has no registry entry to remove.
+    if (this.#cmd) {
+      try {
+        const cmd = this.#cmd;
+        await Promise.all(
+          this.#queues.map((q) => cmd.sendCommand(["ZREM", this.#keys.listeners(q), this.id])),
+        );
+        // A consumer that still holds entries (results that could not be recorded) is kept, so
+        // that recovery finds them.
+        await Promise.all(this.#streams.map(async (s) => {
+          const held = await cmd.sendCommand(["XPENDING", s, GROUP, "-", "+", "1", this.id]);
+          if (Array.isArray(held) && held.length === 0) {
+            await cmd.sendCommand(["XGROUP", "DELCONSUMER", s, GROUP, this.id]);
+          }
+        }));
+      } catch (error) {
+        this.#logger.warn(
+          `could not leave the registry: ${(error as Error).message}`,
+        );
+      }
     }
     this.#reader?.close();
     this.#cmd?.close();
@@ -638,7 +656,8 @@ export class Listener {
     const current = this.#wakeTimers.get(queue);
     if (current && current.at <= due) return;
     if (current) clearTimeout(current.timer);
-    const delay = Math.max(0, due - (Date.now() + this.#clockOffset));
+    // Timers hold at most 2^31 - 1 ms; a later due time wakes early, finds nothing and re-arms.
+    const delay = Math.min(Math.max(0, due - (Date.now() + this.#clockOffset)), 2 ** 31 - 1);
     const timer = setTimeout(() => {
       this.#wakeTimers.delete(queue);
       void this.#promote(queue).catch((error) => {

@@ -32,6 +32,7 @@ import { KeyValueStore } from "./kv.ts";
 import { GROUP, Keys, Status } from "./_keys.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, type ListenerOptions } from "./listener.ts";
 import { type LocalListeners, startLocalListeners } from "./_local_listeners.ts";
+import { executorMode } from "./_executor.ts";
 import { CANCEL } from "./_lua/cancel.ts";
 import { RECOVER_TASKS } from "./_lua/recover.ts";
 import { SUBMIT, SUBMIT_EX } from "./_lua/submit.ts";
@@ -98,6 +99,8 @@ export interface PoolOptions {
   workers?: number;
   /** Executor threads of the local listeners (default: the number of CPUs). */
   executors?: number;
+  /** Threads or processes for the local listeners' executors (see `ListenerOptions`). */
+  executorMode?: "thread" | "process";
   /** Tasks each local listener runs at once (default 8). */
   concurrency?: number;
   /** Task modules: their exported functions are the tasks `submit` / `map` accept. */
@@ -207,8 +210,16 @@ export interface ShutdownOptions {
   cancelFutures?: boolean;
 }
 
-/** The value type of a task function's future. */
-export type TaskResult<F extends TaskFunction> = Awaited<ReturnType<F>>;
+/**
+ * The value type of a task function's future: what it returns (awaited), and for a generator
+ * function (sync or async) its return value — the values it yields arrive on `future.stream()`.
+ */
+export type TaskResult<F extends TaskFunction> = [ReturnType<F>] extends [never] ? never
+  : ReturnType<F> extends GeneratorLike<infer R> ? R
+  : Awaited<ReturnType<F>>;
+
+// deno-lint-ignore no-explicit-any
+type GeneratorLike<R> = Generator<unknown, R, any> | AsyncGenerator<unknown, R, any>;
 
 interface Outgoing {
   readonly future: StreamFuture<unknown>;
@@ -370,6 +381,7 @@ export class StreamFuturePool implements AsyncDisposable {
   readonly #modules: (string | URL)[];
   readonly #workers: number;
   readonly #executors: number | undefined;
+  readonly #executorMode: "thread" | "process" | undefined;
   readonly #concurrency: number;
   readonly #heartbeatInterval: number;
   readonly #heartbeatTimeout: number;
@@ -429,6 +441,9 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#keep = bool(options.keep, "keep", false);
     this.#modules = checkTaskModules(options.tasks);
     this.#workers = nonNegativeInt(options.workers, "workers", 0);
+    this.#executorMode = options.executorMode === undefined
+      ? undefined
+      : executorMode(options.executorMode);
     this.#executors = options.executors === undefined
       ? undefined
       : positiveInt(options.executors, "executors", 1);
@@ -518,7 +533,7 @@ export class StreamFuturePool implements AsyncDisposable {
     }
     const { text, refs, parentFutures } = encodeArgs(args, "args");
     checkPayloadSize(text, this.#maxPayloadBytes, "the arguments");
-    const batch = this.#batchOf(options, task, text);
+    const batch = this.#batchOf(options);
     const future = this.#newFuture(batch.op, batch.op);
     batch.items.push({ future, fn: task, args: text, parents: refs, parentFutures });
     this.#enqueue(batch, options.signal);
@@ -569,7 +584,7 @@ export class StreamFuturePool implements AsyncDisposable {
     if (options.dedupe || options.dedupeKey !== undefined) {
       throw new TypeError("dedupe applies to submit(), not to map() (each call is a task)");
     }
-    const batch = this.#batchOf(options, task, "");
+    const batch = this.#batchOf(options);
     const op = batch.op;
     for (const [index, { text, refs, parentFutures }] of encoded.entries()) {
       const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
@@ -634,7 +649,7 @@ export class StreamFuturePool implements AsyncDisposable {
         }`,
       );
     }
-    const template = this.#batchOf(options, task, "");
+    const template = this.#batchOf(options);
     const label = typeof options.progress === "string" ? options.progress : undefined;
     return this.#imap(task, iterator, template, window, ordered, options, label);
   }
@@ -1084,7 +1099,7 @@ export class StreamFuturePool implements AsyncDisposable {
   }
 
   /** Checks the options of a submit / map call and opens its operation (items to be added). */
-  #batchOf(options: SubmitOptions, task: TaskFunction | string, args: string): Batch {
+  #batchOf(options: SubmitOptions): Batch {
     const queue = keyName(options.queue, "queue", this.#queue);
     const policy = taskPolicy(options, this.#defaults);
     const extra = policyFields(policy);
@@ -1449,7 +1464,11 @@ export class StreamFuturePool implements AsyncDisposable {
           taskGrace: this.#taskGrace,
           maxPayloadBytes: this.#maxPayloadBytes,
           reconnectDeadline: this.#reconnectDeadline,
+          executorMode: this.#executorMode,
+          logLevel: this.#localLogLevel,
+          logFormat: this.#logFormat,
         } satisfies ListenerOptions,
+        this.#executors,
       );
     }
   }

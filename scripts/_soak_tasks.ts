@@ -7,6 +7,14 @@
 
 import { appendFileSync } from "node:fs";
 import process from "node:process";
+
+/**
+ * The pid of the worker process running this task: this process, or its parent when executors
+ * are processes of their own (Deno).
+ */
+function workerPid(): number {
+  return process.env.STREAMFUTURES_EXECUTOR_PROCESS === "1" ? process.ppid : process.pid;
+}
 import { currentTask } from "../mod.ts";
 
 /** What a soak task returns: which attempt ran where. */
@@ -27,7 +35,7 @@ export async function work(ms: number, log: string): Promise<SoakResult> {
       reject(signal.reason);
     }, { once: true });
   });
-  const result = { taskId, attempt, pid: process.pid, nonce: Math.random().toString(36).slice(2) };
+  const result = { taskId, attempt, pid: workerPid(), nonce: Math.random().toString(36).slice(2) };
   appendFileSync(log, JSON.stringify(result) + "\n");
   return result;
 }

@@ -80,6 +80,7 @@ describe("the option table", () => {
       workers: "int pool",
       concurrency: "int both",
       executors: "int both",
+      executorMode: "enum both",
       requireWorkers: "bool pool",
       keep: "bool pool",
       heartbeatInterval: "duration both",
@@ -203,10 +204,10 @@ describe("parseConfigValue", () => {
     const accepted =
       "duration: milliseconds, or a number with a unit ms, s, m or h such as 250ms, 10s or 1.5m";
     refuses(
-      "taskTimeout",
+      "grace",
       "10sec",
       "RangeError",
-      `STREAMFUTURES_TASK_TIMEOUT in the environment must be a ${accepted}, got "10sec"`,
+      `STREAMFUTURES_GRACE in the environment must be a ${accepted}, got "10sec"`,
     );
     for (const bad of ["-1s", "1d", "s", "1e3", "1,5s", "1:30", "ten"]) {
       refuses("retryDelay", bad, "RangeError", /must be a duration: milliseconds/);
@@ -218,6 +219,10 @@ describe("parseConfigValue", () => {
       "RangeError",
       `STREAMFUTURES_HEARTBEAT_INTERVAL in the environment must be a positive ${accepted}, got "0"`,
     );
+    // Zero is refused here, with the variable's name, for every option that refuses it later.
+    for (const name of ["timeout", "taskTimeout", "reconnectDeadline", "orphanTtl"]) {
+      refuses(name, "0s", "RangeError", /in the environment must be a positive duration/);
+    }
   });
 
   it("enum: the listed values, in any case", () => {

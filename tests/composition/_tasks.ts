@@ -8,6 +8,14 @@
 
 import { appendFileSync } from "node:fs";
 import process from "node:process";
+
+/**
+ * The pid of the worker process running this task: this process, or its parent when executors
+ * are processes of their own (Deno).
+ */
+function workerPid(): number {
+  return process.env.STREAMFUTURES_EXECUTOR_PROCESS === "1" ? process.ppid : process.pid;
+}
 import { currentTask } from "../../mod.ts";
 
 /** Appends `{label, at, pid, taskId, operationId, queue}` to `file`. */
@@ -19,7 +27,7 @@ function trace(file: string | undefined, label: string, extra: Record<string, un
     JSON.stringify({
       label,
       at: Date.now(),
-      pid: process.pid,
+      pid: workerPid(),
       taskId,
       operationId,
       queue,

@@ -9,6 +9,14 @@ import { appendFileSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { currentTask } from "../../mod.ts";
 
+/**
+ * The pid of the worker process running this task: this process, or its parent when executors
+ * are processes of their own (Deno).
+ */
+function workerPid(): number {
+  return process.env.STREAMFUTURES_EXECUTOR_PROCESS === "1" ? process.ppid : process.pid;
+}
+
 /** Where and how a task ran. */
 export interface Trace {
   pid: number;
@@ -18,7 +26,7 @@ export interface Trace {
 
 function trace(): Trace {
   const { attempt, taskId } = currentTask();
-  return { pid: process.pid, attempt, taskId };
+  return { pid: workerPid(), attempt, taskId };
 }
 
 /**
@@ -113,4 +121,19 @@ export function touch(file: string, value: string): Trace {
 /** Returns where it ran at once. */
 export function where(): Trace {
   return trace();
+}
+
+/**
+ * A synchronous infinite loop that appends a line to `file` every 20 ms (proof of life); the
+ * first line is the pid of the process that runs it.
+ */
+export function loopTicking(file: string): never {
+  appendFileSync(file, `${process.pid}\n`);
+  let last = 0;
+  for (;;) {
+    if (Date.now() - last >= 20) {
+      appendFileSync(file, "tick\n");
+      last = Date.now();
+    }
+  }
 }

@@ -1,5 +1,7 @@
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import process from "node:process";
+import { existsSync, readFileSync } from "node:fs";
 import { asCompleted, TaskTimeoutError, TimeoutError, wait } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
 import { startRedis, type TestRedis } from "../_redis.ts";
@@ -12,6 +14,7 @@ import {
   readTrace,
   startWorker,
   traceFile,
+  waitFor,
 } from "./_setup.ts";
 
 let redis: TestRedis;
@@ -62,6 +65,70 @@ describe("timeouts", () => {
     assert.match(worker.stderr(), /terminating its executor thread/);
     const results = await Promise.all(pool.map<Trace>("where", [[], [], []]));
     assert.deepEqual(results.map((r) => r.pid), [worker.pid, worker.pid, worker.pid]);
+  });
+
+  it("the stopped loop really stops: it no longer runs once its executor is terminated", async () => {
+    const app = nextApp("toreally");
+    const file = await traceFile();
+    const worker = await startWorker(redis, app);
+    children.push(worker);
+    await using pool = faultPool(redis, app);
+    await assert.rejects(
+      pool.submit("loopTicking", [file], { timeout: 200 }).result(),
+      TaskTimeoutError,
+    );
+    const { stat } = await import("node:fs/promises");
+    const size = async () => (await stat(file)).size;
+    // Give a surviving loop every chance to show itself.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const before = await size();
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    assert.equal(await size(), before, "the loop still runs after its executor was terminated");
+  });
+
+  it("a worker killed with SIGKILL takes its executors with it, even one stuck in a loop", async () => {
+    const app = nextApp("toorphan");
+    const file = await traceFile();
+    const worker = await startWorker(redis, app);
+    children.push(worker);
+    const pool = faultPool(redis, app);
+    let runner = 0;
+    // Alive: exists and is not a zombie (an orphan's zombie may never be reaped in a container).
+    const alive = (pid: number) => {
+      try {
+        return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+      } catch {
+        if (existsSync("/proc/self/stat")) return false;
+      }
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    try {
+      pool.submit("loopTicking", [file]).catch(() => {});
+      const { readFile } = await import("node:fs/promises");
+      const lines = async () => (await readFile(file, "utf8")).split("\n");
+      runner = Number(
+        await waitFor(
+          async () => (await lines()).length > 2 && (await lines())[0],
+          "the loop ticks",
+        ),
+      );
+      // (Not `await worker.exited`: that also waits for the worker's output pipes, which a
+      // surviving executor would hold open.)
+      worker.kill("SIGKILL");
+      await waitFor(
+        () => !alive(runner),
+        `the process running the loop (${runner}) is gone`,
+        5_000,
+      );
+    } finally {
+      if (runner && alive(runner)) process.kill(runner, "SIGKILL");
+      await pool.shutdown({ wait: false, cancelFutures: true });
+    }
   });
 
   it("the worker's --task-timeout applies to tasks submitted without a timeout", async () => {
