@@ -1,123 +1,825 @@
 /**
- * A first benchmark of streamfutures against a private redis-server:
+ * `deno task bench`: streamfutures against BullMQ and bee-queue, side by side, on one private
+ * redis-server (issue 6). Every system runs the same way — one producer process, worker processes
+ * at concurrency 100, Redis flushed before each run — and the systems take turns within each
+ * repetition (the order rotates), so a slow phase of the machine hits them all alike. Medians are
+ * reported, with the ratios ours / peer and a PASS / FAIL per target of the issue.
  *
- * - end-to-end throughput of `pool.map(tasks.noop, ...)` with local listeners (median of runs),
- * - round-trip latency of sequential `await pool.submit(tasks.noop, [])` (p50 / p99),
- * - Redis commands and Redis CPU per task over the throughput runs (INFO commandstats / cpu).
+ * Measures:
+ * 1. Throughput: `--tasks` tasks (default 20,000) per run, median of `--runs` (default 5); no-op
+ *    tasks with 1, 2 and 4 worker processes, 1 ms and 10 ms tasks with one (efficiency = measured
+ *    / ideal, ideal = concurrency × workers / task time). Producer: `pool.map` (ours, in a process
+ *    of its own: tests/bench/_client.ts), `addBulk` (BullMQ), `saveAll` (bee-queue); wall time from
+ *    the first submit until the producer holds every result (peers: every completion event).
+ *    Each run starts fresh processes and warms them up with 2,000 tasks first.
+ * 2. Redis cost per task over the no-op, 1-worker runs: CPU (INFO cpu) and commands (INFO
+ *    commandstats, commands inside Lua included), by command too; and the CPU time of the producer
+ *    and worker processes per task.
+ * 3. Round-trip latency: 2,000 sequential `await pool.submit(noop, [])` after 200 (peers: add +
+ *    wait for completion), one worker process at concurrency 1 for every system; p50 / p99.
+ * 4. Memory: Redis `used_memory` per pending task (100,000 tasks, no worker), the producer's RSS
+ *    and heap growth while it holds the futures (peers: the Job objects), and for ours whether
+ *    Redis is back to its baseline once a worker has run the tasks and the pool has closed.
+ * 5. The no-op, 1-worker throughput run with our client and worker under Node too (the npm build,
+ *    made by scripts/build_npm.ts into a private temp copy, so the project's npm/ is untouched).
  *
- *   deno task bench
- *   deno run -A scripts/bench.ts --tasks 20000 --workers 4 --concurrency 100 --runs 3 [--json]
+ *   deno task bench [--runs 5] [--tasks 20000] [--quick] [--only ours|bullmq|bee-queue]...
+ *     [--skip-node] [--json] [--out results.json]
+ *
+ * Every wait has a deadline; child processes are killed when a measure fails (or on Ctrl-C), and
+ * the redis-server is stopped at the end. A failed measure is reported (exit code 1) without
+ * throwing away the others.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { StreamFuturePool } from "../mod.ts";
-import * as tasks from "../examples/tasks.ts";
+import { cp, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath as fromFileUrl } from "node:url";
 import { connect, type RedisConnection } from "../lib/_redis.ts";
 import { RedisNotInstalledError, type RedisServer, startRedisServer } from "./_redis_server.ts";
+import {
+  BenchProcess,
+  type ClientMemory,
+  DEFAULT_TIMEOUT_MS,
+  measureThroughput,
+  NODE,
+  nodeVersion,
+  PEER_SYSTEMS,
+  peerLatency,
+  peerMemory,
+  type PeerSystem,
+  peerThroughput,
+  peerVersion,
+  redisInfo,
+  type Throughput,
+  usedMemory,
+} from "./_peers.ts";
 
-const TASKS = new URL("../examples/tasks.ts", import.meta.url);
-const LATENCY_WARMUP = 200;
-const LATENCY_SAMPLES = 2000;
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+/** A system of the benchmark: ours under Deno or Node, or a peer. */
+type System = "ours" | "ours-node" | PeerSystem;
+
+/** Every system, in the order of the table's columns. */
+const SYSTEMS: readonly System[] = ["ours", "ours-node", ...PEER_SYSTEMS];
+
+const NAMES: Readonly<Record<System, string>> = {
+  "ours": "ours (Deno)",
+  "ours-node": "ours (Node)",
+  "bullmq": "BullMQ",
+  "bee-queue": "bee-queue",
+};
+
+/** The `--only` names. */
+const SELECTABLE = ["ours", "bullmq", "bee-queue"] as const;
+
+const CONCURRENCY = 100;
 const WARMUP_TASKS = 2000;
-/** A measured run that takes longer than this fails the benchmark instead of hanging it. */
-const RUN_TIMEOUT_MS = 60_000;
+const LATENCY_SAMPLES = 2000;
+const LATENCY_WARMUP = 200;
+/** Every system's latency worker runs at this concurrency (the peers' driver's default). */
+const LATENCY_CONCURRENCY = 1;
+const MEMORY_TASKS = 100_000;
+const QUICK_MEMORY_TASKS = 20_000;
+const APP = "bench";
+const TIMEOUT_MS = DEFAULT_TIMEOUT_MS;
+/** The npm build of a private copy of the project. */
+const BUILD_TIMEOUT_MS = 300_000;
+const WORKER_READY = "streamfutures-worker: ready";
 
-const USAGE =
-  `usage: deno run -A scripts/bench.ts [--tasks N] [--workers N] [--concurrency N] [--runs N] [--json]
+/** The targets of issue 6. */
+const TARGET = {
+  vsBeeQueue: 3,
+  vsBullmq: 4,
+  redisCpuUs: 15,
+  redisCalls: 6,
+  p50Ms: 0.3,
+  p99Ms: 1,
+  bytesPerPendingTask: 300,
+  /** "No growth after tasks are released": Redis memory left per released task, bytes. */
+  residueBytesPerTask: 1,
+  efficiency10ms: 0.9,
+} as const;
 
-  --tasks N        no-op tasks per throughput run (default 20000)
-  --workers N      local listeners (threads) of the pool (default 4)
-  --concurrency N  tasks each listener runs at once (default 100)
-  --runs N         measured throughput runs; the median is reported (default 3)
-  --json           print one JSON object instead of markdown`;
+const ROOT = fromFileUrl(new URL("../", import.meta.url));
+const OURS_DENO = {
+  worker: fromFileUrl(new URL("../worker.ts", import.meta.url)),
+  client: fromFileUrl(new URL("../tests/bench/_client.ts", import.meta.url)),
+  tasks: fromFileUrl(new URL("../examples/tasks.ts", import.meta.url)),
+};
 
-interface Params {
-  tasks: number;
+/** One throughput setting, run for each of its systems. */
+interface Variant {
+  id: string;
+  label: string;
+  taskMs: number;
   workers: number;
-  concurrency: number;
-  runs: number;
-  json: boolean;
+  systems: readonly System[];
 }
 
-function parseParams(): Params {
+const VARIANTS: readonly Variant[] = [
+  { id: "noop-1", label: "no-op tasks, 1 worker process", taskMs: 0, workers: 1, systems: SYSTEMS },
+  { id: "noop-2", label: "no-op tasks, 2 worker processes", taskMs: 0, workers: 2, systems: [] },
+  { id: "noop-4", label: "no-op tasks, 4 worker processes", taskMs: 0, workers: 4, systems: [] },
+  { id: "1ms-1", label: "1 ms tasks, 1 worker process", taskMs: 1, workers: 1, systems: [] },
+  { id: "10ms-1", label: "10 ms tasks, 1 worker process", taskMs: 10, workers: 1, systems: [] },
+].map((v) => ({
+  ...v,
+  systems: v.systems.length ? v.systems : SYSTEMS.filter((s) => s !== "ours-node"),
+}));
+
+const QUICK_VARIANTS = new Set(["noop-1", "10ms-1"]);
+const HEADLINE = "noop-1";
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+
+const USAGE = `usage: deno task bench [options]
+       deno run -A scripts/bench.ts [options]
+
+  --runs N        throughput runs per system and setting; the median is reported (default 5;
+                  1 with --quick)
+  --tasks N       tasks per throughput run (default 20000)
+  --quick         one run, fewer settings (no-op and 10 ms tasks on 1 worker process), 20,000
+                  pending tasks for the memory measure: a quick check
+  --only SYSTEM   ours, bullmq or bee-queue (repeatable, or comma-separated; default: all)
+  --skip-node     do not build and run ours under Node
+  --json          print one JSON object instead of markdown (progress still goes to stderr)
+  --out FILE      also write the JSON object to FILE
+  -h, --help      show this help`;
+
+interface Params {
+  runs: number;
+  tasks: number;
+  quick: boolean;
+  systems: System[];
+  json: boolean;
+  out?: string;
+}
+
+function parseParams(args: readonly string[]): Params | "help" {
   const { values } = parseArgs({
-    args: Deno.args,
+    args: [...args],
     strict: true,
     allowPositionals: false,
     options: {
+      runs: { type: "string" },
       tasks: { type: "string", default: "20000" },
-      workers: { type: "string", default: "4" },
-      concurrency: { type: "string", default: "100" },
-      runs: { type: "string", default: "3" },
+      quick: { type: "boolean", default: false },
+      only: { type: "string", multiple: true },
+      "skip-node": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
+      out: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  const int = (name: "tasks" | "workers" | "concurrency" | "runs"): number => {
-    const text = values[name];
+  if (values.help) return "help";
+  const int = (name: string, text: string): number => {
     const n = Number(text);
     if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1) {
       throw new TypeError(`--${name} must be a positive integer, got ${JSON.stringify(text)}`);
     }
     return n;
   };
+  const only = new Set<string>();
+  for (const item of values.only ?? []) {
+    for (const name of item.split(",").map((s) => s.trim()).filter(Boolean)) {
+      if (!(SELECTABLE as readonly string[]).includes(name)) {
+        throw new TypeError(`--only takes ${SELECTABLE.join(", ")}; got ${JSON.stringify(name)}`);
+      }
+      only.add(name);
+    }
+  }
+  const chosen = (s: System) => only.size === 0 || only.has(s === "ours-node" ? "ours" : s);
+  const systems = SYSTEMS.filter((s) => chosen(s) && !(s === "ours-node" && values["skip-node"]));
   return {
-    tasks: int("tasks"),
-    workers: int("workers"),
-    concurrency: int("concurrency"),
-    runs: int("runs"),
+    runs: int("runs", values.runs ?? (values.quick ? "1" : "5")),
+    tasks: int("tasks", values.tasks),
+    quick: values.quick,
+    systems,
     json: values.json,
+    out: values.out,
   };
 }
 
-/** The `key:value` lines of an INFO section. */
-async function info(conn: RedisConnection, section: string): Promise<Map<string, string>> {
-  const text = String(await conn.sendCommand(["INFO", section]));
-  const out = new Map<string, string>();
-  for (const line of text.split("\r\n")) {
-    const i = line.indexOf(":");
-    if (i > 0 && !line.startsWith("#")) out.set(line.slice(0, i), line.slice(i + 1));
-  }
-  return out;
+// ---------------------------------------------------------------------------------------------
+// Our system's processes
+
+type Runtime = "deno" | "node";
+
+/** Paths of our worker, client and task module in the npm build. */
+interface NpmBuild {
+  dir: string;
+  worker: string;
+  client: string;
+  tasks: string;
 }
 
-interface RedisSnapshot {
-  /** Calls per command (commands run inside Lua scripts included). */
-  calls: Map<string, number>;
-  /** used_cpu_sys + used_cpu_user, seconds. */
-  cpu: number;
+/** Starts our worker process (`worker.ts` / `npm/worker.js`) or bench client. */
+function startOurs(
+  runtime: Runtime,
+  npm: NpmBuild | undefined,
+  kind: "worker" | "client",
+  args: readonly string[],
+  { gate = false, exposeGc = false } = {},
+): BenchProcess {
+  const what = kind === "worker" ? "worker" : `client ${args[0]}`;
+  if (runtime === "deno") {
+    return BenchProcess.spawn(Deno.execPath(), [
+      "run",
+      "-A",
+      ...(exposeGc ? ["--v8-flags=--expose-gc"] : []),
+      OURS_DENO[kind],
+      ...args,
+    ], { gate, cwd: ROOT, what: `streamfutures ${what} (Deno)` });
+  }
+  if (!npm) throw new Error("the npm build of streamfutures is missing");
+  return BenchProcess.spawn(NODE, [...(exposeGc ? ["--expose-gc"] : []), npm[kind], ...args], {
+    gate,
+    cwd: ROOT,
+    what: `streamfutures ${what} (Node)`,
+  });
 }
 
-async function snapshot(conn: RedisConnection): Promise<RedisSnapshot> {
-  const calls = new Map<string, number>();
-  for (const [key, value] of await info(conn, "commandstats")) {
-    const m = /(?:^|,)calls=(\d+)/.exec(value);
-    if (key.startsWith("cmdstat_") && m) calls.set(key.slice(8), Number(m[1]));
+function workerArgs(runtime: Runtime, npm: NpmBuild | undefined, url: string, concurrency: number) {
+  return [
+    "--tasks",
+    runtime === "deno" ? OURS_DENO.tasks : npm!.tasks,
+    "--url",
+    url,
+    "--app",
+    APP,
+    "--concurrency",
+    String(concurrency),
+  ];
+}
+
+/** The tasks a stopped worker says it ran (`total_tasks=` of its last summary line), if it does. */
+function tasksRun(worker: BenchProcess): number | undefined {
+  const all = [...worker.stderr.matchAll(/\btotal_tasks=(\d+)/g)];
+  return all.length ? Number(all[all.length - 1][1]) : undefined;
+}
+
+/** One throughput run of ours (see {@link measureThroughput}). */
+function oursThroughput(
+  runtime: Runtime,
+  npm: NpmBuild | undefined,
+  url: string,
+  variant: Variant,
+  jobs: number,
+): Promise<Throughput> {
+  const warmup = Math.min(WARMUP_TASKS, jobs);
+  return measureThroughput({
+    name: `streamfutures (${runtime})`,
+    url,
+    jobs,
+    warmup,
+    workers: variant.workers,
+    timeoutMs: TIMEOUT_MS,
+    workerReady: WORKER_READY,
+    startWorker: () =>
+      startOurs(runtime, npm, "worker", workerArgs(runtime, npm, url, CONCURRENCY)),
+    startProducer: () =>
+      startOurs(runtime, npm, "client", [
+        "throughput",
+        "--url",
+        url,
+        "--app",
+        APP,
+        "--jobs",
+        String(jobs),
+        "--warmup",
+        String(warmup),
+        "--task-ms",
+        String(variant.taskMs),
+        "--timeout-ms",
+        String(TIMEOUT_MS),
+        "--gate",
+      ], { gate: true }),
+    stopWorker: async (worker, timeoutMs) => {
+      await worker.terminate(timeoutMs);
+      return tasksRun(worker);
+    },
+  });
+}
+
+/** Round-trip latency, ms. */
+interface Latency {
+  p50Ms: number;
+  p99Ms: number;
+  meanMs: number;
+  maxMs?: number;
+}
+
+/** Sequential round trips of ours (Deno), with one worker process at {@link LATENCY_CONCURRENCY}. */
+async function oursLatency(url: string): Promise<Latency> {
+  const redis = await connect(url, "streamfutures-bench-driver");
+  const children: BenchProcess[] = [];
+  try {
+    await redis.sendCommand(["FLUSHDB"]);
+    const worker = startOurs("deno", undefined, "worker", [
+      ...workerArgs("deno", undefined, url, LATENCY_CONCURRENCY),
+    ]);
+    children.push(worker);
+    await worker.waitFor(WORKER_READY, TIMEOUT_MS);
+    const client = startOurs("deno", undefined, "client", [
+      "latency",
+      "--url",
+      url,
+      "--app",
+      APP,
+      "--samples",
+      String(LATENCY_SAMPLES),
+      "--warmup",
+      String(LATENCY_WARMUP),
+      "--timeout-ms",
+      String(TIMEOUT_MS),
+    ]);
+    children.push(client);
+    const result = await Promise.race([
+      client.result<Latency & { samples: number }>(TIMEOUT_MS),
+      worker.exitedEarly(),
+    ]);
+    await worker.terminate(TIMEOUT_MS);
+    const ran = tasksRun(worker);
+    if (
+      result.samples !== LATENCY_SAMPLES ||
+      (ran !== undefined && ran !== result.samples + LATENCY_WARMUP)
+    ) {
+      throw new Error(
+        `streamfutures latency: ${result.samples} samples and ${ran} tasks run, expected ` +
+          `${LATENCY_SAMPLES} and ${LATENCY_SAMPLES + LATENCY_WARMUP}`,
+      );
+    }
+    return { p50Ms: result.p50Ms, p99Ms: result.p99Ms, meanMs: result.meanMs, maxMs: result.maxMs };
+  } finally {
+    await killAllOf(children);
+    redis.close();
   }
-  const cpu = await info(conn, "cpu");
+}
+
+/** Memory measures of one system (bytes). */
+interface Memory {
+  /** Pending tasks measured. */
+  tasks: number;
+  /** Redis used_memory with the tasks pending minus before adding them, per task. */
+  bytesPerJob: number;
+  /** The producer's RSS growth while it holds every task's future / Job, per task. */
+  clientRssBytesPerJob?: number;
+  /** The same for its V8 heap in use. */
+  clientHeapBytesPerJob?: number;
+  /**
+   * Ours: used_memory once the tasks ran and the pool closed, with the worker still up, minus
+   * used_memory with a worker up before any task (the idle reference).
+   */
+  residueBytes?: number;
+  /** Ours: the keys left then (the worker's own: queue stream and group, registry, locks). */
+  residueKeys?: string[];
+  /** Ours: used_memory with the worker stopped too, minus before the fill (no worker). */
+  residueBytesWorkerStopped?: number;
+}
+
+async function dbKeys(redis: RedisConnection): Promise<string[]> {
+  const keys = (await redis.sendCommand(["KEYS", "*"])) as string[];
+  return keys.map(String).sort();
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * used_memory once lazily freed objects (UNLINK) are gone and Redis' client cron has had time to
+ * shrink the connections' buffers; with `scripts: false`, less the script cache
+ * (used_memory_scripts: the bodies of the Lua scripts loaded, which stay until SCRIPT FLUSH).
+ */
+async function settledMemory(redis: RedisConnection, { scripts = true } = {}): Promise<number> {
+  await sleep(SETTLE_MS);
+  const until = Date.now() + 10_000;
+  for (;;) {
+    const memory = await redisInfo(redis, "memory");
+    if (Number(memory.get("lazyfree_pending_objects") ?? 0) === 0 || Date.now() > until) {
+      return usedMemory(memory) - (scripts ? 0 : Number(memory.get("used_memory_scripts") ?? 0));
+    }
+    await sleep(50);
+  }
+}
+
+/** How long {@link settledMemory} lets Redis settle first, ms. */
+const SETTLE_MS = 1000;
+
+/**
+ * Memory of ours (Deno), after FLUSHDB:
+ * 1. idle reference: a worker process starts (creating the queue's stream and group), runs idle
+ *    for a while — used_memory *idle* — and stops: used_memory *base*;
+ * 2. the client `map`s `tasks` no-op tasks with no worker (`requireWorkers: false`) and reports
+ *    its RSS and heap growth while holding the futures; used_memory *pending*: the Redis memory
+ *    per pending task is (pending − base) / tasks;
+ * 3. a worker runs them; the client waits for every result and shuts the pool down; used_memory
+ *    *released* (worker still up): no growth means released ≈ idle; then with the worker stopped
+ *    too, against base. These two compare used_memory less the script cache (the client's
+ *    scripts, loaded after the idle reference, stay in it until SCRIPT FLUSH).
+ */
+async function oursMemory(url: string, tasks: number): Promise<Memory> {
+  const redis = await connect(url, "streamfutures-bench-driver");
+  const children: BenchProcess[] = [];
+  const startWorker = async () => {
+    const worker = startOurs("deno", undefined, "worker", [
+      ...workerArgs("deno", undefined, url, CONCURRENCY),
+    ]);
+    children.push(worker);
+    await worker.waitFor(WORKER_READY, TIMEOUT_MS);
+    return worker;
+  };
+  try {
+    await redis.sendCommand(["FLUSHDB"]);
+    const idleWorker = await startWorker();
+    const idle = await settledMemory(redis, { scripts: false });
+    await idleWorker.terminate(TIMEOUT_MS);
+    const base = await settledMemory(redis);
+    const baseNoScripts = await settledMemory(redis, { scripts: false });
+
+    const client = startOurs("deno", undefined, "client", [
+      "fill",
+      "--url",
+      url,
+      "--app",
+      APP,
+      "--jobs",
+      String(tasks),
+      "--timeout-ms",
+      String(TIMEOUT_MS),
+    ], { gate: true, exposeGc: true });
+    children.push(client);
+    await client.waitFor("filled", TIMEOUT_MS);
+    const pending = await settledMemory(redis);
+
+    const worker = await Promise.race([startWorker(), client.exitedEarly()]);
+    await client.go();
+    const result = await Promise.race([
+      client.result<ClientMemory & { jobs: number }>(TIMEOUT_MS),
+      worker.exitedEarly(),
+    ]);
+    if (result.jobs !== tasks) {
+      throw new Error(`streamfutures fill: unexpected result ${JSON.stringify(result)}`);
+    }
+    const released = await settledMemory(redis, { scripts: false });
+    const residueKeys = await dbKeys(redis);
+    await worker.terminate(TIMEOUT_MS);
+    const stopped = await settledMemory(redis, { scripts: false });
+    return {
+      tasks,
+      bytesPerJob: (pending - base) / tasks,
+      clientRssBytesPerJob: (result.rssAfter! - result.rssBefore!) / tasks,
+      clientHeapBytesPerJob: (result.heapAfter! - result.heapBefore!) / tasks,
+      residueBytes: released - idle,
+      residueKeys,
+      residueBytesWorkerStopped: stopped - baseNoScripts,
+    };
+  } finally {
+    await killAllOf(children);
+    redis.close();
+  }
+}
+
+async function killAllOf(children: readonly BenchProcess[]): Promise<void> {
+  const results = await Promise.allSettled(children.map((c) => c.kill()));
+  for (const r of results) {
+    if (r.status === "rejected") console.error("bench: could not kill a child:", r.reason);
+  }
+}
+
+/**
+ * Builds the npm package from a private copy of the project (so the project's npm/ is neither
+ * replaced under someone else's feet nor stale): the sources (of tests/, only tests/bench/) are
+ * copied to a temp dir with node_modules linked, and scripts/build_npm.ts --no-test runs there.
+ */
+async function buildNpm(tmp: string): Promise<NpmBuild> {
+  const root = join(tmp, "project");
+  for (
+    const name of [
+      "mod.ts",
+      "worker.ts",
+      "deno.json",
+      "package.json",
+      "README.md",
+      "LICENSE",
+      "lib",
+      "examples",
+      // Only the benchmark client of tests/: the build type-checks every file it is given.
+      "tests/bench",
+    ]
+  ) {
+    await cp(join(ROOT, name), join(root, name), { recursive: true });
+  }
+  await Deno.symlink(join(ROOT, "node_modules"), join(root, "node_modules"));
+  const build = BenchProcess.spawn(Deno.execPath(), [
+    "run",
+    "-A",
+    fromFileUrl(new URL("./build_npm.ts", import.meta.url)),
+    "--root",
+    root,
+    "--no-test",
+  ], { what: "npm build" });
+  try {
+    await build.exit(BUILD_TIMEOUT_MS);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}\n${build.stdout.slice(-2000)}`, { cause: error });
+  } finally {
+    await build.kill();
+  }
+  const dir = join(root, "npm");
   return {
-    calls,
-    cpu: Number(cpu.get("used_cpu_sys") ?? 0) + Number(cpu.get("used_cpu_user") ?? 0),
+    dir,
+    worker: join(dir, "worker.js"),
+    client: join(dir, "tests", "bench", "_client.js"),
+    tasks: join(dir, "examples", "tasks.js"),
   };
 }
 
-/** Adds `after - before` into `into` (calls per command and CPU seconds). */
-function accumulate(into: RedisSnapshot, before: RedisSnapshot, after: RedisSnapshot): void {
-  for (const [cmd, n] of after.calls) {
-    const delta = n - (before.calls.get(cmd) ?? 0);
-    if (delta > 0) into.calls.set(cmd, (into.calls.get(cmd) ?? 0) + delta);
-  }
-  into.cpu += after.cpu - before.cpu;
+// ---------------------------------------------------------------------------------------------
+// The run
+
+/** The runs (or failures) of one system in one setting. */
+interface SystemRuns {
+  runs: Throughput[];
+  errors: string[];
 }
 
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
+/** A measure that failed. */
+interface Failed {
+  error: string;
+}
+
+/** Everything measured (the `--json` output). */
+interface Results {
+  env: {
+    deno: string;
+    node: string;
+    redis: string;
+    bullmq?: string;
+    beeQueue?: string;
+    os: string;
+    cpus: number;
+    date: string;
+    seconds: number;
+  };
+  params: {
+    runs: number;
+    tasks: number;
+    quick: boolean;
+    concurrency: number;
+    warmup: number;
+    latencySamples: number;
+    latencyWarmup: number;
+    latencyConcurrency: number;
+    memoryTasks: number;
+    systems: System[];
+  };
+  /** Runs by setting id, then system. */
+  throughput: Record<string, Partial<Record<System, SystemRuns>>>;
+  latency: Partial<Record<System, Latency | Failed>>;
+  memory: Partial<Record<System, Memory | Failed>>;
+  /** The npm build's failure, when it failed (ours under Node is then left out). */
+  npmBuildError?: string;
+  summary: Summary;
+  failures: string[];
+}
+
+/**
+ * The first line of a failure, with the telling line of the quoted stderr when there is one
+ * (the first that reads like an error, else the last).
+ */
+function brief(failure: string): string {
+  const [head, ...rest] = failure.split("\n");
+  const lines = rest.map((l) => l.trim()).filter(Boolean);
+  const telling = lines.find((l) => /error|cannot|failed|refused|timed out/i.test(l)) ??
+    lines[lines.length - 1];
+  const text = telling ? `${head} ${telling}` : head;
+  return text.length > 400 ? `${text.slice(0, 400)}…` : text;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function isFailed<T extends object>(x: T | Failed | undefined): x is Failed {
+  return x !== undefined && "error" in x;
+}
+
+async function bench(params: Params, server: RedisServer, tmp: string): Promise<Results> {
+  const started = performance.now();
+  const log = (line: string) => {
+    const t = ((performance.now() - started) / 1000).toFixed(0).padStart(4);
+    console.error(`[bench ${t}s] ${line}`);
+  };
+  const failures: string[] = [];
+  const has = (s: System) => params.systems.includes(s);
+  const conn = await connect(server.url, "streamfutures-bench-info");
+  let redisVersion: string;
+  try {
+    redisVersion = (await redisInfo(conn, "server")).get("redis_version") ?? "?";
+  } finally {
+    conn.close();
+  }
+  const needsNode = params.systems.some((s) => s !== "ours");
+  const node = needsNode ? await nodeVersion() : null;
+  if (needsNode && node === null) {
+    throw new Error(`"${NODE}" (Node.js) cannot be run: install Node 20+ or set NODE to its path`);
+  }
+
+  let npm: NpmBuild | undefined;
+  let npmBuildError: string | undefined;
+  let systems = params.systems;
+  if (has("ours-node")) {
+    log("building the npm package (private copy) for ours under Node");
+    try {
+      npm = await buildNpm(tmp);
+    } catch (error) {
+      npmBuildError = errorText(error);
+      failures.push(`npm build: ${npmBuildError}`);
+      log(`npm build failed; ours under Node is left out:\n${npmBuildError}`);
+      systems = systems.filter((s) => s !== "ours-node");
+    }
+  }
+
+  const variants = VARIANTS.filter((v) => !params.quick || QUICK_VARIANTS.has(v.id));
+  const throughput: Results["throughput"] = {};
+  for (const variant of variants) {
+    const inVariant = variant.systems.filter((s) => systems.includes(s));
+    const byRun: Partial<Record<System, SystemRuns>> = {};
+    for (const s of inVariant) byRun[s] = { runs: [], errors: [] };
+    throughput[variant.id] = byRun;
+    for (let rep = 0; rep < params.runs; rep++) {
+      // The order rotates from one repetition to the next.
+      const order = inVariant.map((_, i) => inVariant[(i + rep) % inVariant.length]);
+      for (const system of order) {
+        const what = `${variant.label}, ${NAMES[system]}, run ${rep + 1}/${params.runs}`;
+        try {
+          const r = system === "ours" || system === "ours-node"
+            ? await oursThroughput(
+              system === "ours" ? "deno" : "node",
+              npm,
+              server.url,
+              variant,
+              params.tasks,
+            )
+            : await peerThroughput(system, {
+              url: server.url,
+              jobs: params.tasks,
+              workers: variant.workers,
+              concurrency: CONCURRENCY,
+              taskMs: variant.taskMs,
+              warmup: Math.min(WARMUP_TASKS, params.tasks),
+              timeoutMs: TIMEOUT_MS,
+            });
+          byRun[system]!.runs.push(r);
+          log(
+            `${what}: ${int(r.jobsPerSec)} tasks/s; per task: Redis ${
+              r.redisCpuUsPerJob.toFixed(1)
+            } µs CPU, ${r.redisCallsPerJob.toFixed(2)} commands; producer ${
+              fixed(r.producerCpuUsPerJob, 1)
+            } µs, workers ${fixed(r.workerCpuUsPerJob, 1)} µs CPU`,
+          );
+        } catch (error) {
+          byRun[system]!.errors.push(errorText(error));
+          failures.push(`${what}: ${errorText(error)}`);
+          log(`${what} FAILED: ${errorText(error)}`);
+        }
+      }
+    }
+  }
+
+  const latency: Results["latency"] = {};
+  for (const system of systems.filter((s) => s !== "ours-node")) {
+    try {
+      latency[system] = system === "ours" ? await oursLatency(server.url) : await peerLatency(
+        system,
+        {
+          url: server.url,
+          samples: LATENCY_SAMPLES,
+          warmup: LATENCY_WARMUP,
+          concurrency: LATENCY_CONCURRENCY,
+          timeoutMs: TIMEOUT_MS,
+        },
+      );
+      const l = latency[system] as Latency;
+      log(`latency, ${NAMES[system]}: p50 ${l.p50Ms.toFixed(3)} ms, p99 ${l.p99Ms.toFixed(3)} ms`);
+    } catch (error) {
+      latency[system] = { error: errorText(error) };
+      failures.push(`latency, ${NAMES[system]}: ${errorText(error)}`);
+      log(`latency, ${NAMES[system]} FAILED: ${errorText(error)}`);
+    }
+  }
+
+  const memoryTasks = params.quick ? QUICK_MEMORY_TASKS : MEMORY_TASKS;
+  const memory: Results["memory"] = {};
+  // Redis allocates a latency histogram for each command name on first use: that would be
+  // counted as memory of the tasks. (CONFIG RESETSTAT frees those allocated so far.)
+  const admin = await connect(server.url, "streamfutures-bench-admin");
+  try {
+    await admin.sendCommand(["CONFIG", "SET", "latency-tracking", "no"]);
+    await admin.sendCommand(["CONFIG", "RESETSTAT"]);
+  } finally {
+    admin.close();
+  }
+  for (const system of systems.filter((s) => s !== "ours-node")) {
+    try {
+      memory[system] = system === "ours" ? await oursMemory(server.url, memoryTasks) : {
+        tasks: memoryTasks,
+        ...(await peerMemory(system, {
+          url: server.url,
+          jobs: memoryTasks,
+          timeoutMs: TIMEOUT_MS,
+        })),
+      };
+      const m = memory[system] as Memory;
+      log(
+        `memory, ${NAMES[system]}: Redis ${int(m.bytesPerJob)} bytes per pending task; client ` +
+          `RSS ${fixed(m.clientRssBytesPerJob, 0)}, heap ${fixed(m.clientHeapBytesPerJob, 0)} ` +
+          `bytes per held task${
+            m.residueBytes === undefined ? "" : `; ${int(m.residueBytes)} bytes left after release`
+          }`,
+      );
+    } catch (error) {
+      memory[system] = { error: errorText(error) };
+      failures.push(`memory, ${NAMES[system]}: ${errorText(error)}`);
+      log(`memory, ${NAMES[system]} FAILED: ${errorText(error)}`);
+    }
+  }
+
+  const results: Omit<Results, "summary"> = {
+    env: {
+      deno: Deno.version.deno,
+      node: node ?? "?",
+      redis: redisVersion,
+      bullmq: has("bullmq") ? await peerVersion("bullmq") : undefined,
+      beeQueue: has("bee-queue") ? await peerVersion("bee-queue") : undefined,
+      os: `${Deno.build.os} ${Deno.build.arch}`,
+      cpus: navigator.hardwareConcurrency,
+      date: new Date().toISOString(),
+      seconds: (performance.now() - started) / 1000,
+    },
+    params: {
+      runs: params.runs,
+      tasks: params.tasks,
+      quick: params.quick,
+      concurrency: CONCURRENCY,
+      warmup: Math.min(WARMUP_TASKS, params.tasks),
+      latencySamples: LATENCY_SAMPLES,
+      latencyWarmup: LATENCY_WARMUP,
+      latencyConcurrency: LATENCY_CONCURRENCY,
+      memoryTasks,
+      systems,
+    },
+    throughput,
+    latency,
+    memory,
+    npmBuildError,
+    failures,
+  };
+  return { ...results, summary: summarize(results, variants) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Summary
+
+/** Medians of one system in one setting. */
+interface Medians {
+  tasksPerSec: number;
+  /** measured / ideal, for timed tasks. */
+  efficiency?: number;
+  redisCpuUs: number;
+  redisCalls: number;
+  producerCpuUs?: number;
+  workerCpuUs?: number;
+  /** CPU used by other processes of the machine during the timed parts, cores. */
+  otherCpuCores?: number;
+  runs: number[];
+}
+
+/** One target of the issue. */
+interface TargetCheck {
+  target: string;
+  measured: string;
+  /** `undefined`: not measured in this run. */
+  pass?: boolean;
+}
+
+interface Summary {
+  /** Medians by setting id, then system. */
+  medians: Record<string, Partial<Record<System, Medians>>>;
+  /** ours / peer throughput by setting id, then `"<ours system>/<peer>"`. */
+  ratios: Record<string, Record<string, number>>;
+  /** Mean calls per task by command over the headline runs, by system. */
+  commands: Partial<Record<System, Record<string, number>>>;
+  /** Mean Redis µs per task inside each command over the headline runs, by system. */
+  usec: Partial<Record<System, Record<string, number>>>;
+  /** CPU used by the rest of the machine during the timed parts of all runs, cores. */
+  otherLoad?: { median: number; max: number };
+  targets: TargetCheck[];
 }
 
 function median(values: readonly number[]): number {
@@ -126,175 +828,431 @@ function median(values: readonly number[]): number {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
-async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
+function medianOf(runs: readonly Throughput[], pick: (r: Throughput) => number | undefined) {
+  const values = runs.map(pick).filter((v): v is number => typeof v === "number");
+  return values.length === runs.length && values.length > 0 ? median(values) : undefined;
+}
+
+function summarize(r: Omit<Results, "summary">, variants: readonly Variant[]): Summary {
+  const medians: Summary["medians"] = {};
+  const ratios: Summary["ratios"] = {};
+  for (const variant of variants) {
+    const out: Partial<Record<System, Medians>> = {};
+    for (const [system, runs] of Object.entries(r.throughput[variant.id] ?? {})) {
+      if (!runs || runs.runs.length === 0) continue;
+      const tasksPerSec = median(runs.runs.map((x) => x.jobsPerSec));
+      const ideal = variant.taskMs > 0
+        ? (CONCURRENCY * variant.workers * 1000) / variant.taskMs
+        : 0;
+      out[system as System] = {
+        tasksPerSec,
+        efficiency: ideal > 0 ? tasksPerSec / ideal : undefined,
+        redisCpuUs: median(runs.runs.map((x) => x.redisCpuUsPerJob)),
+        redisCalls: median(runs.runs.map((x) => x.redisCallsPerJob)),
+        producerCpuUs: medianOf(runs.runs, (x) => x.producerCpuUsPerJob),
+        workerCpuUs: medianOf(runs.runs, (x) => x.workerCpuUsPerJob),
+        otherCpuCores: medianOf(runs.runs, (x) => x.otherCpuCores),
+        runs: runs.runs.map((x) => x.jobsPerSec),
+      };
+    }
+    medians[variant.id] = out;
+    const ratio: Record<string, number> = {};
+    for (const ours of ["ours", "ours-node"] as const) {
+      for (const peer of PEER_SYSTEMS) {
+        if (out[ours] && out[peer]) {
+          ratio[`${ours}/${peer}`] = out[ours]!.tasksPerSec / out[peer]!.tasksPerSec;
+        }
+      }
+    }
+    ratios[variant.id] = ratio;
   }
-}
 
-/** Submits `n` no-op tasks with one `map` and waits for all; returns seconds. */
-async function mapRun(pool: StreamFuturePool, n: number): Promise<number> {
-  const argsList = Array.from({ length: n }, (): [] => []);
-  const start = performance.now();
-  const futures = pool.map(tasks.noop, argsList);
-  await withTimeout(Promise.all(futures), RUN_TIMEOUT_MS, `a run of ${n} tasks`);
-  return (performance.now() - start) / 1000;
-}
-
-interface Results {
-  deno: string;
-  v8: string;
-  typescript: string;
-  redis: string;
-  os: string;
-  cpus: number;
-  date: string;
-  params: Omit<Params, "json">;
-  throughput: { tasksPerSecond: number; runs: { seconds: number; tasksPerSecond: number }[] };
-  latency: { samples: number; p50Ms: number; p99Ms: number; meanMs: number; maxMs: number };
-  redisPerTask: { calls: number; cpuMicros: number; commands: Record<string, number> };
-  poolStartMs: number;
-}
-
-async function bench(params: Params, server: RedisServer): Promise<Results> {
-  const stats = await connect(server.url, "streamfutures-bench-info");
-  try {
-    const redisVersion = (await info(stats, "server")).get("redis_version") ?? "?";
-    const t0 = performance.now();
-    const pool = new StreamFuturePool({
-      url: server.url,
-      app: "bench",
-      workers: params.workers,
-      concurrency: params.concurrency,
-      tasks: TASKS,
-    });
-    await pool.ready();
-    const poolStartMs = performance.now() - t0;
-    const log = (line: string) => {
-      if (!params.json) console.error(line);
+  const commands: Summary["commands"] = {};
+  const usec: Summary["usec"] = {};
+  for (const [system, runs] of Object.entries(r.throughput[HEADLINE] ?? {})) {
+    if (!runs || runs.runs.length === 0) continue;
+    const mean = (pick: (t: Throughput) => Record<string, number> | undefined) => {
+      const sums: Record<string, number> = {};
+      for (const run of runs.runs) {
+        for (const [cmd, n] of Object.entries(pick(run) ?? {})) {
+          sums[cmd] = (sums[cmd] ?? 0) + n / runs.runs.length;
+        }
+      }
+      return sums;
     };
-
-    // Throughput.
-    await mapRun(pool, Math.min(WARMUP_TASKS, params.tasks));
-    const runs: { seconds: number; tasksPerSecond: number }[] = [];
-    const total: RedisSnapshot = { calls: new Map(), cpu: 0 };
-    for (let i = 0; i < params.runs; i++) {
-      const before = await snapshot(stats);
-      const seconds = await mapRun(pool, params.tasks);
-      const after = await snapshot(stats);
-      accumulate(total, before, after);
-      runs.push({ seconds, tasksPerSecond: params.tasks / seconds });
-      log(
-        `run ${i + 1}/${params.runs}: ${params.tasks} tasks in ${seconds.toFixed(2)} s ` +
-          `(${(params.tasks / seconds).toFixed(0)} tasks/s)`,
-      );
-    }
-    // The snapshots' own INFO calls are not the pool's.
-    total.calls.delete("info");
-
-    // Latency.
-    const samples: number[] = [];
-    for (let i = 0; i < LATENCY_WARMUP + LATENCY_SAMPLES; i++) {
-      const start = performance.now();
-      await withTimeout(pool.submit(tasks.noop, []).result(), RUN_TIMEOUT_MS, "one submit");
-      if (i >= LATENCY_WARMUP) samples.push(performance.now() - start);
-    }
-    log(`latency: ${LATENCY_SAMPLES} sequential round trips done`);
-    await withTimeout(pool.shutdown(), RUN_TIMEOUT_MS, "pool shutdown");
-
-    const sorted = [...samples].sort((a, b) => a - b);
-    const measured = params.tasks * params.runs;
-    const commands: Record<string, number> = {};
-    let calls = 0;
-    for (const [cmd, n] of [...total.calls].sort((a, b) => b[1] - a[1])) {
-      commands[cmd] = n / measured;
-      calls += n;
-    }
-    return {
-      deno: Deno.version.deno,
-      v8: Deno.version.v8,
-      typescript: Deno.version.typescript,
-      redis: redisVersion,
-      os: `${Deno.build.os} ${Deno.build.arch}`,
-      cpus: navigator.hardwareConcurrency,
-      date: new Date().toISOString(),
-      params: {
-        tasks: params.tasks,
-        workers: params.workers,
-        concurrency: params.concurrency,
-        runs: params.runs,
-      },
-      throughput: { tasksPerSecond: median(runs.map((r) => r.tasksPerSecond)), runs },
-      latency: {
-        samples: samples.length,
-        p50Ms: percentile(sorted, 50),
-        p99Ms: percentile(sorted, 99),
-        meanMs: samples.reduce((a, b) => a + b, 0) / samples.length,
-        maxMs: sorted[sorted.length - 1],
-      },
-      redisPerTask: { calls: calls / measured, cpuMicros: (total.cpu * 1e6) / measured, commands },
-      poolStartMs,
-    };
-  } finally {
-    stats.close();
+    commands[system as System] = mean((t) => t.callsByCommand);
+    usec[system as System] = mean((t) => t.usecByCommand);
   }
+  const other = Object.values(r.throughput).flatMap((bySystem) =>
+    Object.values(bySystem).flatMap((x) => x?.runs.map((t) => t.otherCpuCores) ?? [])
+  ).filter((x): x is number => typeof x === "number");
+  const otherLoad = other.length ? { median: median(other), max: Math.max(...other) } : undefined;
+
+  const targets: TargetCheck[] = [];
+  const head = medians[HEADLINE] ?? {};
+  for (const ours of ["ours", "ours-node"] as const) {
+    if (!r.params.systems.includes(ours)) continue;
+    for (
+      const [peer, min] of [["bee-queue", TARGET.vsBeeQueue], ["bullmq", TARGET.vsBullmq]] as const
+    ) {
+      const ratio = ratios[HEADLINE]?.[`${ours}/${peer}`];
+      targets.push({
+        target: `throughput ≥ ${min}× ${NAMES[peer]} (no-op, 1 worker process; ${NAMES[ours]})`,
+        measured: ratio === undefined
+          ? "not measured"
+          : `${ratio.toFixed(2)}× (${int(head[ours]!.tasksPerSec)} vs ${
+            int(head[peer]!.tasksPerSec)
+          } tasks/s)`,
+        pass: ratio === undefined ? undefined : ratio >= min,
+      });
+    }
+  }
+  const ours = head.ours;
+  targets.push({
+    target: `Redis CPU per task ≤ ${TARGET.redisCpuUs} µs (no-op, 1 worker process)`,
+    measured: ours ? `${ours.redisCpuUs.toFixed(1)} µs` : "not measured",
+    pass: ours ? ours.redisCpuUs <= TARGET.redisCpuUs : undefined,
+  });
+  targets.push({
+    target: `Redis commands per task ≤ ${TARGET.redisCalls} (no-op, 1 worker process)`,
+    measured: ours ? ours.redisCalls.toFixed(2) : "not measured",
+    pass: ours ? ours.redisCalls <= TARGET.redisCalls : undefined,
+  });
+  const lat = r.latency.ours;
+  const latOk = lat !== undefined && !isFailed(lat);
+  targets.push({
+    target: `round-trip latency p50 ≤ ${TARGET.p50Ms} ms`,
+    measured: latOk ? `${lat.p50Ms.toFixed(3)} ms` : "not measured",
+    pass: latOk ? lat.p50Ms <= TARGET.p50Ms : undefined,
+  });
+  targets.push({
+    target: `round-trip latency p99 ≤ ${TARGET.p99Ms} ms`,
+    measured: latOk ? `${lat.p99Ms.toFixed(3)} ms` : "not measured",
+    pass: latOk ? lat.p99Ms <= TARGET.p99Ms : undefined,
+  });
+  const mem = r.memory.ours;
+  const memOk = mem !== undefined && !isFailed(mem);
+  targets.push({
+    target: `Redis memory per pending task ≤ ${TARGET.bytesPerPendingTask} bytes`,
+    measured: memOk ? `${int(mem.bytesPerJob)} bytes` : "not measured",
+    pass: memOk ? mem.bytesPerJob <= TARGET.bytesPerPendingTask : undefined,
+  });
+  targets.push({
+    target: `no growth after release: Redis used_memory back to its idle level (a worker up, no ` +
+      `task) within ${TARGET.residueBytesPerTask} byte per released task, once the pool closed`,
+    measured: memOk
+      ? `${signed(mem.residueBytes!)} bytes for ${int(mem.tasks)} tasks ` +
+        `(${(mem.residueBytes! / mem.tasks).toFixed(2)} per task)`
+      : "not measured",
+    pass: memOk ? mem.residueBytes! / mem.tasks <= TARGET.residueBytesPerTask : undefined,
+  });
+  const ten = medians["10ms-1"]?.ours;
+  targets.push({
+    target: `10 ms tasks, concurrency ${CONCURRENCY}, 1 worker process ≥ ` +
+      `${pct(TARGET.efficiency10ms)} of ideal ${int((CONCURRENCY * 1000) / 10)}/s`,
+    measured: ten ? `${pct(ten.efficiency!)} (${int(ten.tasksPerSec)} tasks/s)` : "not measured",
+    pass: ten ? ten.efficiency! >= TARGET.efficiency10ms : undefined,
+  });
+  return { medians, ratios, commands, usec, otherLoad, targets };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Markdown
+
+function int(n: number): string {
+  return Math.round(n).toLocaleString("en-US");
+}
+
+function fixed(n: number | undefined, digits: number): string {
+  return n === undefined ? "?" : n.toFixed(digits);
+}
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(1)} %`;
+}
+
+function signed(n: number): string {
+  return `${n >= 0 ? "+" : "−"}${int(Math.abs(n))}`;
+}
+
+function ratioText(x: number | undefined): string {
+  return x === undefined || !Number.isFinite(x) ? "–" : `${x.toFixed(2)}×`;
 }
 
 function markdown(r: Results): string {
-  const int = (n: number) => Math.round(n).toLocaleString("en-US");
-  const { tasks: n, workers, concurrency, runs } = r.params;
-  const listeners = `${workers} local listener${workers === 1 ? "" : "s"}`;
-  const lines = [
-    `# streamfutures benchmark`,
-    ``,
-    `Deno ${r.deno} (V8 ${r.v8}, TypeScript ${r.typescript}), redis-server ${r.redis} (private), ` +
-    `${r.os}, ${r.cpus} CPUs, ${r.date}`,
-    ``,
-    `| metric | value |`,
-    `| --- | --- |`,
-    `| throughput: ${int(n)} no-op tasks, \`map\`, ${listeners} × concurrency ${concurrency} ` +
-    `| **${int(r.throughput.tasksPerSecond)} tasks/s** (median of ${runs}: ${
-      r.throughput.runs.map((x) => int(x.tasksPerSecond)).join(", ")
-    }) |`,
-    `| round-trip latency, ${int(r.latency.samples)} sequential \`await submit(noop)\`: p50 ` +
-    `| **${r.latency.p50Ms.toFixed(2)} ms** |`,
-    `| round-trip latency: p99 | **${r.latency.p99Ms.toFixed(2)} ms** (mean ${
-      r.latency.meanMs.toFixed(2)
-    }, max ${r.latency.maxMs.toFixed(2)}) |`,
-    `| Redis commands per task (throughput runs, incl. commands inside Lua) | ${
-      r.redisPerTask.calls.toFixed(2)
-    } |`,
-    `| Redis CPU per task (used_cpu_sys + used_cpu_user) | ${
-      r.redisPerTask.cpuMicros.toFixed(1)
-    } µs |`,
-    `| pool start (connect + ${workers} listener threads) | ${int(r.poolStartMs)} ms |`,
-    ``,
-    `Redis commands per task by command:`,
-    ``,
-    `| command | calls / task |`,
-    `| --- | --- |`,
-    ...Object.entries(r.redisPerTask.commands)
-      .filter(([, v]) => v >= 0.0005)
-      .map(([cmd, v]) => `| ${cmd.toUpperCase()} | ${v.toFixed(3)} |`),
+  const systems = r.params.systems;
+  const peers = PEER_SYSTEMS.filter((p) => systems.includes(p));
+  const hasOurs = systems.includes("ours");
+  const ratioPeers = hasOurs ? peers : [];
+  const header = [
+    "metric",
+    ...systems.map((s) =>
+      s === "bullmq"
+        ? `BullMQ ${r.env.bullmq}`
+        : s === "bee-queue"
+        ? `bee-queue ${r.env.beeQueue}`
+        : NAMES[s]
+    ),
+    ...ratioPeers.map((p) => `ours ÷ ${NAMES[p]}`),
   ];
+  const rows: string[][] = [];
+  const { medians } = r.summary;
+  const variantIds = Object.keys(r.throughput);
+  const label = (id: string) => VARIANTS.find((v) => v.id === id)!;
+
+  for (const id of variantIds) {
+    const v = label(id);
+    const ideal = v.taskMs > 0 ? (CONCURRENCY * v.workers * 1000) / v.taskMs : 0;
+    rows.push([
+      `throughput, ${v.label}${ideal ? ` (ideal ${int(ideal)}/s)` : ""}`,
+      ...systems.map((s) => {
+        const m = medians[id]?.[s];
+        const errors = r.throughput[id]?.[s]?.errors.length ?? 0;
+        if (!m) return errors ? `failed (${errors})` : "–";
+        return `**${int(m.tasksPerSec)}/s**${m.efficiency ? ` = ${pct(m.efficiency)}` : ""} (${
+          m.runs.map(int).join(", ")
+        })${errors ? `, ${errors} failed` : ""}`;
+      }),
+      ...ratioPeers.map((p) => ratioText(r.summary.ratios[id]?.[`ours/${p}`])),
+    ]);
+  }
+  const head = medians[HEADLINE] ?? {};
+  const costRow = (
+    text: string,
+    pick: (m: Medians) => number | undefined,
+    format: (n: number) => string,
+  ) => {
+    rows.push([
+      text,
+      ...systems.map((s) => {
+        const v = head[s] ? pick(head[s]!) : undefined;
+        return v === undefined ? "–" : format(v);
+      }),
+      ...ratioPeers.map((p) => {
+        const a = head.ours ? pick(head.ours) : undefined;
+        const b = head[p] ? pick(head[p]!) : undefined;
+        return a === undefined || b === undefined ? "–" : ratioText(a / b);
+      }),
+    ]);
+  };
+  costRow("Redis CPU per task (no-op, 1 worker)", (m) => m.redisCpuUs, (n) => `${n.toFixed(1)} µs`);
+  costRow(
+    "Redis commands per task (no-op, 1 worker; inside Lua too)",
+    (m) => m.redisCalls,
+    (n) => n.toFixed(2),
+  );
+  costRow(
+    "producer CPU per task (no-op, 1 worker)",
+    (m) => m.producerCpuUs,
+    (n) => `${n.toFixed(1)} µs`,
+  );
+  costRow(
+    "worker CPU per task (no-op, 1 worker)",
+    (m) => m.workerCpuUs,
+    (n) => `${n.toFixed(1)} µs`,
+  );
+  costRow(
+    "CPU per task, all processes (producer + worker + Redis)",
+    (m) =>
+      m.producerCpuUs === undefined || m.workerCpuUs === undefined
+        ? undefined
+        : m.producerCpuUs + m.workerCpuUs + m.redisCpuUs,
+    (n) => `${n.toFixed(1)} µs`,
+  );
+
+  const single = (
+    text: string,
+    table: Partial<Record<System, object>>,
+    pick: (x: Latency & Memory) => number | undefined,
+    format: (n: number) => string,
+  ) => {
+    const value = (s: System): number | undefined => {
+      const x = table[s];
+      return x === undefined || isFailed(x) ? undefined : pick(x as Latency & Memory);
+    };
+    rows.push([
+      text,
+      ...systems.map((s) => {
+        const x = table[s];
+        if (x !== undefined && isFailed(x)) return "failed";
+        const v = value(s);
+        return v === undefined ? "–" : format(v);
+      }),
+      ...ratioPeers.map((p) => {
+        const a = value("ours");
+        const b = value(p);
+        return a === undefined || b === undefined ? "–" : ratioText(a / b);
+      }),
+    ]);
+  };
+  const ms = (n: number) => `${n.toFixed(3)} ms`;
+  const lat = `${
+    int(r.params.latencySamples)
+  } sequential round trips, worker concurrency ${r.params.latencyConcurrency}`;
+  single(`round-trip latency p50 (${lat})`, r.latency, (x) => x.p50Ms, (n) => `**${ms(n)}**`);
+  single("round-trip latency p99", r.latency, (x) => x.p99Ms, (n) => `**${ms(n)}**`);
+  single("round-trip latency mean", r.latency, (x) => x.meanMs, ms);
+  const n = int(r.params.memoryTasks);
+  single(
+    `Redis used_memory per pending task (${n} tasks, no worker)`,
+    r.memory,
+    (x) => x.bytesPerJob,
+    (v) => `**${int(v)} bytes**`,
+  );
+  single(
+    `producer RSS growth per held future / Job (${n})`,
+    r.memory,
+    (x) => x.clientRssBytesPerJob,
+    (v) => `${int(v)} bytes`,
+  );
+  single(
+    `producer V8 heap growth per held future / Job (${n})`,
+    r.memory,
+    (x) => x.clientHeapBytesPerJob,
+    (v) => `${int(v)} bytes`,
+  );
+  single(
+    `Redis used_memory after the ${n} tasks ran and the pool closed, vs idle (worker up)`,
+    r.memory,
+    (x) => x.residueBytes,
+    (v) => `${signed(v)} bytes`,
+  );
+
+  const table = (head: string[], body: string[][]) => [
+    `| ${head.join(" | ")} |`,
+    `| ${head.map(() => "---").join(" | ")} |`,
+    ...body.map((row) => `| ${row.join(" | ")} |`),
+  ];
+  const e = r.env;
+  const p = r.params;
+  const lines = [
+    `# streamfutures vs BullMQ and bee-queue`,
+    ``,
+    `Deno ${e.deno}, ${
+      e.node === "?" ? "" : `Node ${e.node}, `
+    }redis-server ${e.redis} (private, no persistence), ${e.os}, ` +
+    `${e.cpus} CPUs, ${e.date}; took ${Math.round(e.seconds)} s.`,
+    ``,
+    `Throughput: ${int(p.tasks)} tasks per run, one producer process, worker processes at ` +
+    `concurrency ${p.concurrency}, ${int(p.warmup)} warm-up tasks per run; median of ${p.runs} ` +
+    `run${p.runs === 1 ? "" : "s"} (each run's figure in brackets), the systems taking turns. ` +
+    `Per-task costs are medians over the no-op, 1-worker runs.`,
+    ...(r.summary.otherLoad
+      ? [
+        ``,
+        `Other load on the machine during the timed parts (CPU not used by the producer, the ` +
+        `workers or Redis): median ${r.summary.otherLoad.median.toFixed(2)} cores, max ${
+          r.summary.otherLoad.max.toFixed(2)
+        } (of ${e.cpus})${
+          r.summary.otherLoad.median > 0.25 ? ": **the machine was busy; figures are skewed**" : ""
+        }.`,
+      ]
+      : []),
+    ``,
+    ...table(header, rows),
+    ``,
+    `## Targets (issue 6)`,
+    ``,
+    ...table(
+      ["target", "measured", "result"],
+      r.summary.targets.map((t) => [
+        t.target,
+        t.measured,
+        t.pass === undefined ? "–" : t.pass ? "PASS" : "**FAIL**",
+      ]),
+    ),
+  ];
+  const mem = r.memory.ours;
+  if (mem && !isFailed(mem) && mem.residueKeys) {
+    lines.push(
+      ``,
+      `After release (ours): ${mem.residueKeys.length} keys left (${
+        mem.residueKeys.join(", ") || "none"
+      }); used_memory less the script cache: ${
+        signed(mem.residueBytes!)
+      } bytes vs idle with a worker up, ${
+        signed(mem.residueBytesWorkerStopped!)
+      } bytes vs before the fill once the worker stopped too. Memory measures run with Redis' ` +
+        `latency-tracking off (its per-command histograms, about 40 KB each, would be counted).`,
+    );
+  }
+  const cmdSystems = systems.filter((s) => r.summary.commands[s]);
+  if (cmdSystems.length) {
+    const all = new Set(cmdSystems.flatMap((s) => Object.keys(r.summary.commands[s]!)));
+    const get = (s: System, cmd: string) => r.summary.commands[s]?.[cmd];
+    const key = (cmd: string) =>
+      get("ours", cmd) ?? Math.max(...cmdSystems.map((s) => get(s, cmd) ?? 0)) / 1e6;
+    const cmds = [...all]
+      .filter((cmd) => cmdSystems.some((s) => (get(s, cmd) ?? 0) >= 0.0005))
+      .sort((a, b) => key(b) - key(a));
+    lines.push(
+      ``,
+      `## Redis commands per task by command (no-op, 1 worker process, mean of the runs)`,
+      ``,
+      `EVALSHA / EVAL count once per script call, and the commands a script runs count as well. ` +
+        `The µs columns are Redis' time inside the command per task (INFO commandstats usec): a ` +
+        `script's time includes the commands it runs.`,
+      ``,
+      ...table(
+        [
+          "command",
+          ...cmdSystems.flatMap((s) =>
+            s === "ours" ? [`${NAMES[s]} calls`, `${NAMES[s]} µs`] : [NAMES[s]]
+          ),
+        ],
+        [
+          ...cmds.map((cmd) => [
+            cmd.toUpperCase(),
+            ...cmdSystems.flatMap((s) => {
+              const v = get(s, cmd);
+              const cell = v === undefined ? "–" : v.toFixed(3);
+              if (s !== "ours") return [cell];
+              const us = r.summary.usec.ours?.[cmd];
+              return [cell, us === undefined ? "–" : us.toFixed(2)];
+            }),
+          ]),
+          [
+            "total",
+            ...cmdSystems.flatMap((s) => {
+              const cell = head[s] ? head[s]!.redisCalls.toFixed(2) : "–";
+              return s === "ours"
+                ? [cell, `(Redis CPU ${head.ours!.redisCpuUs.toFixed(1)})`]
+                : [cell];
+            }),
+          ],
+        ],
+      ),
+    );
+  }
+  if (r.failures.length) {
+    lines.push(``, `## Failures`, ``, ...r.failures.map((f) => `- ${brief(f)}`));
+  }
   return lines.join("\n");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Main
+
 async function main(): Promise<number> {
-  let params: Params;
+  let params: Params | "help";
   try {
-    params = parseParams();
+    params = parseParams(Deno.args);
   } catch (error) {
-    console.error(`${(error as Error).message}\n\n${USAGE}`);
+    console.error(`${errorText(error)}\n\n${USAGE}`);
     return 2;
+  }
+  if (params === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  if (params.systems.length === 0) {
+    console.error(`nothing to run\n\n${USAGE}`);
+    return 2;
+  }
+  for (const name of Object.keys(Deno.env.toObject())) {
+    if (name.startsWith("STREAMFUTURES_")) {
+      console.error(`bench: warning: ${name} is set; our processes will read it`);
+    }
   }
   let server: RedisServer;
   try {
@@ -303,17 +1261,34 @@ async function main(): Promise<number> {
     console.error(error instanceof RedisNotInstalledError ? error.message : error);
     return 1;
   }
+  const tmp = await mkdtemp(join(tmpdir(), "streamfutures-bench-"));
+  const cleanup = async () => {
+    await BenchProcess.killAllRunning();
+    await server.stop();
+    await rm(tmp, { recursive: true, force: true });
+  };
+  let interrupted = false;
+  const onSignal = () => {
+    if (interrupted) return;
+    interrupted = true;
+    console.error("bench: interrupted; stopping the child processes and redis-server");
+    cleanup().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
   let results: Results;
   try {
-    results = await bench(params, server);
+    results = await bench(params, server, tmp);
   } catch (error) {
     console.error("benchmark failed:", error);
     return 1;
   } finally {
-    await server.stop();
+    if (!interrupted) await cleanup();
   }
-  console.log(params.json ? JSON.stringify(results, null, 2) : markdown(results));
-  return 0;
+  const json = JSON.stringify(results, null, 2);
+  if (params.out) await Deno.writeTextFile(params.out, json + "\n");
+  console.log(params.json ? json : markdown(results));
+  return results.failures.length ? 1 : 0;
 }
 
 Deno.exit(await main());

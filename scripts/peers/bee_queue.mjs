@@ -7,7 +7,8 @@
  *   node scripts/peers/bee_queue.mjs latency    --url U --queue Q [--samples 2000] [--warmup 200]
  *   node scripts/peers/bee_queue.mjs fill       --url U --queue Q [--jobs 100000]
  *
- * Prints one JSON line of results on stdout; logs go to stderr. A worker prints "ready" on stderr
+ * Prints one JSON line of results on stdout (throughput: with `cpuMicros`, the producer's CPU time
+ * over the timed part); logs go to stderr. A worker prints "ready" on stderr
  * once it is listening, runs until SIGTERM/SIGINT, closes (waiting for its active jobs) and prints
  * `{ processed }`. With --gate a producer prints "ready" on stderr once connected and subscribed,
  * and starts only when a line arrives on stdin (so the driver can snapshot Redis first).
@@ -30,7 +31,9 @@
  *   'job succeeded' event for the same id also settles the wait: the save reply and the Pub/Sub
  *   message travel on two connections, and if the message came first the job-level event would
  *   never fire.
- * - fill: `isWorker: false, getEvents: false`, `saveAll` in chunks, no worker running.
+ * - fill: `isWorker: false, getEvents: false`, `saveAll` in chunks, no worker running. The Job
+ *   objects are held (as a client holds futures) while the process measures its RSS and heap
+ *   (after a GC with `node --expose-gc`) against the figures before saving.
  */
 
 import { parseArgs } from "node:util";
@@ -80,6 +83,15 @@ async function deadline(promise, ms, what) {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** RSS and V8 heap in use (bytes), after a full GC when node runs with --expose-gc. */
+function memory() {
+  if (typeof globalThis.gc === "function") {
+    for (let i = 0; i < 3; i++) globalThis.gc();
+  }
+  const usage = process.memoryUsage();
+  return { rss: usage.rss, heap: usage.heapUsed };
 }
 
 /** With --gate: says "ready" and waits for a line on stdin (the driver's "go"). */
@@ -137,9 +149,10 @@ async function worker() {
   console.error("ready");
 }
 
-/** Saves `n` jobs with `saveAll` in chunks, awaited in turn. */
-async function saveJobs(queue, n) {
+/** Saves `n` jobs with `saveAll` in chunks, awaited in turn; with `keep`, returns the Jobs. */
+async function saveJobs(queue, n, keep) {
   const chunk = Math.max(1, int("chunk"));
+  const saved = [];
   for (let done = 0; done < n;) {
     const size = Math.min(chunk, n - done);
     const jobs = new Array(size);
@@ -149,8 +162,10 @@ async function saveJobs(queue, n) {
       const [job, error] = errors.entries().next().value;
       throw new Error(`${errors.size} jobs failed to save (job ${job.id}: ${error.message})`);
     }
+    if (keep) saved.push(...jobs);
     done += size;
   }
+  return saved;
 }
 
 async function throughput() {
@@ -188,11 +203,13 @@ async function throughput() {
   };
   if (warmup > 0) await run(warmup, "warm-up");
   await gate();
+  const cpu = process.cpuUsage();
   const start = performance.now();
   await run(jobs, "throughput run");
   const seconds = (performance.now() - start) / 1000;
+  const used = process.cpuUsage(cpu);
   await queue.close();
-  console.log(JSON.stringify({ seconds, jobs }));
+  console.log(JSON.stringify({ seconds, jobs, cpuMicros: used.user + used.system }));
 }
 
 async function latency() {
@@ -250,13 +267,23 @@ async function fill() {
   const jobs = int("jobs");
   const queue = await open({ isWorker: false, getEvents: false });
   await gate();
-  await saveJobs(queue, jobs);
+  const before = memory();
+  // The Job handles are held until measured, as a client holds its futures.
+  const saved = await saveJobs(queue, jobs, true);
+  const after = memory();
   const counts = await queue.checkHealth();
   await queue.close();
   if (counts.waiting !== jobs) {
     throw new Error(`expected ${jobs} waiting jobs, found ${counts.waiting}`);
   }
-  console.log(JSON.stringify({ jobs }));
+  if (saved.length !== jobs) throw new Error(`saved ${saved.length} jobs, not ${jobs}`);
+  console.log(JSON.stringify({
+    jobs,
+    rssBefore: before.rss,
+    rssAfter: after.rss,
+    heapBefore: before.heap,
+    heapAfter: after.heap,
+  }));
 }
 
 const roles = { worker, throughput, latency, fill };

@@ -7,7 +7,8 @@
  *   node scripts/peers/bullmq.mjs latency    --url U --queue Q [--samples 2000] [--warmup 200]
  *   node scripts/peers/bullmq.mjs fill       --url U --queue Q [--jobs 100000]
  *
- * Prints one JSON line of results on stdout; logs go to stderr. A worker prints "ready" on stderr
+ * Prints one JSON line of results on stdout (throughput: with `cpuMicros`, the producer's CPU time
+ * over the timed part); logs go to stderr. A worker prints "ready" on stderr
  * once it is listening, runs until SIGTERM/SIGINT, closes (waiting for its active jobs) and prints
  * `{ processed }`. With --gate a producer prints "ready" on stderr once connected and listening for
  * events, and starts only when a line arrives on stdin (so the driver can snapshot Redis first).
@@ -28,7 +29,9 @@
  * - worker: `new Worker(queue, processor, { concurrency })` with all other defaults (stalled checks
  *   every 30 s, lock renewal, drainDelay 5 s); the processor is a no-op async function, or
  *   `await setTimeout(taskMs)`.
- * - fill: `addBulk` in chunks with the throughput job options, no worker running.
+ * - fill: `addBulk` in chunks with the throughput job options, no worker running. The returned
+ *   Job objects are held (as a client holds futures) while the process measures its RSS and heap
+ *   (after a GC with `node --expose-gc`) against the figures before adding.
  */
 
 import { parseArgs } from "node:util";
@@ -81,6 +84,15 @@ async function deadline(promise, ms, what) {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** RSS and V8 heap in use (bytes), after a full GC when node runs with --expose-gc. */
+function memory() {
+  if (typeof globalThis.gc === "function") {
+    for (let i = 0; i < 3; i++) globalThis.gc();
+  }
+  const usage = process.memoryUsage();
+  return { rss: usage.rss, heap: usage.heapUsed };
 }
 
 /** With --gate: says "ready" and waits for a line on stdin (the driver's "go"). */
@@ -168,16 +180,19 @@ async function producer() {
 
 const THROUGHPUT_JOB_OPTS = { removeOnComplete: true };
 
-/** Adds `n` jobs with `addBulk` in chunks, awaited in turn. */
-async function addJobs(queue, n, opts) {
+/** Adds `n` jobs with `addBulk` in chunks, awaited in turn; with `keep`, returns the Jobs. */
+async function addJobs(queue, n, opts, keep) {
   const chunk = Math.max(1, int("chunk"));
+  const added = [];
   for (let done = 0; done < n;) {
     const size = Math.min(chunk, n - done);
     const batch = new Array(size);
     for (let i = 0; i < size; i++) batch[i] = { name: "noop", data: {}, opts };
-    await queue.addBulk(batch);
+    const jobs = await queue.addBulk(batch);
+    if (keep) added.push(...jobs);
     done += size;
   }
+  return added;
 }
 
 async function throughput() {
@@ -210,11 +225,13 @@ async function throughput() {
   };
   if (warmup > 0) await run(warmup, "warm-up");
   await gate();
+  const cpu = process.cpuUsage();
   const start = performance.now();
   await run(jobs, "throughput run");
   const seconds = (performance.now() - start) / 1000;
+  const used = process.cpuUsage(cpu);
   await close();
-  console.log(JSON.stringify({ seconds, jobs }));
+  console.log(JSON.stringify({ seconds, jobs, cpuMicros: used.user + used.system }));
 }
 
 async function latency() {
@@ -252,12 +269,22 @@ async function fill() {
   const queue = new Queue(values.queue, { connection: client });
   await queue.waitUntilReady();
   await gate();
-  await addJobs(queue, jobs, THROUGHPUT_JOB_OPTS);
+  const before = memory();
+  // The Job handles are held until measured, as a client holds its futures.
+  const added = await addJobs(queue, jobs, THROUGHPUT_JOB_OPTS, true);
+  const after = memory();
   const waiting = await queue.getWaitingCount();
   await queue.close();
   await client.close().catch(() => client.destroy());
   if (waiting !== jobs) throw new Error(`expected ${jobs} waiting jobs, found ${waiting}`);
-  console.log(JSON.stringify({ jobs }));
+  if (added.length !== jobs) throw new Error(`addBulk returned ${added.length} jobs, not ${jobs}`);
+  console.log(JSON.stringify({
+    jobs,
+    rssBefore: before.rss,
+    rssAfter: after.rss,
+    heapBefore: before.heap,
+    heapAfter: after.heap,
+  }));
 }
 
 const roles = { worker, throughput, latency, fill };
