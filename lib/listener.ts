@@ -34,6 +34,7 @@ import { type CronSpec, nextCronTime } from "./_cron.ts";
 import { RECOVER } from "./_lua/recover.ts";
 import { REGISTER } from "./_lua/register.ts";
 import { START } from "./_lua/start.ts";
+import { TAKE } from "./_lua/take.ts";
 import { duration, heartbeats, keyName, positiveInt } from "./_options.ts";
 import {
   type BlockingReader,
@@ -264,6 +265,8 @@ export class Listener {
   #beating = false;
   #beats = 0;
   #slotFree: (() => void) | undefined;
+  /** Tasks in hand whose outcome is being recorded (they no longer occupy a slot). */
+  #recording = 0;
   /** Called when the last task in hand is released (a graceful stop waits for it). */
   #drained: (() => void) | undefined;
   /** Started tasks in start order, waiting for their `started` notice (see below). */
@@ -272,6 +275,15 @@ export class Listener {
   #noticeTimer: ReturnType<typeof setTimeout> | undefined;
   #stopped: Promise<void> | undefined;
   #rotation = 0;
+  /**
+   * True while work keeps coming: the read loop then reads and claims in one call (TAKE) rather
+   * than a blocking read followed by START.
+   */
+  #busy = false;
+  /** Set when a read's reply was lost: what it delivered may be pending for us, unclaimed. */
+  #reclaim = false;
+  /** Per stream, the largest entry id this listener has read (new entries come after it). */
+  #lastRead = new Map<string, string>();
   #completed = 0;
   #failed = 0;
   /** Redis time minus local time, ms (from PROMOTE). */
@@ -786,14 +798,26 @@ export class Listener {
     const reader = this.#reader!;
     let backoff = 50;
     while (this.#state === "running") {
-      const free = this.#concurrency - this.#tasks.size;
+      const free = this.#freeSlots();
       if (free <= 0) {
         await new Promise<void>((resolve) => (this.#slotFree = resolve));
         this.#slotFree = undefined;
         continue;
       }
+      if (this.#reclaim) {
+        if (!await this.#reclaimTaken()) {
+          await new Promise((resolve) => setTimeout(resolve, backoff * (0.5 + Math.random())));
+          backoff = Math.min(backoff * 2, 2000);
+        }
+        continue;
+      }
+      if (this.#busy) {
+        if (await this.#take(free) === 0) this.#busy = false;
+        continue;
+      }
       // Priority levels: take what waits, highest level first, before blocking on all streams.
       if (this.#streams.length > this.#queues.length && await this.#readByPriority()) continue;
+      if (this.#reclaim) continue;
       // XREADGROUP's COUNT applies per stream: read at most `free` streams with COUNT
       // floor(free / streams) so one read never returns more entries than there are free slots.
       // The streams rotate so that no queue starves when slots are scarce.
@@ -825,14 +849,137 @@ export class Listener {
         if (message.startsWith("NOGROUP")) {
           for (const stream of this.#streams) await this.#ensureGroup(stream).catch(() => {});
         } else {
+          // The read may have delivered entries whose reply was lost: read them back first.
+          this.#reclaim = true;
           this.#logger.warn(`read failed (${message}); retrying`);
           await new Promise((resolve) => setTimeout(resolve, backoff * (0.5 + Math.random())));
           backoff = Math.min(backoff * 2, 2000);
         }
         continue;
       }
-      this.#dispatch(reply);
+      if (this.#dispatch(reply) > 0) this.#busy = true;
     }
+  }
+
+  /**
+   * Reads and claims up to `free` new entries in one call (TAKE), streams in priority order
+   * (queues of one level take turns). Returns how many entries it read.
+   */
+  async #take(free: number): Promise<number> {
+    const cmd = this.#cmd!;
+    const streams = this.#takeOrder();
+    let reply: unknown[];
+    try {
+      reply = await TAKE.run(cmd, streams, [
+        this.#keys.app,
+        GROUP,
+        this.id,
+        String(free),
+      ]) as unknown[];
+    } catch (error) {
+      const message = String((error as Error)?.message);
+      if (message.includes("NOGROUP")) {
+        for (const stream of this.#streams) await this.#ensureGroup(stream).catch(() => {});
+      } else if (this.#state === "running") {
+        // The call may have run: read back what it may have delivered before going on.
+        this.#reclaim = true;
+        this.#logger.warn(`reading tasks failed (${message}); retrying`);
+      }
+      return 0;
+    }
+    const startedAt = Number(reply[0]);
+    const verdicts = reply[2] as unknown[];
+    const byStream = new Map<string, [Task[], unknown[]]>();
+    let n = 0;
+    for (const entry of parseStreamReply(reply[1])) {
+      const verdict = verdicts[n++];
+      this.#noteRead(entry);
+      if (verdict === "m") {
+        this.#logger.warn(
+          `dropped malformed entry ${entry.id} of ${entry.stream} ` +
+            `(it lacks a valid id, op or reply field)`,
+        );
+        continue;
+      }
+      const task = this.#accept(entry);
+      if (!task) continue;
+      let batch = byStream.get(entry.stream);
+      if (!batch) byStream.set(entry.stream, batch = [[], []]);
+      batch[0].push(task);
+      batch[1].push(verdict);
+    }
+    for (const [tasks, taskVerdicts] of byStream.values()) {
+      this.#launch(tasks, taskVerdicts, startedAt);
+    }
+    return n;
+  }
+
+  /** The streams in TAKE's order: priority levels highest first, queues of a level rotating. */
+  #takeOrder(): string[] {
+    if (this.#queues.length === 1) return this.#streams;
+    const turn = this.#rotation++;
+    const order: string[] = [];
+    let level: string[] = [];
+    let levelOf = "";
+    const flush = () => {
+      for (let i = 0; i < level.length; i++) order.push(level[(turn + i) % level.length]);
+      level = [];
+    };
+    for (const stream of this.#streams) {
+      const l = stream.slice(this.#keys.queue("").length + this.#queueOf(stream).length);
+      if (l !== levelOf) flush();
+      levelOf = l;
+      level.push(stream);
+    }
+    flush();
+    return order;
+  }
+
+  /** Remembers the largest entry id read from each stream (see {@link #reclaimTaken}). */
+  #noteRead(entry: StreamEntry): void {
+    const last = this.#lastRead.get(entry.stream);
+    if (last === undefined || compareIds(entry.id, last) > 0) {
+      this.#lastRead.set(entry.stream, entry.id);
+    }
+  }
+
+  /**
+   * After a read (TAKE or XREADGROUP) whose reply was lost: reads back the entries pending for
+   * this listener past the last one it read (what that call delivered, if it ran) and claims them
+   * with START, which lets a task of ours with status "0" or "1" run. Returns false when Redis
+   * cannot be reached.
+   */
+  async #reclaimTaken(): Promise<boolean> {
+    let reply: unknown;
+    try {
+      reply = await this.#cmd!.sendCommand([
+        "XREADGROUP",
+        "GROUP",
+        GROUP,
+        this.id,
+        "COUNT",
+        String(2 * this.#concurrency),
+        "STREAMS",
+        ...this.#streams,
+        ...this.#streams.map((s) => this.#lastRead.get(s) ?? "0-0"),
+      ]);
+    } catch (error) {
+      const message = String((error as Error)?.message);
+      if (message.includes("NOGROUP")) {
+        for (const stream of this.#streams) await this.#ensureGroup(stream).catch(() => {});
+        this.#reclaim = false; // a new group holds nothing of ours
+        return true;
+      }
+      return false;
+    }
+    this.#reclaim = false;
+    const known = new Set([...this.#tasks.values()].map((t) => `${t.stream} ${t.entryId}`));
+    const entries = parseStreamReply(reply).filter((e) => !known.has(`${e.stream} ${e.id}`));
+    if (entries.length > 0) {
+      this.#logger.info(`claiming ${entries.length} task(s) read by a call whose reply was lost`);
+    }
+    this.#dispatchEntries(entries);
+    return true;
   }
 
   /**
@@ -842,7 +989,7 @@ export class Listener {
   async #readByPriority(): Promise<boolean> {
     let took = false;
     for (const stream of this.#streams) {
-      const free = this.#concurrency - this.#tasks.size;
+      const free = this.#freeSlots();
       if (free <= 0 || this.#state !== "running") break;
       let reply: unknown;
       try {
@@ -858,6 +1005,7 @@ export class Listener {
           ">",
         ]);
       } catch {
+        this.#reclaim = true; // its reply may have been lost (see #reclaimTaken)
         return took; // the blocking read below reports and handles errors
       }
       if (this.#dispatch(reply) > 0) took = true;
@@ -867,10 +1015,15 @@ export class Listener {
 
   /** Takes the entries of a read in hand and starts them, one START call per stream. */
   #dispatch(reply: unknown): number {
+    return this.#dispatchEntries(parseStreamReply(reply));
+  }
+
+  #dispatchEntries(entries: StreamEntry[]): number {
     const byStream = new Map<string, Task[]>();
     let n = 0;
-    for (const entry of parseStreamReply(reply)) {
+    for (const entry of entries) {
       n++;
+      this.#noteRead(entry);
       const task = this.#accept(entry);
       if (!task) continue;
       let list = byStream.get(entry.stream);
@@ -959,6 +1112,14 @@ export class Listener {
       for (const task of tasks) this.#release(task);
       return;
     }
+    this.#launch(tasks, verdicts, startedAt);
+  }
+
+  /**
+   * Runs the tasks of one stream that START or TAKE let run (verdict 1) on the executors, and
+   * releases the others.
+   */
+  #launch(tasks: Task[], verdicts: unknown[], startedAt: number): void {
     const run: RunMessage[] = [];
     const rejected: [Task, FinishRecord][] = [];
     const now = performance.now();
@@ -1196,9 +1357,15 @@ export class Listener {
     return this.#record(task, action, line, payload);
   }
 
-  /** Sends outcomes to Redis, one FINISH call per stream; frees the slots when recorded. */
+  /**
+   * Sends outcomes to Redis, one FINISH call per stream. A task's slot is free from now on (the
+   * next task can start while this one's outcome is recorded); the task stays in hand, and
+   * heartbeating, until its outcome is recorded.
+   */
   #finish(records: [Task, FinishRecord][]): void {
     const byStream = new Map<string, [Task, FinishRecord][]>();
+    this.#recording += records.length;
+    this.#slotFree?.();
     for (const item of records) {
       item[0].state = "finishing";
       let list = byStream.get(item[0].stream);
@@ -1263,8 +1430,19 @@ export class Listener {
           `their entries stay pending for recovery`,
       );
     } finally {
+      this.#recording -= items.length;
       for (const [task] of items) this.#release(task);
     }
+  }
+
+  /**
+   * Slots free for new tasks: `concurrency` minus the tasks starting or running. Tasks whose
+   * outcomes are being recorded do not count, but at most `concurrency` of them are let through
+   * (when Redis is slow to record, reading stops rather than piling up outcomes).
+   */
+  #freeSlots(): number {
+    const busy = this.#tasks.size - this.#recording;
+    return Math.min(this.#concurrency - busy, 2 * this.#concurrency - this.#tasks.size);
   }
 
   /** Forgets a task and frees its slot. */

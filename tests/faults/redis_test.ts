@@ -4,6 +4,9 @@ import { ConnectionError, StreamFuturePool } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
 import { startRedis, startWorkerProcess, type TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
+import { startLossyProxy } from "./_proxy.ts";
+import { TAKE } from "../../lib/_lua/take.ts";
+import { createHash } from "node:crypto";
 import {
   cleanTraces,
   FAULT_TASKS,
@@ -100,6 +103,39 @@ describe("Redis faults", () => {
       return Array.isArray(groups) && groups.length === 1;
     }, "the worker re-created stream and group");
     assert.equal((await pool.submit<Trace>("where", [])).attempt, 1);
+  });
+
+  it("a read whose reply is lost: the tasks it took are claimed and run once, none is lost", async () => {
+    const app = nextApp("lostreply");
+    const file = await traceFile();
+    // The proxy loses the reply to the worker's first TAKE (read and claim) while work waits.
+    const c = await redis.client();
+    await c.sendCommand(["SCRIPT", "LOAD", TAKE.source]);
+    const sha = createHash("sha1").update(TAKE.source).digest("hex");
+    const proxy = await startLossyProxy(redis.port);
+    try {
+      const worker = await startWorker(
+        { ...redis, url: proxy.url },
+        app,
+        ["--concurrency", "4", "--log-level", "info"],
+      );
+      children.push(worker);
+      await using pool = faultPool(redis, app); // no retries: a lost task would fail
+      const lost = proxy.loseReplyTo(sha);
+      const futures = pool.map<Trace>("nap", Array.from({ length: 100 }, () => [5, file]));
+      await lost;
+      const results = await Promise.all(futures);
+      assert.equal(results.length, 100);
+      const starts = new Map<string, number>();
+      for (const line of await readTrace(file)) {
+        if (line.event === "start") starts.set(line.taskId, (starts.get(line.taskId) ?? 0) + 1);
+      }
+      assert.equal(starts.size, 100);
+      assert.deepEqual([...new Set(starts.values())], [1], "every task ran exactly once");
+      assert.match(worker.stderr(), /claiming \d+ task\(s\) read by a call whose reply was lost/);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it("Redis paused (SIGSTOP) for a moment: work resumes and completes", async () => {

@@ -1,0 +1,100 @@
+import { Script } from "../_script.ts";
+import { LUA_COMMON } from "./_common.ts";
+
+/**
+ * A busy worker reads and claims new tasks in one call: a non-blocking `XREADGROUP` of up to
+ * `count` new entries across its streams (in the order given: highest priority first), then what
+ * START does for them — status "0" becomes "1" with a heartbeat (Redis time); a task with any
+ * other status (cancelled while queued, already final) is acknowledged and deleted without
+ * running. Entries that lack a valid `id` (or `op` / `reply`) are acknowledged and deleted too.
+ * One round trip instead of two (read, then START) while work is waiting; an idle worker blocks
+ * in a plain `XREADGROUP` and claims what it gets with START.
+ *
+ * A call whose reply is lost (dropped connection) leaves its entries pending for this consumer
+ * with status "1": the worker reads them back with `XREADGROUP ... <last id>` and claims them
+ * again with START, which accepts a pending entry of its own with status "1".
+ *
+ * KEYS[1..] task streams, in the order to read them
+ * ARGV[1] app prefix
+ * ARGV[2] consumer group
+ * ARGV[3] consumer (worker id)
+ * ARGV[4] most entries to take, over all streams
+ *
+ * Returns Redis' time in ms, the entries read (an `XREADGROUP` reply: `{{stream, {{id, fields},
+ * ...}}, ...}`), then one verdict per entry in reply order: 1 = run it, "m" = malformed (dropped),
+ * else the status the task had ("" if none).
+ */
+export const TAKE: Script = new Script(
+  "take",
+  LUA_COMMON + `
+local group, consumer = ARGV[2], ARGV[3]
+local left = tonumber(ARGV[4])
+local hb = heartbeat_now()
+local reply, verdicts, expire = {}, {}, {}
+local prefix = APP .. ':replies:'
+local ID_PATTERN = '^[%w_.%-]+$'
+for _, stream in ipairs(KEYS) do
+  if left <= 0 then break end
+  local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', left, 'STREAMS', stream, '>')
+  if r and r[1] and #r[1][2] > 0 then
+    local entries = r[1][2]
+    reply[#reply + 1] = r[1]
+    left = left - #entries
+    local by_op, ops = {}, {}
+    local base = #verdicts
+    for i, e in ipairs(entries) do
+      local flat = e[2]
+      local tid = get_field(flat, 'id')
+      local op = get_field(flat, 'op') or (tid and op_of_task(tid))
+      local rep = get_field(flat, 'reply') or (op and reply_of_op(op))
+      if tid and op and rep and string.match(tid, ID_PATTERN) and string.match(op, ID_PATTERN)
+        and string.sub(rep, 1, #prefix) == prefix then
+        local l = by_op[op]
+        if not l then
+          l = {}
+          by_op[op] = l
+          ops[#ops + 1] = op
+        end
+        l[#l + 1] = i
+        l[#l + 1] = tid
+      else
+        verdicts[base + i] = 'm'
+        ack(stream, e[1])
+      end
+    end
+    for _, op in ipairs(ops) do
+      local l = by_op[op]
+      local tids = {}
+      for j = 2, #l, 2 do tids[#tids + 1] = l[j] end
+      local ks = k_status(op)
+      local st = redis.call('HMGET', ks, unpack(tids))
+      local ls, lh = hset_list(ks), hset_list(k_heartbeat(op))
+      local started = false
+      for j, tid in ipairs(tids) do
+        local i = l[2 * j - 1]
+        local s = st[j]
+        if s == '0' or s == '1' then
+          verdicts[base + i] = 1
+          ls[#ls + 1] = tid
+          ls[#ls + 1] = '1'
+          lh[#lh + 1] = tid
+          lh[#lh + 1] = hb
+          started = true
+        else
+          verdicts[base + i] = s or ''
+          ack(stream, entries[i][1])
+        end
+      end
+      if started then expire[#expire + 1] = op end
+    end
+  end
+end
+flush(group)
+-- The heartbeat hashes expire with their operations' other keys (orphan expiry).
+for _, op in ipairs(expire) do
+  local at = redis.call('PEXPIRETIME', k_status(op))
+  if at > 0 then redis.call('PEXPIREAT', k_heartbeat(op), at) end
+end
+return {now_ms(), reply, verdicts}
+`,
+);

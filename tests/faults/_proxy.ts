@@ -1,0 +1,66 @@
+/**
+ * A TCP proxy in front of a test Redis that can lose a reply on purpose: once armed with a marker,
+ * the first request that contains it is passed on to Redis — which runs it — and the client's
+ * side of that connection is closed at once, so the client never sees the reply.
+ *
+ * @module
+ */
+
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { Buffer } from "node:buffer";
+
+/** A running proxy. */
+export interface LossyProxy {
+  /** `redis://127.0.0.1:<port>` of the proxy. */
+  readonly url: string;
+  /** Loses the reply of the next request that contains `marker`; resolves once it did. */
+  loseReplyTo(marker: string): Promise<void>;
+  /** Closes the proxy and every connection through it. */
+  close(): Promise<void>;
+}
+
+/** Starts a proxy to `127.0.0.1:<port>`. */
+export async function startLossyProxy(port: number): Promise<LossyProxy> {
+  const sockets = new Set<Socket>();
+  let armed: { marker: Buffer; done: () => void } | undefined;
+  const server: Server = createServer((client) => {
+    const upstream = connect(port, "127.0.0.1");
+    sockets.add(client);
+    sockets.add(upstream);
+    client.on("data", (chunk: Buffer) => {
+      upstream.write(chunk);
+      if (armed && chunk.includes(armed.marker)) {
+        const { done } = armed;
+        armed = undefined;
+        // Redis still reads and runs what it got before it sees the end of the connection.
+        client.destroy();
+        upstream.end();
+        done();
+      }
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      if (!client.destroyed) client.write(chunk);
+    });
+    const closeBoth = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on("close", () => upstream.end());
+    upstream.on("close", closeBoth);
+    client.on("error", closeBoth);
+    upstream.on("error", closeBoth);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port: own } = server.address() as { port: number };
+  return {
+    url: `redis://127.0.0.1:${own}`,
+    loseReplyTo: (marker) =>
+      new Promise<void>((resolve) => (armed = { marker: Buffer.from(marker), done: resolve })),
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
