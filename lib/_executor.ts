@@ -158,7 +158,7 @@ export class ExecutorPool {
     executor.running.delete(seq);
     this.#where.delete(seq);
     this.#sinks.delete(seq);
-    this.#replace(executor, `its executor thread was terminated to stop task ${why}`);
+    this.#replace(executor, `its executor ${this.#noun} was terminated to stop task ${why}`);
   }
 
   /** Stops every thread at once. */
@@ -193,10 +193,13 @@ export class ExecutorPool {
     });
   }
 
+  /** What an executor is, for messages: "thread" or "process". */
+  get #noun(): ExecutorMode {
+    return this.#options.mode ?? DEFAULT_EXECUTOR_MODE;
+  }
+
   async #launch(executor: Executor): Promise<void> {
-    const start = (this.#options.mode ?? DEFAULT_EXECUTOR_MODE) === "process"
-      ? startProcessThread
-      : startThread;
+    const start = this.#noun === "process" ? startProcessThread : startThread;
     const thread = await start(
       new URL("./_executor_thread.ts", import.meta.url),
       {
@@ -214,7 +217,7 @@ export class ExecutorPool {
         this.#options.log(
           `executor ${executor.index} died (${(error as Error)?.message ?? error}); restarting it`,
         );
-        this.#replace(executor, "its executor thread died");
+        this.#replace(executor, `its executor ${this.#noun} died`);
       });
       thread.onMessage((message) => {
         const m = message as {

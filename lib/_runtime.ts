@@ -352,8 +352,16 @@ export async function startProcessThread(url: URL, data: unknown): Promise<Threa
           passThrough.write(encoder.encode(line + "\n")).catch(() => {});
           continue;
         }
+        let message: unknown;
+        try {
+          message = JSON.parse(line.slice(mark + MARK.length));
+        } catch {
+          // Not one of ours after all (a task printed the marker): it is output.
+          passThrough.write(encoder.encode(line + "\n")).catch(() => {});
+          continue;
+        }
         if (mark > 0) passThrough.write(encoder.encode(line.slice(0, mark))).catch(() => {});
-        onMessage(JSON.parse(line.slice(mark + MARK.length)));
+        onMessage(message);
       }
     }
   })().catch((error) => onError(error));

@@ -160,7 +160,7 @@ interface Task {
   deadline: number | undefined;
   /** Set once the task was told to stop; past `killAt` its executor is terminated. */
   stop: { kind: StopKind; message: string; killAt: number } | undefined;
-  /** A cancel notice arrived while START was in flight. */
+  /** A cancel notice arrived while START (or TAKE) was in flight. */
   cancelSeen: boolean;
   /** Redis time (ms) when START let it run, and `performance.now()` then. */
   startedAt: number;
@@ -284,6 +284,8 @@ export class Listener {
   #reclaim = false;
   /** Per stream, the largest entry id this listener has read (new entries come after it). */
   #lastRead = new Map<string, string>();
+  /** Set while a TAKE call is in flight, with the cancel notices for tasks not yet in hand. */
+  #takeCancels: Set<string> | undefined;
   #completed = 0;
   #failed = 0;
   /** Redis time minus local time, ms (from PROMOTE). */
@@ -506,6 +508,16 @@ export class Listener {
     } catch (error) {
       if (!String((error as Error)?.message).startsWith("BUSYGROUP")) throw error;
     }
+    if (this.#lastRead.has(stream)) return;
+    // Entries pending for this consumer name up to the group's last delivered id were read by an
+    // earlier process with the same worker id: recovery deals with them, #reclaimTaken must not.
+    const groups = await this.#cmd!.sendCommand(["XINFO", "GROUPS", stream]) as unknown[];
+    for (const group of groups ?? []) {
+      const info = new Map(replyPairs(group));
+      if (info.get("name") !== GROUP) continue;
+      const last = info.get("last-delivered-id");
+      if (last && !this.#lastRead.has(stream)) this.#lastRead.set(stream, last);
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -526,7 +538,9 @@ export class Listener {
             String(this.#heartbeatTimeout * 4),
           ])
         );
-      const running = [...this.#tasks.values()].filter((t) => t.state === "running");
+      // Tasks whose outcome is being recorded keep heartbeating: were FINISH delayed (Redis
+      // slow or reconnecting), recovery must not run them again meanwhile.
+      const running = [...this.#tasks.values()].filter((t) => t.state !== "starting");
       if (running.length > 0) {
         const args = [this.#keys.app, GROUP, this.id];
         for (const t of running) args.push(t.stream, t.entryId, t.op, t.taskId);
@@ -685,7 +699,12 @@ export class Listener {
     const [kind, a, b] = message.split(" ");
     if (kind === "c") {
       const task = this.#byTaskId.get(b);
-      if (!task || task.op !== a) return;
+      if (!task) {
+        // TAKE may have started it already, its reply not yet here: stopped once it is.
+        this.#takeCancels?.add(b);
+        return;
+      }
+      if (task.op !== a) return;
       if (task.state === "starting") task.cancelSeen = true;
       else if (task.state === "running" && !task.stop) {
         this.#stopTask(task, "cancel", "the task was cancelled");
@@ -869,6 +888,7 @@ export class Listener {
     const cmd = this.#cmd!;
     const streams = this.#takeOrder();
     let reply: unknown[];
+    const cancels = this.#takeCancels = new Set();
     try {
       reply = await TAKE.run(cmd, streams, [
         this.#keys.app,
@@ -878,14 +898,17 @@ export class Listener {
       ]) as unknown[];
     } catch (error) {
       const message = String((error as Error)?.message);
+      // The call may have run (in part: a script's writes before an error stay): read back
+      // what it may have delivered before going on.
+      if (this.#state === "running") this.#reclaim = true;
       if (message.includes("NOGROUP")) {
         for (const stream of this.#streams) await this.#ensureGroup(stream).catch(() => {});
       } else if (this.#state === "running") {
-        // The call may have run: read back what it may have delivered before going on.
-        this.#reclaim = true;
         this.#logger.warn(`reading tasks failed (${message}); retrying`);
       }
       return 0;
+    } finally {
+      this.#takeCancels = undefined;
     }
     const startedAt = Number(reply[0]);
     const verdicts = reply[2] as unknown[];
@@ -903,6 +926,7 @@ export class Listener {
       }
       const task = this.#accept(entry);
       if (!task) continue;
+      if (cancels.has(task.taskId)) task.cancelSeen = true;
       let batch = byStream.get(entry.stream);
       if (!batch) byStream.set(entry.stream, batch = [[], []]);
       batch[0].push(task);
@@ -950,6 +974,7 @@ export class Listener {
    * cannot be reached.
    */
   async #reclaimTaken(): Promise<boolean> {
+    const free = this.#freeSlots();
     let reply: unknown;
     try {
       reply = await this.#cmd!.sendCommand([
@@ -958,23 +983,24 @@ export class Listener {
         GROUP,
         this.id,
         "COUNT",
-        String(2 * this.#concurrency),
+        String(free),
         "STREAMS",
         ...this.#streams,
         ...this.#streams.map((s) => this.#lastRead.get(s) ?? "0-0"),
       ]);
     } catch (error) {
-      const message = String((error as Error)?.message);
-      if (message.includes("NOGROUP")) {
+      if (String((error as Error)?.message).includes("NOGROUP")) {
+        // A group that is gone holds nothing of ours, but the others may: create the missing
+        // ones and read back again (after the loop's backoff).
         for (const stream of this.#streams) await this.#ensureGroup(stream).catch(() => {});
-        this.#reclaim = false; // a new group holds nothing of ours
-        return true;
       }
       return false;
     }
-    this.#reclaim = false;
     const known = new Set([...this.#tasks.values()].map((t) => `${t.stream} ${t.entryId}`));
-    const entries = parseStreamReply(reply).filter((e) => !known.has(`${e.stream} ${e.id}`));
+    let entries = parseStreamReply(reply).filter((e) => !known.has(`${e.stream} ${e.id}`));
+    // No more than the free slots: the rest lies past #lastRead, for the next round.
+    this.#reclaim = entries.length > free;
+    if (this.#reclaim) entries = entries.slice(0, free);
     if (entries.length > 0) {
       this.#logger.info(`claiming ${entries.length} task(s) read by a call whose reply was lost`);
     }
@@ -1259,7 +1285,7 @@ export class Listener {
         );
       } else if (task.stop && task.stop.kind !== "interrupt" && now >= task.stop.killAt) {
         this.#logger.warn(
-          `task ${task.taskId} ignored its abort signal for ${this.#taskGrace} ms (${task.stop.kind}); terminating its executor thread`,
+          `task ${task.taskId} ignored its abort signal for ${this.#taskGrace} ms (${task.stop.kind}); terminating its executor`,
         );
         task.state = "finishing";
         this.#timed.delete(task);

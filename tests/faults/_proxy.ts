@@ -1,7 +1,8 @@
 /**
- * A TCP proxy in front of a test Redis that can lose a reply on purpose: once armed with a marker,
- * the first request that contains it is passed on to Redis — which runs it — and the client's
- * side of that connection is closed at once, so the client never sees the reply.
+ * A TCP proxy in front of a test Redis that can lose or hold back a reply on purpose: once armed
+ * with a marker, the first request that contains it is passed on to Redis — which runs it — and
+ * either the client's side of that connection is closed at once, so the client never sees the
+ * reply, or what Redis sends on that connection is held back for a while.
  *
  * @module
  */
@@ -15,6 +16,11 @@ export interface LossyProxy {
   readonly url: string;
   /** Loses the reply of the next request that contains `marker`; resolves once it did. */
   loseReplyTo(marker: string): Promise<void>;
+  /**
+   * Holds back for `ms` what Redis sends on the connection of the next request that contains
+   * `marker` (its reply and what follows); resolves once that request went to Redis.
+   */
+  delayReplyTo(marker: string, ms: number): Promise<void>;
   /** Closes the proxy and every connection through it. */
   close(): Promise<void>;
 }
@@ -22,24 +28,37 @@ export interface LossyProxy {
 /** Starts a proxy to `127.0.0.1:<port>`. */
 export async function startLossyProxy(port: number): Promise<LossyProxy> {
   const sockets = new Set<Socket>();
-  let armed: { marker: Buffer; done: () => void } | undefined;
+  let armed: { marker: Buffer; delay: number | undefined; done: () => void } | undefined;
   const server: Server = createServer((client) => {
     const upstream = connect(port, "127.0.0.1");
     sockets.add(client);
     sockets.add(upstream);
+    let held: Buffer[] | undefined;
     client.on("data", (chunk: Buffer) => {
-      upstream.write(chunk);
       if (armed && chunk.includes(armed.marker)) {
-        const { done } = armed;
+        const { delay, done } = armed;
         armed = undefined;
-        // Redis still reads and runs what it got before it sees the end of the connection.
-        client.destroy();
-        upstream.end();
+        if (delay === undefined) {
+          upstream.write(chunk);
+          // Redis still reads and runs what it got before it sees the end of the connection.
+          client.destroy();
+          upstream.end();
+        } else {
+          held = [];
+          upstream.write(chunk);
+          setTimeout(() => {
+            for (const part of held ?? []) if (!client.destroyed) client.write(part);
+            held = undefined;
+          }, delay);
+        }
         done();
+        return;
       }
+      upstream.write(chunk);
     });
     upstream.on("data", (chunk: Buffer) => {
-      if (!client.destroyed) client.write(chunk);
+      if (held) held.push(chunk);
+      else if (!client.destroyed) client.write(chunk);
     });
     const closeBoth = () => {
       client.destroy();
@@ -57,7 +76,13 @@ export async function startLossyProxy(port: number): Promise<LossyProxy> {
   return {
     url: `redis://127.0.0.1:${own}`,
     loseReplyTo: (marker) =>
-      new Promise<void>((resolve) => (armed = { marker: Buffer.from(marker), done: resolve })),
+      new Promise<void>((resolve) =>
+        armed = { marker: Buffer.from(marker), delay: undefined, done: resolve }
+      ),
+    delayReplyTo: (marker, ms) =>
+      new Promise<void>((resolve) =>
+        armed = { marker: Buffer.from(marker), delay: ms, done: resolve }
+      ),
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -87,8 +87,8 @@ describe("cancellation across the stream", () => {
     await waitFor(async () => (await readTrace(file)).length === 1, "loop started");
     assert.equal(await f.cancel(), true);
     await waitFor(
-      () => worker.stderr().includes("terminating its executor thread"),
-      "the executor thread terminated after the task grace period",
+      () => worker.stderr().includes("terminating its executor"),
+      "the executor terminated after the task grace period",
     );
     // The worker has a new executor and goes on serving.
     assert.equal((await pool.submit<Trace>("where", [])).pid, worker.pid);

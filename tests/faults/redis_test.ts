@@ -1,6 +1,6 @@
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { ConnectionError, StreamFuturePool } from "../../mod.ts";
+import { CancelledError, ConnectionError, StreamFuturePool } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
 import { startRedis, startWorkerProcess, type TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
@@ -133,6 +133,49 @@ describe("Redis faults", () => {
       assert.equal(starts.size, 100);
       assert.deepEqual([...new Set(starts.values())], [1], "every task ran exactly once");
       assert.match(worker.stderr(), /claiming \d+ task\(s\) read by a call whose reply was lost/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("a cancel that arrives while the read that starts the task is in flight stops it at once", async () => {
+    const app = nextApp("cxtake");
+    const file = await traceFile();
+    const c = await redis.client();
+    await c.sendCommand(["SCRIPT", "LOAD", TAKE.source]);
+    const sha = createHash("sha1").update(TAKE.source).digest("hex");
+    const proxy = await startLossyProxy(redis.port);
+    try {
+      // Heartbeats 10 s apart: only the cancel notice can stop the task soon after it starts.
+      const worker = await startWorker({ ...redis, url: proxy.url }, app, [
+        "--concurrency",
+        "1",
+        "--heartbeat-interval",
+        "10",
+        "--heartbeat-timeout",
+        "60",
+      ]);
+      children.push(worker);
+      await using pool = faultPool(redis, app, { heartbeatTimeout: 60_000 });
+      // The first task comes by a blocking read; the second by TAKE once the first is done,
+      // whose reply is held back while the second is cancelled.
+      const held = proxy.delayReplyTo(sha, 1_500);
+      const [first, second] = pool.map<Trace>("nap", [[200], [60_000, file]]);
+      await first;
+      await held;
+      assert.equal(await second.cancel(), true);
+      await assert.rejects(second.result(), CancelledError);
+      const trace = await waitFor(async () => {
+        const lines = await readTrace(file);
+        return lines.some((t) => t.event === "aborted") ? lines : undefined;
+      }, "the task saw its signal abort");
+      const start = trace.find((t) => t.event === "start")!;
+      const aborted = trace.find((t) => t.event === "aborted")!;
+      assert.equal(aborted.reason, "CancelledError");
+      assert.ok(
+        aborted.at - start.at <= 500,
+        `aborted ${aborted.at - start.at} ms after it started`,
+      );
     } finally {
       await proxy.close();
     }

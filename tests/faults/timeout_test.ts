@@ -62,7 +62,7 @@ describe("timeouts", () => {
     await using pool = faultPool(redis, app);
     const f = pool.submit("loopForever", [], { timeout: 200 });
     await assert.rejects(f.result(), TaskTimeoutError);
-    assert.match(worker.stderr(), /terminating its executor thread/);
+    assert.match(worker.stderr(), /terminating its executor/);
     const results = await Promise.all(pool.map<Trace>("where", [[], [], []]));
     assert.deepEqual(results.map((r) => r.pid), [worker.pid, worker.pid, worker.pid]);
   });
