@@ -41,12 +41,12 @@ Options (durations: seconds, or a number with a unit: 500ms, 10s, 2m, 1h):
   --app <name>              application key prefix (default streamfutures)
   --queue <name>            queue to serve (repeatable; default "default")
   --concurrency <n>         tasks run at once (default 8)
-  --executors <n>           executor threads the tasks run on (default: CPUs, at most concurrency)
+  --executors <n>           executors the tasks run on (default: CPUs, at most concurrency)
   --executor-mode <mode>    thread or process (default: thread on Node, process on Deno, whose
                             threads cannot be stopped in a synchronous loop)
   --task-timeout <time>     time limit of tasks submitted without a timeout (default: none)
   --task-grace <time>       how long a task whose signal was aborted (cancel, timeout) may run on
-                            before its executor thread is terminated (default 2)
+                            before its executor is terminated (default 2)
   --max-payload-bytes <n>   largest encoded result, bytes or 16mb-style (default 16mb)
   --reconnect-deadline <t>  how long Redis may be unreachable before a result is given up
                             (default 30)

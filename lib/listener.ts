@@ -831,7 +831,8 @@ export class Listener {
         continue;
       }
       if (this.#busy) {
-        if (await this.#take(free) === 0) this.#busy = false;
+        // Fewer entries than asked for: the streams are drained, the blocking read waits for more.
+        if (await this.#take(free) < free) this.#busy = false;
         continue;
       }
       // Priority levels: take what waits, highest level first, before blocking on all streams.
@@ -876,7 +877,17 @@ export class Listener {
         }
         continue;
       }
-      if (this.#dispatch(reply) > 0) this.#busy = true;
+      // A stream that gave all it was asked for may hold more: TAKE reads on (and claims in
+      // the same call) without blocking. Otherwise the next read blocks again.
+      const entries = parseStreamReply(reply);
+      this.#dispatchEntries(entries);
+      this.#busy = false;
+      const perStream = new Map<string, number>();
+      for (const entry of entries) {
+        const n = (perStream.get(entry.stream) ?? 0) + 1;
+        perStream.set(entry.stream, n);
+        if (n >= count) this.#busy = true;
+      }
     }
   }
 
