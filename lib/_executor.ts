@@ -83,6 +83,7 @@ export class ExecutorPool {
   #names: string[] = [];
   #closed = false;
   #seq = 0;
+  #idleWaiters: (() => void)[] = [];
 
   constructor(options: ExecutorPoolOptions) {
     this.#options = options;
@@ -161,6 +162,26 @@ export class ExecutorPool {
     this.#replace(executor, `its executor ${this.#noun} was terminated to stop task ${why}`);
   }
 
+  /** Resolves once no task runs on the executors any more, or after `timeout` ms. */
+  idle(timeout: number): Promise<void> {
+    if (this.#where.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeout);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#idleWaiters.push(done);
+    });
+  }
+
+  #checkIdle(): void {
+    if (this.#where.size > 0 || this.#idleWaiters.length === 0) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const done of waiters) done();
+  }
+
   /** Stops every thread at once. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -185,6 +206,7 @@ export class ExecutorPool {
     executor.ready = false;
     void old?.terminate().catch(() => {});
     for (const [sink, seqs] of lost) sink.onLost(seqs, why);
+    this.#checkIdle();
     if (this.#closed) return;
     void this.#launch(executor).catch((error) => {
       this.#options.log(
@@ -249,6 +271,7 @@ export class ExecutorPool {
             else bySink.set(sink, [r]);
           }
           for (const [sink, list] of bySink) sink.onDone(list);
+          this.#checkIdle();
         } else if (m.t === "ready") {
           this.#names = m.names!;
           executor.ready = true;

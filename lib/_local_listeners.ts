@@ -62,6 +62,8 @@ export async function startLocalListeners(
   return {
     stop: async () => {
       await Promise.all(listeners.map((l) => l.stop({ reason: "pool shutdown" })));
+      // Interrupted tasks get up to taskGrace to see their aborted signal and return.
+      await pool.idle(options.taskGrace ?? 2_000);
       await pool.close();
     },
   };

@@ -472,7 +472,12 @@ export class Listener {
     clearTimeout(this.#sweepTimer);
     for (const { timer } of this.#wakeTimers.values()) clearTimeout(timer);
     clearTimeout(this.#cronTimer?.timer);
-    if (this.#ownsExecutors) await this.#executors?.close();
+    if (this.#ownsExecutors) {
+      // Interrupted tasks get up to taskGrace to see their aborted signal and return (a task that
+      // cleans up on abort may do so) before the executors are terminated.
+      if (interrupted.length > 0) await this.#executors?.idle(this.#taskGrace);
+      await this.#executors?.close();
+    }
     this.#unsubscribe?.();
     // A listener that never connected has no registry entry to remove.
     if (this.#cmd) {

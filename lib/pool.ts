@@ -885,6 +885,7 @@ export class StreamFuturePool implements AsyncDisposable {
       timeout: options.timeout,
       signal: options.signal,
       returnWhen: "ALL_COMPLETED",
+      onTimeout: "return",
     });
     if (notDone.size > 0) {
       throw new TimeoutError(

@@ -5,6 +5,7 @@
  */
 
 import { checkTimeout } from "./_deadline.ts";
+import { TimeoutError } from "./errors.ts";
 import { futureControl, type StreamFuture } from "./future.ts";
 
 /** When {@link wait} returns. */
@@ -14,8 +15,13 @@ export type ReturnWhen = "FIRST_COMPLETED" | "FIRST_EXCEPTION" | "ALL_COMPLETED"
 export interface WaitOptions {
   /** When to return (default `"ALL_COMPLETED"`). */
   returnWhen?: ReturnWhen;
-  /** Return after this many ms even if the condition is not met (Python semantics: no error). */
+  /** Stop waiting after this many ms if the condition is not met yet (see `onTimeout`). */
   timeout?: number;
+  /**
+   * What happens when `timeout` passes first: `"throw"` (default) rejects with `TimeoutError`;
+   * `"return"` returns `{ done, notDone }` as they are, without error (Python's semantics).
+   */
+  onTimeout?: "throw" | "return";
   /** Stop waiting when aborted: rejects with `signal.reason`. */
   signal?: AbortSignal;
 }
@@ -37,12 +43,16 @@ const RETURN_WHEN: readonly ReturnWhen[] = ["FIRST_COMPLETED", "FIRST_EXCEPTION"
  * - `"FIRST_EXCEPTION"`: any future finished with an error, or all are done;
  * - `"ALL_COMPLETED"` (default): all are done.
  *
- * As in Python, `timeout` (ms) bounds the wait and then returns whatever is done, without error.
- * An aborted `signal` rejects with its reason. No task is cancelled.
+ * `timeout` (ms) bounds the wait: when it passes first, `wait` rejects with `TimeoutError` (how
+ * many futures are not done is in its message) or, with `onTimeout: "return"`, returns whatever is
+ * done without error, as Python's `concurrent.futures.wait` does. An aborted `signal` rejects with
+ * its reason. No task is cancelled either way: only the wait ends.
  *
  * @example
  * ```ts ignore
  * const { done, notDone } = await wait(futures, { returnWhen: "FIRST_COMPLETED", timeout: 1000 });
+ * // Python's semantics: no error when the timeout passes.
+ * const { notDone: late } = await wait(futures, { timeout: 1000, onTimeout: "return" });
  * ```
  */
 export async function wait<T>(
@@ -56,6 +66,12 @@ export async function wait<T>(
     );
   }
   const timeout = checkTimeout(options.timeout);
+  const onTimeout = options.onTimeout ?? "throw";
+  if (onTimeout !== "throw" && onTimeout !== "return") {
+    throw new TypeError(
+      `onTimeout must be "throw" or "return", got ${JSON.stringify(options.onTimeout)}`,
+    );
+  }
   const { signal } = options;
   signal?.throwIfAborted();
   const all = new Set(futures);
@@ -90,7 +106,18 @@ export async function wait<T>(
         if (satisfied()) finish();
       };
       for (const f of all) f.addDoneCallback(check);
-      if (timeout !== undefined) timer = setTimeout(() => finish(), timeout);
+      const expire = () => {
+        if (onTimeout === "return") return finish();
+        let open = 0;
+        for (const f of all) if (!f.done()) open++;
+        finish(
+          new TimeoutError(
+            `wait timed out after ${timeout} ms (returnWhen ${returnWhen}): ` +
+              `${open} of ${all.size} futures not done`,
+          ),
+        );
+      };
+      if (timeout !== undefined) timer = setTimeout(expire, timeout);
       signal?.addEventListener("abort", onAbort, { once: true });
     });
   }

@@ -185,9 +185,15 @@ describe("StreamFuturePool with local listeners", () => {
     assert.equal(r.notDone.size, 0);
 
     const slow3 = pool.submit(tasks.sleep, [400]);
-    r = await wait([slow3], { timeout: 30 });
+    await assert.rejects(wait([slow3], { timeout: 30 }), (error: Error) => {
+      assert.ok(error instanceof TimeoutError);
+      assert.match(error.message, /1 of 1 futures not done/);
+      return true;
+    });
+    r = await wait([slow3], { timeout: 30, onTimeout: "return" });
     assert.equal(r.notDone.size, 1, "as in Python, a timeout returns what is done");
     await assert.rejects(wait([slow3], { returnWhen: "SOMETIMES" as never }), TypeError);
+    await assert.rejects(wait([slow3], { onTimeout: "never" as never }), TypeError);
     await slow3;
   });
 
