@@ -37,6 +37,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { deadline, gate, intOption, memory, runRole, summarize } from "./_common.mjs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
 import Queue from "bee-queue";
@@ -58,52 +59,8 @@ const { positionals, values } = parseArgs({
   },
 });
 
-/** A non-negative integer option. */
-function int(name) {
-  const text = values[name];
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) {
-    throw new TypeError(`--${name} must be a non-negative integer, got ${JSON.stringify(text)}`);
-  }
-  return n;
-}
-
+const int = (name) => intOption(values, name);
 const log = (...args) => console.error(`[bee-queue ${positionals[0] ?? "?"}]`, ...args);
-
-/** Rejects after `ms` with a clear message unless `promise` settles first. */
-async function deadline(promise, ms, what) {
-  let timer;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: no result after ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** RSS and V8 heap in use (bytes), after a full GC when node runs with --expose-gc. */
-function memory() {
-  if (typeof globalThis.gc === "function") {
-    for (let i = 0; i < 3; i++) globalThis.gc();
-  }
-  const usage = process.memoryUsage();
-  return { rss: usage.rss, heap: usage.heapUsed };
-}
-
-/** With --gate: says "ready" and waits for a line on stdin (the driver's "go"). */
-async function gate() {
-  console.error("ready");
-  if (!values.gate) return;
-  await new Promise((resolve, reject) => {
-    process.stdin.once("data", resolve);
-    process.stdin.once("end", () => reject(new Error("stdin closed before the go line")));
-  });
-  process.stdin.pause();
-}
 
 /** A connected queue with the given settings. */
 async function open(settings) {
@@ -202,7 +159,7 @@ async function throughput() {
     );
   };
   if (warmup > 0) await run(warmup, "warm-up");
-  await gate();
+  await gate(values);
   const cpu = process.cpuUsage();
   const start = performance.now();
   await run(jobs, "throughput run");
@@ -225,7 +182,7 @@ async function latency() {
     if (wait) wait();
     else early.add(id);
   });
-  await gate();
+  await gate(values);
   const times = [];
   for (let i = 0; i < warmup + samples; i++) {
     const start = performance.now();
@@ -252,21 +209,10 @@ async function latency() {
 }
 
 /** p50 / p99 / mean of round-trip times in ms (nearest-rank percentiles). */
-function summarize(times) {
-  const sorted = [...times].sort((a, b) => a - b);
-  const pct = (p) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
-  return {
-    p50Ms: pct(50),
-    p99Ms: pct(99),
-    meanMs: times.reduce((a, b) => a + b, 0) / times.length,
-    samples: times.length,
-  };
-}
-
 async function fill() {
   const jobs = int("jobs");
   const queue = await open({ isWorker: false, getEvents: false });
-  await gate();
+  await gate(values);
   const before = memory();
   // The Job handles are held until measured, as a client holds its futures.
   const saved = await saveJobs(queue, jobs, true);
@@ -286,18 +232,4 @@ async function fill() {
   }));
 }
 
-const roles = { worker, throughput, latency, fill };
-const role = roles[positionals[0]];
-if (!role || positionals.length !== 1) {
-  console.error(
-    `usage: node bee_queue.mjs (${Object.keys(roles).join("|")}) --url U --queue Q ...`,
-  );
-  process.exit(2);
-}
-try {
-  await role();
-  if (positionals[0] !== "worker") process.exit(0);
-} catch (error) {
-  log("failed:", error?.stack ?? error);
-  process.exit(1);
-}
+await runRole("bee_queue.mjs", { worker, throughput, latency, fill }, positionals, log);
