@@ -24,6 +24,13 @@ const children: ChildProcessHandle[] = [];
 
 describe("Redis faults", () => {
   let redis: TestRedis;
+
+  /** Loads TAKE into the test Redis; returns its SHA1, which marks the worker's EVALSHA of it. */
+  async function loadTake(): Promise<string> {
+    const c = await redis.client();
+    await c.sendCommand(["SCRIPT", "LOAD", TAKE.source]);
+    return createHash("sha1").update(TAKE.source).digest("hex");
+  }
   before(async () => {
     redis = await startRedis({ aof: true });
   });
@@ -109,9 +116,7 @@ describe("Redis faults", () => {
     const app = nextApp("lostreply");
     const file = await traceFile();
     // The proxy loses the reply to the worker's first TAKE (read and claim) while work waits.
-    const c = await redis.client();
-    await c.sendCommand(["SCRIPT", "LOAD", TAKE.source]);
-    const sha = createHash("sha1").update(TAKE.source).digest("hex");
+    const sha = await loadTake();
     const proxy = await startLossyProxy(redis.port);
     try {
       const worker = await startWorker(
@@ -141,9 +146,7 @@ describe("Redis faults", () => {
   it("a cancel that arrives while the read that starts the task is in flight stops it at once", async () => {
     const app = nextApp("cxtake");
     const file = await traceFile();
-    const c = await redis.client();
-    await c.sendCommand(["SCRIPT", "LOAD", TAKE.source]);
-    const sha = createHash("sha1").update(TAKE.source).digest("hex");
+    const sha = await loadTake();
     const proxy = await startLossyProxy(redis.port);
     try {
       // Heartbeats 10 s apart: only the cancel notice can stop the task soon after it starts.
