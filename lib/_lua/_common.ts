@@ -109,6 +109,41 @@ local function ack(stream, id)
   l[#l + 1] = id
 end
 
+-- START and TAKE: starts the tasks 'tids' of operation 'op' read from 'stream' (entry ids
+-- 'entry_ids') whose status is "0" — or "1", a retried call of our own — with status "1" and
+-- heartbeat 'hb'; any other task is acknowledged without running. Returns the verdicts, one per
+-- task (1, or the status it had, "" if none), and whether any task started.
+local function start_tasks(stream, op, tids, entry_ids, hb)
+  local ks = k_status(op)
+  local st = redis.call('HMGET', ks, unpack(tids))
+  local ls, lh = hset_list(ks), hset_list(k_heartbeat(op))
+  local out, started = {}, false
+  for j, tid in ipairs(tids) do
+    local s = st[j]
+    if s == '0' or s == '1' then
+      out[j] = 1
+      ls[#ls + 1] = tid
+      ls[#ls + 1] = '1'
+      lh[#lh + 1] = tid
+      lh[#lh + 1] = hb
+      started = true
+    else
+      out[j] = s or ''
+      ack(stream, entry_ids[j])
+    end
+  end
+  return out, started
+end
+
+-- The heartbeat hashes of operations whose tasks started expire with their other keys (orphan
+-- expiry: the status hash's absolute expiry, when it has one).
+local function expire_heartbeats(ops)
+  for _, op in ipairs(ops) do
+    local at = redis.call('PEXPIRETIME', k_status(op))
+    if at > 0 then redis.call('PEXPIREAT', k_heartbeat(op), at) end
+  end
+end
+
 local NOTICES, NOTICE_KEYS = {}, {}
 -- The list of notices (each a table of fields) to send to reply stream 'reply'.
 local function notice_list(reply)

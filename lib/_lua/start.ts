@@ -46,38 +46,21 @@ for i = 1, n do
     verdicts[i + 1] = 'x'
   end
 end
+local started_ops = {}
 for _, op in ipairs(ops) do
   local idx = by_op[op]
-  local tids = {}
-  for j, i in ipairs(idx) do tids[j] = ARGV[5 + (i - 1) * 3 + 3] end
-  local ks = k_status(op)
-  local st = redis.call('HMGET', ks, unpack(tids))
-  local ls, lh = hset_list(ks), hset_list(k_heartbeat(op))
-  local started = false
+  local tids, ids = {}, {}
   for j, i in ipairs(idx) do
-    local s = st[j]
-    if s == '0' or s == '1' then
-      verdicts[i + 1] = 1
-      ls[#ls + 1] = tids[j]
-      ls[#ls + 1] = '1'
-      lh[#lh + 1] = tids[j]
-      lh[#lh + 1] = hb
-      started = true
-    else
-      verdicts[i + 1] = s or ''
-      ack(stream, ARGV[5 + (i - 1) * 3 + 1])
-    end
+    local b = 5 + (i - 1) * 3
+    ids[j] = ARGV[b + 1]
+    tids[j] = ARGV[b + 3]
   end
-  if started then idx.started = true end
+  local out, started = start_tasks(stream, op, tids, ids, hb)
+  for j, i in ipairs(idx) do verdicts[i + 1] = out[j] end
+  if started then started_ops[#started_ops + 1] = op end
 end
 flush(group)
--- The heartbeat hash expires with the operation's other keys (orphan expiry).
-for _, op in ipairs(ops) do
-  if by_op[op].started then
-    local at = redis.call('PEXPIRETIME', k_status(op))
-    if at > 0 then redis.call('PEXPIREAT', k_heartbeat(op), at) end
-  end
-end
+expire_heartbeats(started_ops)
 return verdicts
 `,
 );

@@ -64,37 +64,19 @@ for _, stream in ipairs(KEYS) do
     end
     for _, op in ipairs(ops) do
       local l = by_op[op]
-      local tids = {}
-      for j = 2, #l, 2 do tids[#tids + 1] = l[j] end
-      local ks = k_status(op)
-      local st = redis.call('HMGET', ks, unpack(tids))
-      local ls, lh = hset_list(ks), hset_list(k_heartbeat(op))
-      local started = false
-      for j, tid in ipairs(tids) do
-        local i = l[2 * j - 1]
-        local s = st[j]
-        if s == '0' or s == '1' then
-          verdicts[base + i] = 1
-          ls[#ls + 1] = tid
-          ls[#ls + 1] = '1'
-          lh[#lh + 1] = tid
-          lh[#lh + 1] = hb
-          started = true
-        else
-          verdicts[base + i] = s or ''
-          ack(stream, entries[i][1])
-        end
+      local tids, ids = {}, {}
+      for j = 2, #l, 2 do
+        tids[#tids + 1] = l[j]
+        ids[#ids + 1] = entries[l[j - 1]][1]
       end
+      local out, started = start_tasks(stream, op, tids, ids, hb)
+      for j, v in ipairs(out) do verdicts[base + l[2 * j - 1]] = v end
       if started then expire[#expire + 1] = op end
     end
   end
 end
 flush(group)
--- The heartbeat hashes expire with their operations' other keys (orphan expiry).
-for _, op in ipairs(expire) do
-  local at = redis.call('PEXPIRETIME', k_status(op))
-  if at > 0 then redis.call('PEXPIREAT', k_heartbeat(op), at) end
-end
+expire_heartbeats(expire)
 return {now_ms(), reply, verdicts}
 `,
 );
