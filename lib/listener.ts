@@ -854,19 +854,9 @@ export class Listener {
       const count = Math.floor(free / streams.length);
       let reply: unknown;
       try {
-        reply = await reader.sendCommand([
-          "XREADGROUP",
-          "GROUP",
-          GROUP,
-          this.id,
-          "COUNT",
-          String(count),
-          "BLOCK",
-          String(this.#block),
-          "STREAMS",
-          ...streams,
-          ...streams.map(() => ">"),
-        ]);
+        reply = await reader.sendCommand(
+          this.#readCommand(count, streams, streams.map(() => ">"), this.#block),
+        );
         backoff = 50;
       } catch (error) {
         if (this.#state !== "running") break;
@@ -993,17 +983,13 @@ export class Listener {
     const free = this.#freeSlots();
     let reply: unknown;
     try {
-      reply = await this.#cmd!.sendCommand([
-        "XREADGROUP",
-        "GROUP",
-        GROUP,
-        this.id,
-        "COUNT",
-        String(free),
-        "STREAMS",
-        ...this.#streams,
-        ...this.#streams.map((s) => this.#lastRead.get(s) ?? "0-0"),
-      ]);
+      reply = await this.#cmd!.sendCommand(
+        this.#readCommand(
+          free,
+          this.#streams,
+          this.#streams.map((s) => this.#lastRead.get(s) ?? "0-0"),
+        ),
+      );
     } catch (error) {
       if (String((error as Error)?.message).includes("NOGROUP")) {
         // A group that is gone holds nothing of ours, but the others may: create the missing
@@ -1035,17 +1021,7 @@ export class Listener {
       if (free <= 0 || this.#state !== "running") break;
       let reply: unknown;
       try {
-        reply = await this.#reader!.sendCommand([
-          "XREADGROUP",
-          "GROUP",
-          GROUP,
-          this.id,
-          "COUNT",
-          String(free),
-          "STREAMS",
-          stream,
-          ">",
-        ]);
+        reply = await this.#reader!.sendCommand(this.#readCommand(free, [stream], [">"]));
       } catch {
         this.#reclaim = true; // its reply may have been lost (see #reclaimTaken)
         return took; // the blocking read below reports and handles errors
@@ -1053,6 +1029,31 @@ export class Listener {
       if (this.#dispatch(reply) > 0) took = true;
     }
     return took;
+  }
+
+  /**
+   * This listener's `XREADGROUP`: at most `count` entries per stream, after `ids` (`>`: new ones),
+   * blocking up to `block` ms when given.
+   */
+  #readCommand(
+    count: number,
+    streams: readonly string[],
+    ids: readonly string[],
+    block?: number,
+  ): string[] {
+    const options = block === undefined ? [] : ["BLOCK", String(block)];
+    return [
+      "XREADGROUP",
+      "GROUP",
+      GROUP,
+      this.id,
+      "COUNT",
+      String(count),
+      ...options,
+      "STREAMS",
+      ...streams,
+      ...ids,
+    ];
   }
 
   /** Takes the entries of a read in hand and starts them, one START call per stream. */
