@@ -44,6 +44,8 @@ Options (durations: seconds, or a number with a unit: 500ms, 10s, 2m, 1h):
   --executors <n>           executors the tasks run on (default: CPUs, at most concurrency)
   --executor-mode <mode>    thread or process (default: thread on Node, process on Deno, whose
                             threads cannot be stopped in a synchronous loop)
+  --prefetch <n>            tasks claimed beyond concurrency, started as soon as a slot frees
+                            (default 0; for short tasks; they count as running while they wait)
   --task-timeout <time>     time limit of tasks submitted without a timeout (default: none)
   --task-grace <time>       how long a task whose signal was aborted (cancel, timeout) may run on
                             before its executor is terminated (default 2)
@@ -100,6 +102,7 @@ export function parseWorkerArgs(args: readonly string[]): WorkerArgs {
       queue: { type: "string", multiple: true },
       concurrency: { type: "string" },
       executors: { type: "string" },
+      prefetch: { type: "string" },
       "executor-mode": { type: "string" },
       "task-timeout": { type: "string" },
       "task-grace": { type: "string" },
@@ -138,6 +141,7 @@ export function parseWorkerArgs(args: readonly string[]): WorkerArgs {
     queues: values.queue,
     concurrency: int("concurrency", values.concurrency),
     executors: int("executors", values.executors),
+    prefetch: int("prefetch", values.prefetch),
     executorMode: values["executor-mode"] as ListenerOptions["executorMode"],
     taskTimeout: seconds("task-timeout", values["task-timeout"]),
     taskGrace: seconds("task-grace", values["task-grace"]),

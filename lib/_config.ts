@@ -97,6 +97,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = Object.freeze([
   option("concurrency", int(1), "both"),
   option("executors", int(1), "both"),
   option("executorMode", oneOf("thread", "process"), "both"),
+  option("prefetch", int(0), "both"),
   option("requireWorkers", BOOL, "pool"),
   option("keep", BOOL, "pool"),
   option("heartbeatInterval", POSITIVE_DURATION, "both"),

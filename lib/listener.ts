@@ -35,7 +35,7 @@ import { RECOVER } from "./_lua/recover.ts";
 import { REGISTER } from "./_lua/register.ts";
 import { START } from "./_lua/start.ts";
 import { TAKE } from "./_lua/take.ts";
-import { duration, heartbeats, keyName, positiveInt } from "./_options.ts";
+import { duration, heartbeats, keyName, nonNegativeInt, positiveInt } from "./_options.ts";
 import {
   type BlockingReader,
   checkConnectionOptions,
@@ -76,6 +76,15 @@ export interface ListenerOptions {
   concurrency?: number;
   /** Executor threads the tasks run on (default: the number of CPUs, at most `concurrency`). */
   executors?: number;
+  /**
+   * Tasks claimed beyond `concurrency` (default 0): they wait in the worker and start the moment
+   * a slot frees, instead of a claim round trip later. Worth it for short tasks (a few ms), where
+   * that round trip is a large part of a task's time. A prefetched task counts as running in
+   * Redis (status 1, heartbeat, fenced) while it waits; cancelling it drops it unrun, and a
+   * stopping worker gives its prefetched tasks back to the queue unrun (same attempt). Other
+   * workers cannot take them meanwhile, so keep it 0 for long tasks.
+   */
+  prefetch?: number;
   /**
    * `"thread"` or `"process"`: what an executor is (default: threads on Node, processes on Deno,
    * whose worker threads cannot be stopped in a synchronous loop — see `ExecutorMode`).
@@ -155,14 +164,16 @@ interface Task {
   readonly retries: number;
   readonly retryOnError: boolean;
   readonly timeout: number | undefined;
-  state: "starting" | "running" | "finishing";
+  /** `reserved`: claimed (prefetched), waiting for a free slot to run. */
+  state: "starting" | "reserved" | "running" | "finishing";
   /** `performance.now()` at which the task times out. */
   deadline: number | undefined;
   /** Set once the task was told to stop; past `killAt` its executor is terminated. */
   stop: { kind: StopKind; message: string; killAt: number } | undefined;
   /** A cancel notice arrived while START (or TAKE) was in flight. */
   cancelSeen: boolean;
-  /** Redis time (ms) when START let it run, and `performance.now()` then. */
+  /** Redis time (ms) when START let it run, and `performance.now()` then (or when it was
+   * claimed, for a reserved task: it then starts with the time it waited added). */
   startedAt: number;
   runStart: number;
   /** Queue wait and run time (ms), once it ended. */
@@ -227,6 +238,10 @@ export class Listener {
   #cronRunning = false;
   readonly #modules: (string | URL)[];
   readonly #concurrency: number;
+  readonly #prefetch: number;
+  /** Prefetched tasks (state `reserved`), in the order they run. */
+  #reserved: Task[] = [];
+  #refilling = false;
   readonly #executorCount: number | undefined;
   readonly #executorMode: ExecutorMode;
   readonly #heartbeatInterval: number;
@@ -314,6 +329,7 @@ export class Listener {
     this.#modules = checkTaskModules(options.tasks);
     if (this.#modules.length === 0) throw new TypeError("tasks must name at least one task module");
     this.#concurrency = positiveInt(options.concurrency, "concurrency", 8);
+    this.#prefetch = nonNegativeInt(options.prefetch, "prefetch", 0);
     this.#executorMode = executorMode(options.executorMode);
     this.#executorCount = options.executors === undefined
       ? undefined
@@ -443,6 +459,13 @@ export class Listener {
     if (this.#cmd) await this.#reader?.unblock(this.#cmd).catch(() => {});
     await this.#loop?.catch(() => {});
     await Promise.all(this.#starting);
+    if (this.#reserved.length > 0) {
+      // Prefetched tasks never ran: back to the queue, same attempt, for another worker.
+      const back = this.#reserved;
+      this.#reserved = [];
+      this.#logger.info(`giving ${back.length} prefetched task(s) back to the queue`);
+      this.#finish(back.map((task) => [task, this.#record(task, "q", "", "")]));
+    }
     if (this.#tasks.size > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
@@ -554,6 +577,10 @@ export class Listener {
             const verdicts = reply as (number | string)[];
             for (let i = 0; i < verdicts.length; i += 2) {
               const task = running[Number(verdicts[i]) - 1];
+              if (task?.state === "reserved") {
+                this.#dropReserved(task);
+                continue;
+              }
               if (!task || task.state !== "running" || task.stop) continue;
               const verdict = verdicts[i + 1];
               if (verdict === "c") this.#stopTask(task, "cancel", "the task was cancelled");
@@ -711,6 +738,7 @@ export class Listener {
       }
       if (task.op !== a) return;
       if (task.state === "starting") task.cancelSeen = true;
+      else if (task.state === "reserved") this.#dropReserved(task);
       else if (task.state === "running" && !task.stop) {
         this.#stopTask(task, "cancel", "the task was cancelled");
       }
@@ -1163,14 +1191,70 @@ export class Listener {
    * releases the others.
    */
   #launch(tasks: Task[], verdicts: unknown[], startedAt: number): void {
-    const run: RunMessage[] = [];
-    const rejected: [Task, FinishRecord][] = [];
     const now = performance.now();
+    const allowed: Task[] = [];
     tasks.forEach((task, i) => {
       if (verdicts[i] !== 1) return this.#release(task);
-      task.state = "running";
       task.startedAt = startedAt;
       task.runStart = now;
+      allowed.push(task);
+    });
+    // Beyond `concurrency` (a read for the prefetch): the last ones wait for a slot.
+    const over = Math.min(allowed.length, this.#slotsInUse() - this.#concurrency);
+    if (over > 0) {
+      const dropped: [Task, FinishRecord][] = [];
+      for (const task of allowed.splice(allowed.length - over)) {
+        task.state = "reserved";
+        if (task.cancelSeen) dropped.push([task, this.#record(task, "x", "", "")]);
+        else this.#reserved.push(task);
+      }
+      if (dropped.length > 0) this.#finish(dropped);
+    }
+    this.#run(allowed);
+  }
+
+  /** Tasks starting or running (not those prefetched or being recorded). */
+  #slotsInUse(): number {
+    return this.#tasks.size - this.#recording - this.#reserved.length;
+  }
+
+  /** Starts prefetched tasks while slots are free (not once the listener stops). */
+  #refill(): void {
+    if (this.#refilling || this.#reserved.length === 0 || this.#state !== "running") return;
+    this.#refilling = true;
+    try {
+      while (this.#reserved.length > 0 && this.#slotsInUse() < this.#concurrency) {
+        const n = Math.min(this.#reserved.length, this.#concurrency - this.#slotsInUse());
+        const tasks = this.#reserved.splice(0, n);
+        const now = performance.now();
+        for (const task of tasks) {
+          // It starts now: its start time in Redis' clock moves on by the time it waited.
+          task.startedAt += now - task.runStart;
+          task.runStart = now;
+          task.state = "starting";
+        }
+        this.#run(tasks);
+      }
+    } finally {
+      this.#refilling = false;
+    }
+  }
+
+  /** Drops a prefetched task unrun (it was cancelled, or is no longer this worker's). */
+  #dropReserved(task: Task): void {
+    const i = this.#reserved.indexOf(task);
+    if (i < 0) return;
+    this.#reserved.splice(i, 1);
+    this.#finish([[task, this.#record(task, "x", "", "")]]);
+  }
+
+  /** Runs tasks START or TAKE let run on the executors. */
+  #run(tasks: Task[]): void {
+    const run: RunMessage[] = [];
+    const rejected: [Task, FinishRecord][] = [];
+    for (const task of tasks) {
+      task.state = "running";
+      const now = task.runStart;
       if (task.fields.v !== PROTOCOL_VERSION) {
         const error = {
           name: "ProtocolError",
@@ -1179,7 +1263,7 @@ export class Listener {
           } (this worker reads version ${PROTOCOL_VERSION})`,
         };
         rejected.push([task, this.#failure(task, error, false)]);
-        return;
+        continue;
       }
       const { fn = "", args = "", deps = "" } = task.fields;
       if (fn.includes(SEP) || args.includes(SEP) || deps.includes(SEP)) {
@@ -1189,7 +1273,7 @@ export class Listener {
           message: `the entry of task ${task.taskId} contains a NUL character`,
         };
         rejected.push([task, this.#failure(task, error, false)]);
-        return;
+        continue;
       }
       if (task.timeout !== undefined) {
         task.deadline = now + task.timeout;
@@ -1205,7 +1289,7 @@ export class Listener {
         task.queue,
         task.fields.deps ?? "",
       ]);
-    });
+    }
     if (rejected.length > 0) this.#finish(rejected);
     if (run.length > 0) {
       this.#executors!.run(run, this.#sink);
@@ -1408,13 +1492,14 @@ export class Listener {
   #finish(records: [Task, FinishRecord][]): void {
     const byStream = new Map<string, [Task, FinishRecord][]>();
     this.#recording += records.length;
-    this.#slotFree?.();
     for (const item of records) {
       item[0].state = "finishing";
       let list = byStream.get(item[0].stream);
       if (!list) byStream.set(item[0].stream, list = []);
       list.push(item);
     }
+    this.#refill();
+    this.#slotFree?.();
     for (const [stream, items] of byStream) {
       const done = this.#finishBatch(stream, items);
       this.#finishing.add(done);
@@ -1447,13 +1532,19 @@ export class Listener {
             fn: task.fields.fn,
             queue: task.queue,
             attempt: task.attempt,
-            outcome: result === 2 ? "retry" : record[4] === "x" ? "discarded" : outcome,
+            outcome: record[4] === "q"
+              ? "given back"
+              : result === 2
+              ? "retry"
+              : record[4] === "x"
+              ? "discarded"
+              : outcome,
             recorded: result !== 0,
             wait_ms: roundForLog(task.waitMs),
             run_ms: roundForLog(task.runMs),
           });
         }
-        if (result === 0 && record[4] !== "x") {
+        if (result === 0 && record[4] !== "x" && record[4] !== "q") {
           this.#logger.warn(
             `the outcome of task ${task.taskId} was not recorded ` +
               `by this call: the task is no longer this worker's (cancelled, released, given to ` +
@@ -1479,13 +1570,15 @@ export class Listener {
   }
 
   /**
-   * Slots free for new tasks: `concurrency` minus the tasks starting or running. Tasks whose
-   * outcomes are being recorded do not count, but at most `concurrency` of them are let through
-   * (when Redis is slow to record, reading stops rather than piling up outcomes).
+   * Slots free for new tasks: `concurrency` plus `prefetch` minus the tasks starting, running or
+   * prefetched. Tasks whose outcomes are being recorded do not count, but at most `concurrency` of
+   * them are let through (when Redis is slow to record, reading stops rather than piling up
+   * outcomes).
    */
   #freeSlots(): number {
     const busy = this.#tasks.size - this.#recording;
-    return Math.min(this.#concurrency - busy, 2 * this.#concurrency - this.#tasks.size);
+    const limit = this.#concurrency + this.#prefetch;
+    return Math.min(limit - busy, limit + this.#concurrency - this.#tasks.size);
   }
 
   /** Forgets a task and frees its slot. */

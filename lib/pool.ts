@@ -103,6 +103,8 @@ export interface PoolOptions {
   executorMode?: "thread" | "process";
   /** Tasks each local listener runs at once (default 8). */
   concurrency?: number;
+  /** Tasks each local listener claims beyond `concurrency` (default 0; see `ListenerOptions`). */
+  prefetch?: number;
   /** Task modules: their exported functions are the tasks `submit` / `map` accept. */
   tasks?: TaskModules;
   /** The queue work goes to unless `submit` says otherwise (default `"default"`). */
@@ -383,6 +385,7 @@ export class StreamFuturePool implements AsyncDisposable {
   readonly #executors: number | undefined;
   readonly #executorMode: "thread" | "process" | undefined;
   readonly #concurrency: number;
+  readonly #prefetch: number;
   readonly #heartbeatInterval: number;
   readonly #heartbeatTimeout: number;
   readonly #defaults: TaskPolicy;
@@ -448,6 +451,7 @@ export class StreamFuturePool implements AsyncDisposable {
       ? undefined
       : positiveInt(options.executors, "executors", 1);
     this.#concurrency = positiveInt(options.concurrency, "concurrency", 8);
+    this.#prefetch = nonNegativeInt(options.prefetch, "prefetch", 0);
     ({ heartbeatInterval: this.#heartbeatInterval, heartbeatTimeout: this.#heartbeatTimeout } =
       heartbeats(options.heartbeatInterval, options.heartbeatTimeout));
     this.#defaults = taskPolicy({ ...options, priority: undefined }, DEFAULT_POLICY);
@@ -1460,6 +1464,7 @@ export class StreamFuturePool implements AsyncDisposable {
           queues: [this.#queue],
           tasks: this.#registry!.urls,
           concurrency: this.#concurrency,
+          prefetch: this.#prefetch,
           heartbeatInterval: this.#heartbeatInterval,
           heartbeatTimeout: this.#heartbeatTimeout,
           taskGrace: this.#taskGrace,

@@ -81,6 +81,7 @@ describe("the option table", () => {
       concurrency: "int both",
       executors: "int both",
       executorMode: "enum both",
+      prefetch: "int both",
       requireWorkers: "bool pool",
       keep: "bool pool",
       heartbeatInterval: "duration both",

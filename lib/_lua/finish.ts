@@ -25,6 +25,8 @@ import { LUA_COMMON } from "./_common.ts";
  *              delay; a = the error line, b = the payload (sent with the "requeued" notice)
  *   action "l" its executor was lost: another attempt if retries remain, else WorkerLostError
  *              with message a
+ *   action "q" give back a task claimed but never run (a prefetched task of a stopping worker):
+ *              back to the queue at once as the same attempt
  *   action "x" discard the outcome (the task was cancelled or superseded): acknowledge only
  *
  * Final outcomes are passed on to whoever watches the task (attached clients, dependent tasks,
@@ -114,6 +116,15 @@ for _, op in ipairs(ops) do
           requeue(queue, flat, attempt + 1, backoff(flat, attempt))
           hset(k_status(op), tid, '0')
           notice(reply, 't', tid, 's', '0', 'a', tostring(attempt + 1), 'p', ARGV[b + 7])
+          results[i] = 2
+        end
+      elseif action == 'q' then
+        local flat = entry_fields(stream, id)
+        if flat then
+          local attempt = get_field(flat, 'attempt') or '1'
+          requeue(queue, flat, tonumber(attempt) or 1, 0)
+          hset(k_status(op), tid, '0')
+          notice(reply, 't', tid, 's', '0', 'a', attempt)
           results[i] = 2
         end
       elseif action == 'l' then

@@ -1,0 +1,169 @@
+import { after, afterEach, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { CancelledError, Listener, StreamFuturePool } from "../../mod.ts";
+import type { StreamFuture } from "../../mod.ts";
+import type { ChildProcessHandle } from "../../lib/_runtime.ts";
+import { startRedis, type TestRedis } from "../_redis.ts";
+import type { Trace } from "./_tasks.ts";
+import {
+  cleanTraces,
+  FAULT_TASKS,
+  faultPool,
+  killAll,
+  nextApp,
+  readTrace,
+  startWorker,
+  traceFile,
+  waitFor,
+} from "./_setup.ts";
+
+let redis: TestRedis;
+const children: ChildProcessHandle[] = [];
+
+/** How many of `futures` Redis has as running (status "1"): started or prefetched. */
+async function claimed(app: string, futures: StreamFuture<unknown>[]): Promise<number> {
+  const c = await redis.client();
+  let n = 0;
+  for (const f of futures) {
+    const status = await c.sendCommand(["HGET", `${app}:${f.operationId}:status`, f.id]);
+    if (status === "1") n++;
+  }
+  return n;
+}
+
+describe("prefetch: tasks claimed beyond concurrency", () => {
+  before(async () => {
+    redis = await startRedis();
+  });
+  afterEach(async () => {
+    await killAll(children);
+    await cleanTraces();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it("claims up to concurrency + prefetch, never runs more than concurrency at once", async () => {
+    const app = nextApp("pfrun");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app, ["--concurrency", "2", "--prefetch", "3"]));
+    await using pool = faultPool(redis, app);
+    const futures = Array.from({ length: 12 }, () => pool.submit<Trace>("nap", [150, file]));
+    // Two running and three waiting in the worker: five claimed, the rest still queued.
+    const most = await waitFor(async () => {
+      const n = await claimed(app, futures);
+      return n === 5 ? n : undefined;
+    }, "five tasks claimed");
+    assert.equal(most, 5);
+    const results = await Promise.all(futures);
+    assert.ok(results.every((r) => r.attempt === 1));
+    let running = 0;
+    let peak = 0;
+    for (const line of await readTrace(file)) {
+      running += line.event === "start" ? 1 : line.event === "done" ? -1 : 0;
+      peak = Math.max(peak, running);
+    }
+    assert.equal(peak, 2, "at most concurrency tasks ran at once");
+    assert.equal((await readTrace(file)).filter((t) => t.event === "start").length, 12);
+  });
+
+  it("a prefetched task that is cancelled never runs", async () => {
+    const app = nextApp("pfcancel");
+    const file = await traceFile();
+    const { existsSync } = await import("node:fs");
+    children.push(await startWorker(redis, app, ["--concurrency", "1", "--prefetch", "2"]));
+    await using pool = faultPool(redis, app);
+    const blocker = pool.submit("nap", [60_000]);
+    await waitFor(() => blocker.running(), "blocker running");
+    const waiting = pool.submit("touch", [file, "ran"]);
+    const next = pool.submit<Trace>("where", []);
+    await waitFor(async () => await claimed(app, [waiting, next]) === 2, "both prefetched");
+    assert.equal(waiting.running(), false, "a prefetched task is not reported as running");
+    assert.equal(await waiting.cancel(), true);
+    await assert.rejects(waiting.result(), CancelledError);
+    assert.equal(await blocker.cancel(), true);
+    assert.equal((await next).attempt, 1);
+    assert.equal(existsSync(file), false, "the cancelled task never ran");
+    // Its entry is acknowledged and deleted like any other.
+    const c = await redis.client();
+    await waitFor(async () => {
+      const summary = await c.sendCommand(["XPENDING", `${app}:queue:default`, "workers"]);
+      return Array.isArray(summary) && Number(summary[0]) === 0;
+    }, "nothing left pending");
+  });
+
+  it("a stopping worker gives its prefetched tasks back unrun, same attempt", async () => {
+    const app = nextApp("pfstop");
+    const file = await traceFile();
+    const first = await startWorker(redis, app, [
+      "--concurrency",
+      "1",
+      "--prefetch",
+      "2",
+      "--grace",
+      "0.2",
+    ]);
+    children.push(first);
+    await using pool = faultPool(redis, app);
+    const blocker = pool.submit("nap", [60_000]);
+    await waitFor(() => blocker.running(), "blocker running");
+    const waiting = [pool.submit<Trace>("nap", [1, file]), pool.submit<Trace>("nap", [1, file])];
+    await waitFor(async () => await claimed(app, waiting) === 2, "both prefetched");
+    first.kill("SIGTERM");
+    assert.equal((await first.exited).code, 0);
+    const second = await startWorker(redis, app);
+    children.push(second);
+    assert.match(first.stderr(), /giving 2 prefetched task\(s\) back to the queue/);
+    await assert.rejects(blocker.result(), {
+      name: "RemoteTaskError",
+      remoteName: "WorkerInterrupted",
+    });
+    for (const result of await Promise.all(waiting)) {
+      assert.equal(result.pid, second.pid);
+      assert.equal(result.attempt, 1, "given back as the same attempt");
+    }
+    const ran = (await readTrace(file)).filter((t) => t.event === "start");
+    assert.deepEqual(
+      ran.map((t) => t.pid),
+      [second.pid, second.pid],
+      "they ran on the second only",
+    );
+  });
+
+  it("prefetched tasks of a worker that dies are recovered like running ones", async () => {
+    const app = nextApp("pfkill");
+    const first = await startWorker(redis, app, ["--concurrency", "1", "--prefetch", "2"]);
+    children.push(first);
+    await using pool = faultPool(redis, app);
+    const blocker = pool.submit("nap", [60_000]);
+    await waitFor(() => blocker.running(), "blocker running");
+    const waiting = [
+      pool.submit<Trace>("where", [], { retries: 1 }),
+      pool.submit<Trace>("where", [], { retries: 1 }),
+    ];
+    await waitFor(async () => await claimed(app, waiting) === 2, "both prefetched");
+    first.kill("SIGKILL");
+    await first.exited;
+    const second = await startWorker(redis, app);
+    children.push(second);
+    for (const result of await Promise.all(waiting)) {
+      assert.equal(result.pid, second.pid);
+      assert.equal(result.attempt, 2, "a lost claim counts as an attempt");
+    }
+    await assert.rejects(blocker.result(), { name: "WorkerLostError" });
+  });
+
+  it("rejects a prefetch that is not a non-negative integer", () => {
+    for (const prefetch of [-1, 1.5, "2"]) {
+      assert.throws(
+        () => new Listener({ tasks: FAULT_TASKS, prefetch: prefetch as number }),
+        (e: Error) =>
+          e instanceof RangeError && /prefetch must be a non-negative integer/.test(e.message),
+      );
+      assert.throws(
+        () => new StreamFuturePool({ tasks: FAULT_TASKS, prefetch: prefetch as number }),
+        RangeError,
+      );
+    }
+  });
+});
