@@ -123,8 +123,9 @@ interface Variant {
   prefetch?: number;
 }
 
-/** The `--prefetch` of our workers in the prefetch setting. */
+/** The `--prefetch` of our workers in the prefetch settings: 10 ms tasks, no-op tasks. */
 const PREFETCH = 25;
+const PREFETCH_NOOP = 100;
 
 const VARIANTS: readonly Variant[] = [
   { id: "noop-1", label: "no-op tasks, 1 worker process", taskMs: 0, workers: 1, systems: SYSTEMS },
@@ -137,6 +138,14 @@ const VARIANTS: readonly Variant[] = [
     taskMs: 10,
     workers: 1,
     systems: SYSTEMS,
+  },
+  {
+    id: "noop-1-prefetch",
+    label: `no-op tasks, 1 worker process, --prefetch ${PREFETCH_NOOP}`,
+    taskMs: 0,
+    workers: 1,
+    systems: ["ours", "ours-node"] as System[],
+    prefetch: PREFETCH_NOOP,
   },
   {
     id: "10ms-1-prefetch",

@@ -153,6 +153,14 @@ describe("prefetch: tasks claimed beyond concurrency", () => {
     await assert.rejects(blocker.result(), { name: "WorkerLostError" });
   });
 
+  it("a pool's local listeners take the prefetch option and run every task", async () => {
+    const app = nextApp("pflocal");
+    await using pool = faultPool(redis, app, { workers: 1, concurrency: 2, prefetch: 3 });
+    const results = await pool.map<Trace>("nap", Array.from({ length: 30 }, () => [5]));
+    assert.equal(results.length, 30);
+    assert.ok(results.every((r) => r.attempt === 1));
+  });
+
   it("rejects a prefetch that is not a non-negative integer", () => {
     for (const prefetch of [-1, 1.5, "2"]) {
       assert.throws(
