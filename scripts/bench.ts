@@ -20,8 +20,11 @@
  * 4. Memory: Redis `used_memory` per pending task (100,000 tasks, no worker), the producer's RSS
  *    and heap growth while it holds the futures (peers: the Job objects), and for ours whether
  *    Redis is back to its baseline once a worker has run the tasks and the pool has closed.
- * 5. The no-op, 1-worker throughput run with our client and worker under Node too (the npm build,
- *    made by scripts/build_npm.ts into a private temp copy, so the project's npm/ is untouched).
+ * 5. The no-op and 10 ms, 1-worker throughput runs with our client and worker under Node too (the
+ *    npm build, made by scripts/build_npm.ts into a private temp copy, so the project's npm/ is
+ *    untouched).
+ * 6. Ours only (the peers have no such setting): the no-op and 10 ms runs again with our worker's
+ *    `--prefetch` (100 and 25), under Deno and Node.
  *
  *   deno task bench [--runs 5] [--tasks 20000] [--quick] [--only ours|bullmq|bee-queue]...
  *     [--skip-node] [--json] [--out results.json]
