@@ -5,6 +5,11 @@
  *
  *   deno task soak
  *   deno run -A scripts/soak.ts [--tasks 5000] [--workers 4] [--seed 1] [--max-ms 200]
+ *     [--prefetch 0] [--sigterm]
+ *
+ * `--prefetch N` gives the workers that prefetch; `--sigterm` makes every other chaos stop a
+ * graceful one (SIGTERM: running tasks finish, prefetched ones go back to the queue) instead of a
+ * SIGKILL.
  *
  * It ends by printing `submitted, completed, failed, lost, duplicated-completions` and exits
  * non-zero unless lost = 0, duplicated-completions = 0 and every future settled:
@@ -36,13 +41,15 @@ const { values } = parseArgs({
     seed: { type: "string", default: String(Date.now() % 100_000) },
     "max-ms": { type: "string", default: "200" },
     "chaos-every": { type: "string", default: "3" },
+    prefetch: { type: "string", default: "0" },
+    sigterm: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
 });
 if (values.help) {
   console.log(
     "usage: deno run -A scripts/soak.ts [--tasks 5000] [--workers 4] [--seed N] [--max-ms 200] " +
-      "[--chaos-every 3 (seconds)]",
+      "[--chaos-every 3 (seconds)] [--prefetch 0] [--sigterm]",
   );
   Deno.exit(0);
 }
@@ -50,6 +57,7 @@ const TASKS = Number(values.tasks);
 const WORKERS = Number(values.workers);
 const MAX_MS = Number(values["max-ms"]);
 const CHAOS_EVERY = Number(values["chaos-every"]) * 1000;
+const PREFETCH = Number(values.prefetch);
 let seed = Number(values.seed);
 /** A small seeded generator (mulberry32), so a run can be repeated. */
 function random(): number {
@@ -81,6 +89,8 @@ async function startWorker(): Promise<ChildProcessHandle> {
     "8",
     "--id",
     `soak-worker-${++workerCount}`,
+    "--prefetch",
+    String(PREFETCH),
     ...HEARTBEAT,
   ]);
   workers.push(child);
@@ -88,7 +98,7 @@ async function startWorker(): Promise<ChildProcessHandle> {
 }
 
 const traceLog = join(redis.dir, "executions.jsonl");
-const chaos = { workerKills: 0, workerStarts: 0, redisRestarts: 0 };
+const chaos = { workerKills: 0, workerStops: 0, workerStarts: 0, redisRestarts: 0, givenBack: 0 };
 let exitCode = 1;
 try {
   for (let i = 0; i < WORKERS; i++) await startWorker();
@@ -123,10 +133,18 @@ try {
         continue;
       }
       const victim = workers.splice(Math.floor(random() * workers.length), 1)[0];
-      victim.kill("SIGKILL");
+      const signal = values.sigterm && (chaos.workerKills + chaos.workerStops) % 2 === 1
+        ? "SIGTERM"
+        : "SIGKILL";
+      victim.kill(signal);
       await victim.exited;
-      chaos.workerKills++;
-      log(`SIGKILLed worker pid ${victim.pid} at ${settled}/${TASKS} settled; starting another`);
+      if (signal === "SIGKILL") chaos.workerKills++;
+      else chaos.workerStops++;
+      // A stopped worker's prefetched tasks went back to the queue (its log says how many).
+      for (const m of victim.stderr().matchAll(/giving (\d+) prefetched task/g)) {
+        chaos.givenBack += Number(m[1]);
+      }
+      log(`${signal}ed worker pid ${victim.pid} at ${settled}/${TASKS} settled; starting another`);
       await startWorker();
       chaos.workerStarts++;
     }
@@ -186,7 +204,8 @@ try {
   console.log(
     `seconds=${seconds.toFixed(1)} executions=${executions} ` +
       `discarded-executions=${executions - completed} retried-tasks=${retried} ` +
-      `worker-kills=${chaos.workerKills} redis-restarts=${chaos.redisRestarts}`,
+      `worker-kills=${chaos.workerKills} worker-stops=${chaos.workerStops} ` +
+      `redis-restarts=${chaos.redisRestarts} prefetch=${PREFETCH} given-back=${chaos.givenBack}`,
   );
   for (const [reason, count] of errors) console.log(`  failed ${count}x: ${reason}`);
   exitCode = lost === 0 && duplicated === 0 && completed + failed === TASKS ? 0 : 1;
