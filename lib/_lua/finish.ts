@@ -109,22 +109,19 @@ for _, op in ipairs(ops) do
           redis.call('XADD', k_dead(), 'MAXLEN', '~', '10000', '*', unpack(fields))
         end
         results[i] = 1
-      elseif action == 'r' then
+      elseif action == 'r' or action == 'q' then
+        -- 'r': the next attempt, after the backoff; 'q': the same attempt again, at once.
         local flat = entry_fields(stream, id)
         if flat then
           local attempt = tonumber(get_field(flat, 'attempt') or '1') or 1
-          requeue(queue, flat, attempt + 1, backoff(flat, attempt))
+          local delay = 0
+          if action == 'r' then
+            delay = backoff(flat, attempt)
+            attempt = attempt + 1
+          end
+          requeue(queue, flat, attempt, delay)
           hset(k_status(op), tid, '0')
-          notice(reply, 't', tid, 's', '0', 'a', tostring(attempt + 1), 'p', ARGV[b + 7])
-          results[i] = 2
-        end
-      elseif action == 'q' then
-        local flat = entry_fields(stream, id)
-        if flat then
-          local attempt = get_field(flat, 'attempt') or '1'
-          requeue(queue, flat, tonumber(attempt) or 1, 0)
-          hset(k_status(op), tid, '0')
-          notice(reply, 't', tid, 's', '0', 'a', attempt)
+          notice(reply, 't', tid, 's', '0', 'a', tostring(attempt), 'p', ARGV[b + 7])
           results[i] = 2
         end
       elseif action == 'l' then
