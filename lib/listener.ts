@@ -242,6 +242,8 @@ export class Listener {
   /** Prefetched tasks (state `reserved`), in the order they run. */
   #reserved: Task[] = [];
   #refilling = false;
+  /** Tasks whose START (or TAKE) is in flight (state `starting`). */
+  #startingTasks = 0;
   readonly #executorCount: number | undefined;
   readonly #executorMode: ExecutorMode;
   readonly #heartbeatInterval: number;
@@ -1158,6 +1160,7 @@ export class Listener {
     };
     this.#tasks.set(task.seq, task);
     this.#byTaskId.set(taskId, task);
+    this.#startingTasks++;
     return task;
   }
 
@@ -1180,6 +1183,7 @@ export class Listener {
     } catch (error) {
       // The entries stay pending: recovery gives them to another worker.
       this.#logger.error(`could not start ${tasks.length} task(s)`, { error });
+      this.#startingTasks -= tasks.length;
       for (const task of tasks) this.#release(task);
       return;
     }
@@ -1192,30 +1196,40 @@ export class Listener {
    */
   #launch(tasks: Task[], verdicts: unknown[], startedAt: number): void {
     const now = performance.now();
+    this.#startingTasks -= tasks.length;
     const allowed: Task[] = [];
     tasks.forEach((task, i) => {
       if (verdicts[i] !== 1) return this.#release(task);
       task.startedAt = startedAt;
       task.runStart = now;
+      task.state = "reserved";
       allowed.push(task);
     });
-    // Beyond `concurrency` (a read for the prefetch): the last ones wait for a slot.
-    const over = Math.min(allowed.length, this.#slotsInUse() - this.#concurrency);
-    if (over > 0) {
-      const dropped: [Task, FinishRecord][] = [];
-      for (const task of allowed.splice(allowed.length - over)) {
-        task.state = "reserved";
-        if (task.cancelSeen) dropped.push([task, this.#record(task, "x", "", "")]);
-        else this.#reserved.push(task);
-      }
-      if (dropped.length > 0) this.#finish(dropped);
+    if (this.#state === "running") {
+      // Claimed tasks queue behind those prefetched earlier (in claim order, so a TAKE's higher
+      // priority levels first); whatever finds a free slot starts now.
+      this.#reserved.push(...allowed);
+      this.#refill();
+    } else {
+      // Stopping: what fits still runs, as it would have without prefetch; the rest waits to be
+      // given back.
+      const fit = Math.max(0, this.#concurrency - this.#running());
+      this.#run(allowed.slice(0, fit));
+      this.#reserved.push(...allowed.slice(fit));
     }
-    this.#run(allowed);
+    // Cancelled while START / TAKE was in flight and not started: dropped unrun.
+    const dropped: [Task, FinishRecord][] = [];
+    for (const task of allowed) {
+      if (task.state !== "reserved" || !task.cancelSeen) continue;
+      this.#reserved.splice(this.#reserved.indexOf(task), 1);
+      dropped.push([task, this.#record(task, "x", "", "")]);
+    }
+    if (dropped.length > 0) this.#finish(dropped);
   }
 
-  /** Tasks starting or running (not those prefetched or being recorded). */
-  #slotsInUse(): number {
-    return this.#tasks.size - this.#recording - this.#reserved.length;
+  /** Tasks given to the executors and not yet being recorded (at most `concurrency`). */
+  #running(): number {
+    return this.#tasks.size - this.#recording - this.#reserved.length - this.#startingTasks;
   }
 
   /** Starts prefetched tasks while slots are free (not once the listener stops). */
@@ -1223,15 +1237,14 @@ export class Listener {
     if (this.#refilling || this.#reserved.length === 0 || this.#state !== "running") return;
     this.#refilling = true;
     try {
-      while (this.#reserved.length > 0 && this.#slotsInUse() < this.#concurrency) {
-        const n = Math.min(this.#reserved.length, this.#concurrency - this.#slotsInUse());
+      while (this.#reserved.length > 0 && this.#running() < this.#concurrency) {
+        const n = Math.min(this.#reserved.length, this.#concurrency - this.#running());
         const tasks = this.#reserved.splice(0, n);
         const now = performance.now();
         for (const task of tasks) {
           // It starts now: its start time in Redis' clock moves on by the time it waited.
           task.startedAt += now - task.runStart;
           task.runStart = now;
-          task.state = "starting";
         }
         this.#run(tasks);
       }
@@ -1587,6 +1600,7 @@ export class Listener {
     this.#timed.delete(task);
     if (this.#byTaskId.get(task.taskId) === task) this.#byTaskId.delete(task.taskId);
     if (this.#tasks.size === 0) this.#drained?.();
+    this.#refill();
     this.#slotFree?.();
   }
 }

@@ -5,6 +5,9 @@ import type { StreamFuture } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
 import { startRedis, type TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
+import { startLossyProxy } from "./_proxy.ts";
+import { START } from "../../lib/_lua/start.ts";
+import { createHash } from "node:crypto";
 import {
   cleanTraces,
   FAULT_TASKS,
@@ -159,6 +162,66 @@ describe("prefetch: tasks claimed beyond concurrency", () => {
     const results = await pool.map<Trace>("nap", Array.from({ length: 30 }, () => [5]));
     assert.equal(results.length, 30);
     assert.ok(results.every((r) => r.attempt === 1));
+  });
+
+  it("higher priority levels start first, whatever claim replies first", async () => {
+    const app = nextApp("pfprio");
+    const file = await traceFile();
+    await using pool = faultPool(redis, app, { requireWorkers: false });
+    // Queued before any worker: two low, then two high. A worker with two free slots and a
+    // prefetch of two claims all four at once, the levels in separate calls.
+    const low = [0, 1].map(() => pool.submit<Trace>("nap", [300, file]));
+    const high = [0, 1].map(() => pool.submit<Trace>("nap", [300, file], { priority: 9 }));
+    children.push(await startWorker(redis, app, ["--concurrency", "2", "--prefetch", "2"]));
+    await Promise.all([...low, ...high]);
+    const starts = (await readTrace(file)).filter((t) => t.event === "start");
+    assert.equal(starts.length, 4);
+    const highIds = new Set(high.map((f) => f.id));
+    assert.deepEqual(
+      starts.slice(0, 2).map((t) => highIds.has(t.taskId)),
+      [true, true],
+      "the two high-priority tasks started first",
+    );
+  });
+
+  it("a slot freed by a claim that does not start goes to a prefetched task", async () => {
+    const app = nextApp("pfstrand");
+    const c = await redis.client();
+    await c.sendCommand(["SCRIPT", "LOAD", START.source]);
+    const startSha = createHash("sha1").update(START.source).digest("hex");
+    const proxy = await startLossyProxy(redis.port);
+    // Not `await using`: were the tasks stranded, closing the pool must not wait for them.
+    const pool = faultPool(redis, app, { requireWorkers: false });
+    try {
+      // Two high tasks, then two low ones cancelled while queued. A worker with two slots and a
+      // prefetch of two reads both levels and claims each with a START; the replies are held
+      // back so that both arrive together, after both reads: the high START first, then the low
+      // one, which lets neither run.
+      const high = [0, 1].map(() => pool.submit<Trace>("nap", [50], { priority: 9 }));
+      const low = [0, 1].map(() => pool.submit<Trace>("nap", [50]));
+      await waitFor(async () => {
+        const lengths = await Promise.all(
+          ["", ":p9"].map((level) => c.sendCommand(["XLEN", `${app}:queue:default${level}`])),
+        );
+        return lengths.every((n) => n === 2);
+      }, "all four entries queued");
+      for (const f of low) assert.equal(await f.cancel(), true);
+      const held = proxy.delayReplyTo(startSha, 500);
+      children.push(
+        await startWorker({ ...redis, url: proxy.url }, app, [
+          "--concurrency",
+          "2",
+          "--prefetch",
+          "2",
+        ]),
+      );
+      await held;
+      for (const f of high) assert.equal((await f.result({ timeout: 5_000 })).attempt, 1);
+    } finally {
+      await pool.shutdown({ cancelFutures: true });
+      await killAll(children);
+      await proxy.close();
+    }
   });
 
   it("rejects a prefetch that is not a non-negative integer", () => {
