@@ -5,10 +5,17 @@
  * @module
  */
 
+import { after, afterEach, before } from "node:test";
 import { StreamFuturePool } from "../../mod.ts";
 import type { PoolOptions } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
-import { startWorkerProcess, type TestRedis, waitFor } from "../_redis.ts";
+import {
+  startRedis,
+  startWorkerProcess,
+  type TestRedis,
+  type TestRedisOptions,
+  waitFor,
+} from "../_redis.ts";
 
 export { waitFor };
 
@@ -24,6 +31,29 @@ let apps = 0;
 /** A fresh app name (key prefix) per test. */
 export function nextApp(prefix: string): string {
   return `${prefix}${apps++}`;
+}
+
+/**
+ * What every fault suite does around its tests, registered from inside its `describe`: a private
+ * redis-server started before them (handed to `use`) and stopped after them; after each test, the
+ * worker processes left in `children` are killed and the trace files removed.
+ */
+export function faultHooks(
+  children: ChildProcessHandle[],
+  use: (redis: TestRedis) => void,
+  options?: TestRedisOptions,
+): void {
+  let redis: TestRedis | undefined;
+  before(async () => {
+    use(redis = await startRedis(options));
+  });
+  afterEach(async () => {
+    await killAll(children);
+    await cleanTraces();
+  });
+  after(async () => {
+    await redis?.stop();
+  });
 }
 
 /** Starts a worker process serving the fault tasks with short heartbeats. */

@@ -1,10 +1,10 @@
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { RemoteTaskError } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
-import { startRedis, type TestRedis } from "../_redis.ts";
+import type { TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
-import { faultPool, killAll, nextApp, startWorker, waitFor } from "./_setup.ts";
+import { faultHooks, faultPool, nextApp, startWorker, waitFor } from "./_setup.ts";
 
 let redis: TestRedis;
 const children: ChildProcessHandle[] = [];
@@ -17,15 +17,7 @@ async function failure(f: PromiseLike<unknown>): Promise<RemoteTaskError> {
 }
 
 describe("bad input: a clear error, the worker survives, nothing else is lost", () => {
-  before(async () => {
-    redis = await startRedis();
-  });
-  afterEach(async () => {
-    await killAll(children);
-  });
-  after(async () => {
-    await redis.stop();
-  });
+  faultHooks(children, (r) => (redis = r));
 
   it("hand-written malformed entries: dropped or failed with ProtocolError; the rest runs", async () => {
     const app = nextApp("badentry");

@@ -1,13 +1,12 @@
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { CancelledError } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
-import { startRedis, type TestRedis } from "../_redis.ts";
+import type { TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
 import {
-  cleanTraces,
+  faultHooks,
   faultPool,
-  killAll,
   nextApp,
   readTrace,
   startWorker,
@@ -19,16 +18,7 @@ let redis: TestRedis;
 const children: ChildProcessHandle[] = [];
 
 describe("cancellation across the stream", () => {
-  before(async () => {
-    redis = await startRedis();
-  });
-  afterEach(async () => {
-    await killAll(children);
-    await cleanTraces();
-  });
-  after(async () => {
-    await redis.stop();
-  });
+  faultHooks(children, (r) => (redis = r));
 
   it("cancel() of a running task aborts its signal on the worker within 100 ms", async () => {
     const app = nextApp("cxrun");

@@ -1,16 +1,15 @@
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
 import { GROUP } from "../../lib/_keys.ts";
 import { FINISH } from "../../lib/_lua/finish.ts";
 import { HEARTBEAT } from "../../lib/_lua/heartbeat.ts";
 import { START } from "../../lib/_lua/start.ts";
-import { startRedis, type TestRedis } from "../_redis.ts";
+import type { TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
 import {
-  cleanTraces,
+  faultHooks,
   faultPool,
-  killAll,
   nextApp,
   readTrace,
   startWorker,
@@ -22,16 +21,7 @@ let redis: TestRedis;
 const children: ChildProcessHandle[] = [];
 
 describe("fencing: a worker presumed dead cannot overwrite the attempt that replaced it", () => {
-  before(async () => {
-    redis = await startRedis();
-  });
-  afterEach(async () => {
-    await killAll(children);
-    await cleanTraces();
-  });
-  after(async () => {
-    await redis.stop();
-  });
+  faultHooks(children, (r) => (redis = r));
 
   it("SIGSTOP a worker mid-task, let another attempt finish, SIGCONT it: the first result stands", async () => {
     const app = nextApp("fence");

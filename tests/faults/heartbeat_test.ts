@@ -1,14 +1,13 @@
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { NoWorkersError, WorkerLostError } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
-import { startRedis, type TestRedis } from "../_redis.ts";
+import type { TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
 import {
   BEAT,
-  cleanTraces,
+  faultHooks,
   faultPool,
-  killAll,
   LOST_AFTER,
   nextApp,
   readTrace,
@@ -22,16 +21,7 @@ let redis: TestRedis;
 const children: ChildProcessHandle[] = [];
 
 describe("liveness by heartbeat", () => {
-  before(async () => {
-    redis = await startRedis();
-  });
-  afterEach(async () => {
-    await killAll(children);
-    await cleanTraces();
-  });
-  after(async () => {
-    await redis.stop();
-  });
+  faultHooks(children, (r) => (redis = r));
 
   it("a CPU-bound task keeps its heartbeat fresh and is not taken for lost", async () => {
     const app = nextApp("hbcpu");

@@ -1,16 +1,16 @@
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { CancelledError, Listener, StreamFuturePool } from "../../mod.ts";
 import type { StreamFuture } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
-import { startRedis, type TestRedis } from "../_redis.ts";
+import type { TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
 import { startLossyProxy } from "./_proxy.ts";
 import { START } from "../../lib/_lua/start.ts";
 import { createHash } from "node:crypto";
 import {
-  cleanTraces,
   FAULT_TASKS,
+  faultHooks,
   faultPool,
   killAll,
   nextApp,
@@ -35,16 +35,7 @@ async function claimed(app: string, futures: StreamFuture<unknown>[]): Promise<n
 }
 
 describe("prefetch: tasks claimed beyond concurrency", () => {
-  before(async () => {
-    redis = await startRedis();
-  });
-  afterEach(async () => {
-    await killAll(children);
-    await cleanTraces();
-  });
-  after(async () => {
-    await redis.stop();
-  });
+  faultHooks(children, (r) => (redis = r));
 
   it("claims up to concurrency + prefetch, never runs more than concurrency at once", async () => {
     const app = nextApp("pfrun");

@@ -1,17 +1,16 @@
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { CancelledError, ConnectionError, StreamFuturePool } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
-import { startRedis, startWorkerProcess, type TestRedis } from "../_redis.ts";
+import { startWorkerProcess, type TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
 import { startLossyProxy } from "./_proxy.ts";
 import { TAKE } from "../../lib/_lua/take.ts";
 import { createHash } from "node:crypto";
 import {
-  cleanTraces,
   FAULT_TASKS,
+  faultHooks,
   faultPool,
-  killAll,
   nextApp,
   readTrace,
   startScript,
@@ -31,16 +30,7 @@ describe("Redis faults", () => {
     await c.sendCommand(["SCRIPT", "LOAD", TAKE.source]);
     return createHash("sha1").update(TAKE.source).digest("hex");
   }
-  before(async () => {
-    redis = await startRedis({ aof: true });
-  });
-  afterEach(async () => {
-    await killAll(children);
-    await cleanTraces();
-  });
-  after(async () => {
-    await redis.stop();
-  });
+  faultHooks(children, (r) => (redis = r), { aof: true });
 
   it("a map running across a Redis restart (AOF, appendfsync always) completes with zero lost tasks", async () => {
     const app = nextApp("aof");

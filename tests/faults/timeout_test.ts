@@ -1,15 +1,14 @@
-import { after, afterEach, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
 import { existsSync, readFileSync } from "node:fs";
 import { asCompleted, TaskTimeoutError, TimeoutError, wait } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
-import { startRedis, type TestRedis } from "../_redis.ts";
+import type { TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
 import {
-  cleanTraces,
+  faultHooks,
   faultPool,
-  killAll,
   nextApp,
   readTrace,
   startWorker,
@@ -21,16 +20,7 @@ let redis: TestRedis;
 const children: ChildProcessHandle[] = [];
 
 describe("timeouts", () => {
-  before(async () => {
-    redis = await startRedis();
-  });
-  afterEach(async () => {
-    await killAll(children);
-    await cleanTraces();
-  });
-  after(async () => {
-    await redis.stop();
-  });
+  faultHooks(children, (r) => (redis = r));
 
   it("a task past its timeout sees a TimeoutError on its signal; the future rejects with TaskTimeoutError", async () => {
     const app = nextApp("tonap");
