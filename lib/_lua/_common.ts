@@ -81,16 +81,22 @@ local function call_chunked(command, key, prefix, list)
   end
 end
 
+-- The list filed under 'key' in 'lists', made on first use, when 'key' is appended to 'order'
+-- (so that keys are handled in the order they came).
+local function list_in(lists, order, key)
+  local l = lists[key]
+  if not l then
+    l = {}
+    lists[key] = l
+    order[#order + 1] = key
+  end
+  return l
+end
+
 local HSETS, HSET_KEYS = {}, {}
 -- The list of field, value pairs to write to hash 'key' (hot loops append to it directly).
 local function hset_list(key)
-  local l = HSETS[key]
-  if not l then
-    l = {}
-    HSETS[key] = l
-    HSET_KEYS[#HSET_KEYS + 1] = key
-  end
-  return l
+  return list_in(HSETS, HSET_KEYS, key)
 end
 local function hset(key, field, value)
   local l = hset_list(key)
@@ -100,12 +106,7 @@ end
 
 local ACKS, ACK_KEYS = {}, {}
 local function ack(stream, id)
-  local l = ACKS[stream]
-  if not l then
-    l = {}
-    ACKS[stream] = l
-    ACK_KEYS[#ACK_KEYS + 1] = stream
-  end
+  local l = list_in(ACKS, ACK_KEYS, stream)
   l[#l + 1] = id
 end
 
@@ -147,13 +148,7 @@ end
 local NOTICES, NOTICE_KEYS = {}, {}
 -- The list of notices (each a table of fields) to send to reply stream 'reply'.
 local function notice_list(reply)
-  local l = NOTICES[reply]
-  if not l then
-    l = {}
-    NOTICES[reply] = l
-    NOTICE_KEYS[#NOTICE_KEYS + 1] = reply
-  end
-  return l
+  return list_in(NOTICES, NOTICE_KEYS, reply)
 end
 local function notice(reply, ...)
   local l = notice_list(reply)

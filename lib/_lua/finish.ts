@@ -42,21 +42,14 @@ local n = (#ARGV - 6) / 8
 local owned = owned_set(stream, group, ARGV[3], ARGV[4], ARGV[5], 1000000)
 local results = {}
 local by_op, ops = {}, {}
-local acks = {}
-ACKS[stream] = acks
-ACK_KEYS[#ACK_KEYS + 1] = stream
+local acks = list_in(ACKS, ACK_KEYS, stream)
 for i = 1, n do
   local b = 6 + (i - 1) * 8
   results[i] = 0
   if owned[ARGV[b + 1]] then
     acks[#acks + 1] = ARGV[b + 1]
     if ARGV[b + 5] ~= 'x' then
-      local op = ARGV[b + 2]
-      if not by_op[op] then
-        by_op[op] = {}
-        ops[#ops + 1] = op
-      end
-      local l = by_op[op]
+      local l = list_in(by_op, ops, ARGV[b + 2])
       l[#l + 1] = i
     end
   end

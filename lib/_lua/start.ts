@@ -34,13 +34,7 @@ local by_op, ops = {}, {}
 for i = 1, n do
   local b = 5 + (i - 1) * 3
   if owned[ARGV[b + 1]] then
-    local op = ARGV[b + 2]
-    local l = by_op[op]
-    if not l then
-      l = {}
-      by_op[op] = l
-      ops[#ops + 1] = op
-    end
+    local l = list_in(by_op, ops, ARGV[b + 2])
     l[#l + 1] = i
   else
     verdicts[i + 1] = 'x'

@@ -49,12 +49,7 @@ for _, stream in ipairs(KEYS) do
       local rep = get_field(flat, 'reply') or (op and reply_of_op(op))
       if tid and op and rep and string.match(tid, ID_PATTERN) and string.match(op, ID_PATTERN)
         and string.sub(rep, 1, #prefix) == prefix then
-        local l = by_op[op]
-        if not l then
-          l = {}
-          by_op[op] = l
-          ops[#ops + 1] = op
-        end
+        local l = list_in(by_op, ops, op)
         l[#l + 1] = i
         l[#l + 1] = tid
       else
