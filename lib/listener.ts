@@ -1218,13 +1218,9 @@ export class Listener {
       this.#reserved.push(...allowed.slice(fit));
     }
     // Cancelled while START / TAKE was in flight and not started: dropped unrun.
-    const dropped: [Task, FinishRecord][] = [];
     for (const task of allowed) {
-      if (task.state !== "reserved" || !task.cancelSeen) continue;
-      this.#reserved.splice(this.#reserved.indexOf(task), 1);
-      dropped.push([task, this.#record(task, "x", "", "")]);
+      if (task.state === "reserved" && task.cancelSeen) this.#dropReserved(task);
     }
-    if (dropped.length > 0) this.#finish(dropped);
   }
 
   /** Tasks given to the executors and not yet being recorded (at most `concurrency`). */
