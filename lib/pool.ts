@@ -331,6 +331,12 @@ const SUBMIT_CHUNK = 500;
 const READ_COUNT = 1000;
 /** How long one blocking XREAD waits, ms. */
 const READ_BLOCK = 1000;
+/**
+ * Reply entries read before the reply stream is trimmed: `XTRIM MINID ~` frees whole stream nodes
+ * (100 entries by default), so trimming after every small read mostly frees nothing and costs a
+ * command, a write and a wake of both processes. The periodic refresh trims the rest.
+ */
+const TRIM_EVERY = 100;
 
 function randomId(length: number): string {
   const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz";
@@ -427,6 +433,8 @@ export class StreamFuturePool implements AsyncDisposable {
   #readLoop: Promise<void> | undefined;
   #counter = 0;
   #lastReplyId = "0";
+  /** Reply entries read since the reply stream was last trimmed. */
+  #untrimmed = 0;
   /** Started tasks, by task id: where to look when checking whether their worker is alive. */
   #started = new Map<string, Started>();
   #timers: ReturnType<typeof setInterval>[] = [];
@@ -1524,6 +1532,7 @@ export class StreamFuturePool implements AsyncDisposable {
   async #refreshTtl(): Promise<void> {
     const cmd = this.#cmd;
     if (!cmd) return;
+    this.#trimReplies();
     const keys = [this.#replyKey];
     const now = Date.now();
     for (const [op, info] of this.#ops) {
@@ -1590,11 +1599,21 @@ export class StreamFuturePool implements AsyncDisposable {
       if (entries.length === 0) continue;
       for (const entry of entries) this.#onReply(entry.flat);
       this.#lastReplyId = entries[entries.length - 1].id;
-      // Entries before the last one read are done with: trim them (whole stream nodes at a time,
-      // far cheaper for Redis than deleting entry by entry).
-      void this.#cmd!.sendCommand(["XTRIM", this.#replyKey, "MINID", "~", this.#lastReplyId])
-        .catch(() => {});
+      this.#untrimmed += entries.length;
+      if (this.#untrimmed >= TRIM_EVERY) this.#trimReplies();
     }
+  }
+
+  /**
+   * Trims the reply entries before the last one read: they are done with. Whole stream nodes at a
+   * time, far cheaper for Redis than deleting entry by entry; not waited for, errors ignored.
+   */
+  #trimReplies(): void {
+    const cmd = this.#cmd;
+    if (!cmd || this.#untrimmed === 0) return;
+    this.#untrimmed = 0;
+    void cmd.sendCommand(["XTRIM", this.#replyKey, "MINID", "~", this.#lastReplyId])
+      .catch(() => {});
   }
 
   /** Applies the notices of one reply entry (each starts with its `t` field). */
