@@ -327,6 +327,11 @@ const TASK_ID = /^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)?$/;
 
 /** Tasks per SUBMIT call (keeps each Lua call short). */
 const SUBMIT_CHUNK = 500;
+/**
+ * Tasks in an operation's first SUBMIT call, the one that checks for a live listener and that the
+ * rest wait for: small, so that workers get the first tasks while the rest are still being sent.
+ */
+const FIRST_CHUNK = 100;
 /** Completions read per XREAD. */
 const READ_COUNT = 1000;
 /** How long one blocking XREAD waits, ms. */
@@ -1212,12 +1217,6 @@ export class StreamFuturePool implements AsyncDisposable {
   }
 
   /**
-   * Writes one operation's tasks in chunks of {@link SUBMIT_CHUNK}. Only the first chunk checks
-   * for a live listener; the rest follow once it passed, so an operation is refused whole or
-   * written whole. Tasks with parents wait until their parents' operations are written; they and
-   * deduplicated tasks go through SUBMIT_EX.
-   */
-  /**
    * An item whose parents were deduplicated after it was encoded (their futures now stand for
    * shared tasks), with the shared tasks in their place.
    */
@@ -1251,6 +1250,12 @@ export class StreamFuturePool implements AsyncDisposable {
     };
   }
 
+  /**
+   * Writes one operation's tasks: a first chunk of {@link FIRST_CHUNK}, then chunks of
+   * {@link SUBMIT_CHUNK}. Only the first chunk checks for a live listener; the rest follow once it
+   * passed, so an operation is refused whole or written whole. Tasks with parents wait until their
+   * parents' operations are written; they and deduplicated tasks go through SUBMIT_EX.
+   */
   async #submitBatch(
     batch: Batch,
     items: Outgoing[],
@@ -1258,16 +1263,25 @@ export class StreamFuturePool implements AsyncDisposable {
     dedupe: string,
   ): Promise<void> {
     const { queue, op, extra } = batch;
-    const parents = new Set(items.flatMap((item) => item.parents.map((p) => p.split("/")[0])));
-    const waits = [...parents].map((parentOp) => this.#writing.get(parentOp)).filter((w) => w);
-    if (waits.length > 0) await Promise.all(waits);
-    items = items.map((item) => (item.parents.length > 0 ? this.#unalias(item) : item));
-    const general = dedupe !== "" || items.some((item) => item.parents.length > 0);
+    let withParents = false;
+    for (const item of items) {
+      if (item.parents.length > 0) {
+        withParents = true;
+        break;
+      }
+    }
+    if (withParents) {
+      const parents = new Set(items.flatMap((item) => item.parents.map((p) => p.split("/")[0])));
+      const waits = [...parents].map((parentOp) => this.#writing.get(parentOp)).filter((w) => w);
+      if (waits.length > 0) await Promise.all(waits);
+      items = items.map((item) => (item.parents.length > 0 ? this.#unalias(item) : item));
+    }
+    const general = dedupe !== "" || withParents;
     const keys = [this.#keys.listeners(queue), this.#keys.status(op), this.#keys.results(op)];
     const cmd = this.#cmd!;
     // Idempotent (see SUBMIT), so a call cut by a lost connection is simply sent again.
-    const chunk = (start: number, check: boolean) => {
-      const slice = items.slice(start, start + SUBMIT_CHUNK);
+    const chunk = (start: number, end: number, check: boolean) => {
+      const slice = items.slice(start, end);
       const args = [
         this.app,
         check ? "1" : "0",
@@ -1293,7 +1307,7 @@ export class StreamFuturePool implements AsyncDisposable {
       );
     };
     try {
-      const written = await chunk(0, this.#requireWorkers);
+      const written = await chunk(0, FIRST_CHUNK, this.#requireWorkers);
       if (written === -1) {
         this.#failBatch(
           items,
@@ -1317,11 +1331,12 @@ export class StreamFuturePool implements AsyncDisposable {
       return;
     }
     const rest: Promise<void>[] = [];
-    for (let start = SUBMIT_CHUNK; start < items.length; start += SUBMIT_CHUNK) {
+    for (let start = FIRST_CHUNK; start < items.length; start += SUBMIT_CHUNK) {
+      const end = start + SUBMIT_CHUNK;
       rest.push(
-        chunk(start, false).then(
+        chunk(start, end, false).then(
           () => {},
-          (error) => this.#failBatch(items.slice(start, start + SUBMIT_CHUNK), error),
+          (error) => this.#failBatch(items.slice(start, end), error),
         ),
       );
     }
