@@ -93,10 +93,13 @@ export class StreamFuture<T> implements PromiseLike<T> {
   #failed = false;
   // Private fields do not mention T in a parameter position, so StreamFuture stays covariant
   // (a StreamFuture<never> is a StreamFuture<number>).
-  #callbacks: ((future: StreamFuture<unknown>) => void)[] = [];
-  #promise: Promise<T>;
-  #resolve!: (value: unknown) => void;
-  #reject!: (error: unknown) => void;
+  #callbacks: ((future: StreamFuture<unknown>) => void)[] | undefined;
+  // The promise is made when first asked for (`then`, `result`...): a future nobody awaits costs
+  // no promise, and one settled before anyone asked gets an already settled one.
+  #promise: Promise<T> | undefined;
+  #resolve: ((value: unknown) => void) | undefined;
+  #reject: ((error: unknown) => void) | undefined;
+  #value: unknown = undefined;
   #hooks: FutureHooks;
   #released = false;
   #attempt = 1;
@@ -104,8 +107,9 @@ export class StreamFuture<T> implements PromiseLike<T> {
   #timings: string | TaskTimings | undefined;
   #progress: Channel<unknown> | undefined;
   #yields: Channel<unknown> | undefined;
-  /** The last progress event delivered: [attempt, index]. */
-  #lastProgress: [number, number] = [0, -1];
+  /** The last progress event delivered: its attempt and index. */
+  #lastProgressAttempt = 0;
+  #lastProgressIndex = -1;
   /** The next yielded value to deliver (values of a retried attempt are not delivered twice). */
   #nextYield = 0;
   #observers: ((future: StreamFuture<unknown>) => void)[] | undefined;
@@ -142,9 +146,13 @@ export class StreamFuture<T> implements PromiseLike<T> {
           future.#nextYield = index + 1;
           (future.#yields ??= new Channel()).push(value);
         } else {
-          const [lastAttempt, lastIndex] = future.#lastProgress;
-          if (attempt < lastAttempt || (attempt === lastAttempt && index <= lastIndex)) return;
-          future.#lastProgress = [attempt, index];
+          const lastAttempt = future.#lastProgressAttempt;
+          if (
+            attempt < lastAttempt ||
+            (attempt === lastAttempt && index <= future.#lastProgressIndex)
+          ) return;
+          future.#lastProgressAttempt = attempt;
+          future.#lastProgressIndex = index;
           (future.#progress ??= new Channel()).push(value);
         }
       },
@@ -158,12 +166,6 @@ export class StreamFuture<T> implements PromiseLike<T> {
     this.#id = id;
     this.#operationId = operationId;
     this.#hooks = hooks;
-    this.#promise = new Promise<T>((resolve, reject) => {
-      this.#resolve = resolve as (value: unknown) => void;
-      this.#reject = reject;
-    });
-    // A future nobody awaits must not crash the process with an unhandled rejection.
-    this.#promise.catch(() => {});
   }
 
   /**
@@ -258,7 +260,10 @@ export class StreamFuture<T> implements PromiseLike<T> {
    * `signal` with its reason; neither cancels the task.
    */
   result(options?: ResultOptions): Promise<T> {
-    return withinLimits(this.#promise, options, `task ${this.id}`);
+    const promise = this.#promiseOf();
+    // A result() nobody awaits must not crash the process with an unhandled rejection.
+    promise.catch(ignore);
+    return withinLimits(promise, options, `task ${this.id}`);
   }
 
   /**
@@ -298,7 +303,7 @@ export class StreamFuture<T> implements PromiseLike<T> {
       throw new TypeError("addDoneCallback() needs a function (future) => void");
     }
     if (this.done()) runCallback(callback, this);
-    else this.#callbacks.push(callback as (future: StreamFuture<unknown>) => void);
+    else (this.#callbacks ??= []).push(callback as (future: StreamFuture<unknown>) => void);
   }
 
   /** Promise interface: the task's value, or its error. */
@@ -306,17 +311,17 @@ export class StreamFuture<T> implements PromiseLike<T> {
     onfulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
     onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
   ): Promise<R1 | R2> {
-    return this.#promise.then(onfulfilled, onrejected);
+    return this.#promiseOf().then(onfulfilled, onrejected);
   }
 
   /** Promise interface: handles the task's error. */
   catch<R = never>(onrejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<T | R> {
-    return this.#promise.catch(onrejected);
+    return this.#promiseOf().catch(onrejected);
   }
 
   /** Promise interface: runs `onfinally` when the future settles. */
   finally(onfinally?: (() => void) | null): Promise<T> {
-    return this.#promise.finally(onfinally);
+    return this.#promiseOf().finally(onfinally);
   }
 
   /**
@@ -335,20 +340,39 @@ export class StreamFuture<T> implements PromiseLike<T> {
     return "StreamFuture";
   }
 
+  /** The future's promise, made on first use (settled already if the future is done). */
+  #promiseOf(): Promise<T> {
+    if (this.#promise) return this.#promise;
+    if (this.done()) {
+      this.#promise = this.#failed
+        ? Promise.reject(this.#error)
+        : Promise.resolve(this.#value as T);
+    } else {
+      this.#promise = new Promise<T>((resolve, reject) => {
+        this.#resolve = resolve as (value: unknown) => void;
+        this.#reject = reject;
+      });
+    }
+    return this.#promise;
+  }
+
   #settle(state: FutureState, value: unknown, error: unknown, failed: boolean): void {
     if (this.done()) return;
     this.#state = state;
     this.#failed = failed;
     if (failed) {
       this.#error = error;
-      this.#reject(error);
+      this.#reject?.(error);
     } else {
-      this.#resolve(value);
+      this.#value = value;
+      this.#resolve?.(value);
     }
+    this.#resolve = this.#reject = undefined;
     this.#closeChannels();
     this.#notify();
     const callbacks = this.#callbacks;
-    this.#callbacks = [];
+    if (!callbacks) return;
+    this.#callbacks = undefined;
     for (const callback of callbacks) runCallback(callback, this as StreamFuture<unknown>);
   }
 
@@ -369,6 +393,8 @@ export class StreamFuture<T> implements PromiseLike<T> {
     }
   }
 }
+
+function ignore(): void {}
 
 function runCallback<T>(callback: DoneCallback<T>, future: StreamFuture<T>): void {
   try {

@@ -603,12 +603,14 @@ export class StreamFuturePool implements AsyncDisposable {
     }
     const batch = this.#batchOf(options);
     const op = batch.op;
-    for (const [index, { text, refs, parentFutures }] of encoded.entries()) {
+    const futures: StreamFuture<unknown>[] = new Array(encoded.length);
+    for (let index = 0; index < encoded.length; index++) {
+      const { text, refs, parentFutures } = encoded[index];
       const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
       batch.items.push({ future, fn: task, args: text, parents: refs, parentFutures });
+      futures[index] = future;
     }
     if (batch.items.length > 0) this.#enqueue(batch, options.signal);
-    const futures = batch.items.map((item) => item.future);
     if (options.progress) {
       void this.progress(futures, {
         label: typeof options.progress === "string" ? options.progress : undefined,
@@ -1770,17 +1772,25 @@ function describe(value: unknown): string {
 /** Encoded task arguments, with the futures among them (parent tasks). */
 interface EncodedArgs {
   text: string;
-  refs: string[];
-  parentFutures: StreamFuture<unknown>[];
+  refs: readonly string[];
+  parentFutures: readonly StreamFuture<unknown>[];
+}
+
+const NO_REFS: readonly never[] = Object.freeze([]);
+/** The futures met while encoding one argument list (encoding is synchronous: one at a time). */
+const found = new Map<string, StreamFuture<unknown>>();
+function refOfFuture(value: object): { op: string; id: string } | undefined {
+  if (!(value instanceof StreamFuture)) return undefined;
+  found.set(`${value.operationId}/${value.id}`, value);
+  return { op: value.operationId, id: value.id };
 }
 
 /** Encodes task arguments; futures among them become task references (parents). */
 function encodeArgs(args: readonly unknown[], path: string): EncodedArgs {
-  const found = new Map<string, StreamFuture<unknown>>();
-  const { text, refs } = encodeWithRefs(args, path, (value) => {
-    if (!(value instanceof StreamFuture)) return undefined;
-    found.set(`${value.operationId}/${value.id}`, value);
-    return { op: value.operationId, id: value.id };
-  });
-  return { text, refs, parentFutures: refs.map((ref) => found.get(ref)!) };
+  found.clear();
+  const { text, refs } = encodeWithRefs(args, path, refOfFuture);
+  if (refs.length === 0) return { text, refs: NO_REFS, parentFutures: NO_REFS };
+  const parentFutures = refs.map((ref) => found.get(ref)!);
+  found.clear();
+  return { text, refs, parentFutures };
 }

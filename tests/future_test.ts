@@ -1,0 +1,111 @@
+// The future's own state machine, without Redis: a pure-logic test with stand-in hooks (the pool
+// behind real futures is tested against Redis in pool_test.ts and the fault suites).
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import process from "node:process";
+import { futureControl, type FutureHooks, StreamFuture } from "../lib/future.ts";
+import { CancelledError } from "../lib/errors.ts";
+
+const hooks: FutureHooks = {
+  cancel: () => Promise.resolve(false),
+  dispose: () => Promise.resolve(),
+};
+
+function newFuture(id = "op.0"): StreamFuture<unknown> {
+  return new StreamFuture<unknown>(id, "op", hooks);
+}
+
+/** Runs `body`, lets pending promise jobs run, and returns the unhandled rejections seen. */
+async function unhandledDuring(body: () => void | Promise<void>): Promise<unknown[]> {
+  const seen: unknown[] = [];
+  const onUnhandled = (reason: unknown) => seen.push(reason);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    await body();
+    // Unhandled rejections are reported after the microtask queue drains.
+    for (let i = 0; i < 3; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+  return seen;
+}
+
+describe("StreamFuture", () => {
+  it("settled before anyone awaits it, gives its value or error when awaited later", async () => {
+    const ok = newFuture();
+    futureControl(ok).resolve({ n: 1 });
+    assert.deepEqual(await ok, { n: 1 });
+    assert.deepEqual(await ok.result(), { n: 1 });
+    assert.equal(await ok.exception(), undefined);
+
+    const failed = newFuture();
+    const error = new RangeError("bad");
+    futureControl(failed).reject(error);
+    await assert.rejects(Promise.resolve(failed), (e) => e === error);
+    await assert.rejects(failed.result(), (e) => e === error);
+    assert.equal(await failed.exception(), error);
+    assert.equal(await failed.catch((e) => `caught ${(e as Error).message}`), "caught bad");
+
+    const cancelled = newFuture();
+    futureControl(cancelled).cancel();
+    await assert.rejects(Promise.resolve(cancelled), CancelledError);
+    await assert.rejects(cancelled.exception(), CancelledError);
+  });
+
+  it("awaited before it settles, gets the value once it does, every awaiter the same", async () => {
+    const f = newFuture();
+    const first = f.then((v) => v);
+    const second = f.result();
+    let finallyRan = false;
+    const third = f.finally(() => (finallyRan = true));
+    assert.equal(f.done(), false);
+    futureControl(f).resolve(42);
+    assert.deepEqual(await Promise.all([first, second, third]), [42, 42, 42]);
+    assert.equal(finallyRan, true);
+    // A later settle is ignored.
+    futureControl(f).reject(new Error("late"));
+    assert.equal(await f, 42);
+  });
+
+  it("failing or cancelled with nobody awaiting it, or only result() called, is no unhandled rejection", async () => {
+    const seen = await unhandledDuring(() => {
+      futureControl(newFuture("a")).reject(new Error("nobody waits"));
+      futureControl(newFuture("b")).cancel();
+      const c = newFuture("c");
+      void c.result(); // asked for, never awaited
+      futureControl(c).reject(new Error("result() not awaited"));
+      const d = newFuture("d");
+      futureControl(d).reject(new Error("settled first"));
+      void d.result();
+    });
+    assert.deepEqual(seen, []);
+  });
+
+  it("runs done callbacks once, in order, and at once when added after it is done", () => {
+    const f = newFuture();
+    const calls: string[] = [];
+    f.addDoneCallback(() => calls.push("first"));
+    f.addDoneCallback(() => calls.push("second"));
+    futureControl(f).resolve(1);
+    futureControl(f).resolve(2);
+    assert.deepEqual(calls, ["first", "second"]);
+    f.addDoneCallback(() => calls.push("late"));
+    assert.deepEqual(calls, ["first", "second", "late"]);
+  });
+
+  it("delivers each progress value once across retries, in attempt and index order", async () => {
+    const f = newFuture();
+    const control = futureControl(f);
+    control.event("p", 1, 0, "a0");
+    control.event("p", 1, 0, "a0 again"); // the same event read twice
+    control.event("p", 1, 1, "a1");
+    control.event("p", 2, 0, "b0"); // the retry's first value
+    control.event("p", 1, 2, "stale"); // a late value of the first attempt
+    control.event("p", 2, 0, "b0 again");
+    control.event("p", 2, 1, "b1");
+    control.resolve("done");
+    const values: unknown[] = [];
+    for await (const value of f.progress()) values.push(value);
+    assert.deepEqual(values, ["a0", "a1", "b0", "b1"]);
+  });
+});
