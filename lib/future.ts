@@ -115,31 +115,44 @@ export class StreamFuture<T> implements PromiseLike<T> {
   #observers: ((future: StreamFuture<unknown>) => void)[] | undefined;
 
   static {
-    controlOf = (future) => ({
-      markRunning: (attempt) => {
+    // One small object per call, its methods on the prototype: the pool asks for a control on
+    // every notice it applies, so a literal of a dozen closures per call was a dozen allocations.
+    class Control implements FutureControl {
+      constructor(readonly future: StreamFuture<unknown>) {}
+      markRunning(attempt?: number): void {
+        const future = this.future;
         if (attempt !== undefined && attempt > future.#attempt) future.#attempt = attempt;
         if (future.#state === "pending") {
           future.#state = "running";
           future.#notify();
         }
-      },
-      markPending: (attempt) => {
+      }
+      markPending(attempt: number): void {
+        const future = this.future;
         if (attempt > future.#attempt) future.#attempt = attempt;
         if (future.#state === "running") {
           future.#state = "pending";
           future.#notify();
         }
-      },
-      resolve: (value) => future.#settle("finished", value, undefined, false),
-      reject: (error) => future.#settle("finished", undefined, error, true),
-      cancel: (error) =>
-        future.#settle("cancelled", undefined, error ?? new CancelledError(), true),
-      failed: () => future.#state === "finished" && future.#failed,
-      rebind: (id, operationId) => {
-        future.#id = id;
-        future.#operationId = operationId;
-      },
-      event: (kind, attempt, index, value) => {
+      }
+      resolve(value: unknown): void {
+        this.future.#settle("finished", value, undefined, false);
+      }
+      reject(error: unknown): void {
+        this.future.#settle("finished", undefined, error, true);
+      }
+      cancel(error?: CancelledError): void {
+        this.future.#settle("cancelled", undefined, error ?? new CancelledError(), true);
+      }
+      failed(): boolean {
+        return this.future.#state === "finished" && this.future.#failed;
+      }
+      rebind(id: string, operationId: string): void {
+        this.future.#id = id;
+        this.future.#operationId = operationId;
+      }
+      event(kind: "p" | "y", attempt: number, index: number, value: unknown): void {
+        const future = this.future;
         if (future.done()) return;
         if (kind === "y") {
           if (index < future.#nextYield) return; // already delivered by an earlier attempt
@@ -155,10 +168,15 @@ export class StreamFuture<T> implements PromiseLike<T> {
           future.#lastProgressIndex = index;
           (future.#progress ??= new Channel()).push(value);
         }
-      },
-      timings: (raw) => (future.#timings = raw),
-      observe: (observer) => (future.#observers ??= []).push(observer),
-    });
+      }
+      timings(raw: string): void {
+        this.future.#timings = raw;
+      }
+      observe(observer: (future: StreamFuture<unknown>) => void): void {
+        (this.future.#observers ??= []).push(observer);
+      }
+    }
+    controlOf = (future) => new Control(future);
   }
 
   /** Futures are created by the pool; see `StreamFuturePool.submit`. */

@@ -1661,7 +1661,14 @@ export class StreamFuturePool implements AsyncDisposable {
   #onNotice(fields: Notice): void {
     const id = fields.t;
     if (fields.m) {
-      for (const future of this.#futures.get(id)) futureControl(future).timings(fields.m);
+      const found = this.#futures.only(id); // no list made for the usual single future
+      if (found && !Array.isArray(found)) {
+        futureControl(found as StreamFuture<unknown>).timings(fields.m);
+      } else if (found) {
+        for (const f of found as readonly StreamFuture<unknown>[]) {
+          futureControl(f).timings(fields.m);
+        }
+      }
     }
     switch (fields.s) {
       case "p":

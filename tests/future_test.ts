@@ -93,6 +93,28 @@ describe("StreamFuture", () => {
     assert.deepEqual(calls, ["first", "second", "late"]);
   });
 
+  it("moves between pending and running with the attempt, telling its observers", () => {
+    const f = newFuture("op.1");
+    const control = futureControl(f);
+    const seen: string[] = [];
+    control.observe((future) => seen.push(`${future.state}/${future.attempt}`));
+    control.markRunning(1);
+    control.markRunning(1); // no change, no notice
+    control.markPending(2); // a retry
+    control.markRunning(2);
+    assert.equal(f.running(), true);
+    control.markRunning(1); // a stale notice does not lower the attempt
+    assert.equal(f.attempt, 2);
+    control.timings("5,12.5,1700000000000");
+    control.resolve(null);
+    assert.deepEqual(seen, ["running/1", "pending/2", "running/2", "finished/2"]);
+    assert.deepEqual(f.timings, { wait: 5, run: 12.5, startedAt: new Date(1700000000000) });
+    assert.equal(control.failed(), false);
+    control.rebind("shared.0", "shared");
+    assert.equal(f.id, "shared.0");
+    assert.equal(f.operationId, "shared");
+  });
+
   it("delivers each progress value once across retries, in attempt and index order", async () => {
     const f = newFuture();
     const control = futureControl(f);
