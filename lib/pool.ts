@@ -1265,13 +1265,7 @@ export class StreamFuturePool implements AsyncDisposable {
     dedupe: string,
   ): Promise<void> {
     const { queue, op, extra } = batch;
-    let withParents = false;
-    for (const item of items) {
-      if (item.parents.length > 0) {
-        withParents = true;
-        break;
-      }
-    }
+    const withParents = items.some((item) => item.parents.length > 0);
     if (withParents) {
       const parents = new Set(items.flatMap((item) => item.parents.map((p) => p.split("/")[0])));
       const waits = [...parents].map((parentOp) => this.#writing.get(parentOp)).filter((w) => w);
@@ -1660,16 +1654,8 @@ export class StreamFuturePool implements AsyncDisposable {
 
   #onNotice(fields: Notice): void {
     const id = fields.t;
-    if (fields.m) {
-      const found = this.#futures.only(id); // no list made for the usual single future
-      if (found && !Array.isArray(found)) {
-        futureControl(found as StreamFuture<unknown>).timings(fields.m);
-      } else if (found) {
-        for (const f of found as readonly StreamFuture<unknown>[]) {
-          futureControl(f).timings(fields.m);
-        }
-      }
-    }
+    const timings = fields.m;
+    if (timings) this.#settle(id, (c) => c.timings(timings));
     switch (fields.s) {
       case "p":
       case "y": {
@@ -1785,19 +1771,19 @@ interface EncodedArgs {
 
 const NO_REFS: readonly never[] = Object.freeze([]);
 /** The futures met while encoding one argument list (encoding is synchronous: one at a time). */
-const found = new Map<string, StreamFuture<unknown>>();
+const parentsMet = new Map<string, StreamFuture<unknown>>();
 function refOfFuture(value: object): { op: string; id: string } | undefined {
   if (!(value instanceof StreamFuture)) return undefined;
-  found.set(`${value.operationId}/${value.id}`, value);
+  parentsMet.set(`${value.operationId}/${value.id}`, value);
   return { op: value.operationId, id: value.id };
 }
 
 /** Encodes task arguments; futures among them become task references (parents). */
 function encodeArgs(args: readonly unknown[], path: string): EncodedArgs {
-  found.clear();
+  parentsMet.clear();
   const { text, refs } = encodeWithRefs(args, path, refOfFuture);
   if (refs.length === 0) return { text, refs: NO_REFS, parentFutures: NO_REFS };
-  const parentFutures = refs.map((ref) => found.get(ref)!);
-  found.clear();
+  const parentFutures = refs.map((ref) => parentsMet.get(ref)!);
+  parentsMet.clear();
   return { text, refs, parentFutures };
 }
