@@ -2,7 +2,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { StreamFuturePool } from "../mod.ts";
 import * as tasks from "../examples/tasks.ts";
-import { startRedis, TASKS, type TestRedis } from "./_redis.ts";
+import { startRedis, TASKS, type TestRedis, waitFor } from "./_redis.ts";
 import type { RedisConnection } from "../lib/_redis.ts";
 
 let redis: TestRedis;
@@ -128,6 +128,52 @@ describe("the seed's Redis layout", () => {
       "workers",
     ]) as unknown[];
     assert.equal(pending[0], 0);
+  });
+
+  it("acknowledged entries leave the task stream: trimmed behind the oldest pending entry, deleted one by one behind a long task", async () => {
+    const c = await redis.client();
+    const app = "TrimApp";
+    const stream = `${app}:queue:default`;
+    const pool = new StreamFuturePool({
+      url: redis.url,
+      app,
+      workers: 1,
+      concurrency: 4,
+      tasks: TASKS,
+    });
+    const oldestPending = async (): Promise<{ count: number; idleMs: number }> => {
+      const rows = await c.sendCommand(["XPENDING", stream, "workers", "-", "+", "1"]) as [
+        string,
+        string,
+        number,
+        number,
+      ][];
+      const count = (await c.sendCommand(["XPENDING", stream, "workers"]) as [number])[0];
+      return { count, idleMs: rows.length ? Number(rows[0][2]) : -1 };
+    };
+    const xlen = async () => Number(await c.sendCommand(["XLEN", stream]));
+    try {
+      const long = pool.submit(tasks.sleep, [60_000]);
+      await waitFor(async () => (await oldestPending()).count === 1, "the long task to start");
+      // The long task was delivered moments ago: the entries of the tasks done since stay in the
+      // stream (a trim point held back for at most 2 s), acknowledged.
+      const args = Array.from({ length: 30 }, (_, i): [number, number] => [i, 1]);
+      assert.deepEqual(await Promise.all(pool.map(tasks.add, args)), args.map(([i]) => i + 1));
+      const young = await oldestPending();
+      assert.equal(young.count, 1, "only the long task is pending");
+      const kept = await xlen();
+      if (young.idleMs < 2000) assert.equal(kept, 31, "acknowledged entries wait for the trim");
+      // Past 2 s the long task no longer holds entries back: the next ones are deleted at once.
+      await waitFor(async () => (await oldestPending()).idleMs >= 2000, "the long task to age");
+      assert.deepEqual(await Promise.all(pool.map(tasks.add, args)), args.map(([i]) => i + 1));
+      assert.equal(await xlen(), kept, "entries acknowledged behind a long task were deleted");
+      // Nothing pending any more: everything delivered goes, the held-back entries too.
+      assert.equal(await long.cancel(), true);
+      await waitFor(async () => (await oldestPending()).count === 0, "the long task to end");
+      await waitFor(async () => (await xlen()) === 0, "an empty task stream");
+    } finally {
+      await pool.shutdown();
+    }
   });
 
   it("url as an object { host, port, db } selects the database", async () => {

@@ -9,7 +9,7 @@ import { LUA_KEYS } from "../_keys.ts";
  * - `ARGV[1]` is the app prefix (see `LUA_KEYS` in `_keys.ts`).
  * - Reads happen first; writes go through `hset`, `ack` and `notice`, which collect them per key
  *   and are sent by `flush()` at the end, one command per key (so a batch of n tasks of one
- *   operation costs one `HSET`, one `XACK`, one `XDEL` and one `XADD` per reply stream).
+ *   operation costs one `HSET`, one `XACK`, one `XTRIM` and one `XADD` per reply stream).
  * - An entry's fields travel as a flat Lua array `{name1, value1, name2, value2, ...}`.
  */
 export const LUA_COMMON: string = LUA_KEYS + `
@@ -287,7 +287,37 @@ local function watch(ref, kind, value, ttl)
   WATCHING = true
 end
 
--- Sends the collected writes: hash fields, then acknowledgements (XACK + XDEL), then one reply
+-- The id just after stream entry id 'id' ("<ms>-<seq>").
+local function id_after(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+end
+
+-- Removes the acknowledged entries 'ids' from 'stream'. XDEL scans a stream node from its start
+-- for each id; XTRIM MINID drops whole nodes at once. Every entry older than the group's oldest
+-- pending one was delivered (in order) and acknowledged, so:
+-- - nothing pending: everything the group delivered goes, in one exact trim;
+-- - the oldest pending entry was delivered recently (RETAIN_MS): whole nodes older than it go,
+--   and the rest wait for a later call (at most RETAIN_MS of acknowledged entries stay);
+-- - else (a long task holds the trim point back): the same, and the entries go one by one.
+local RETAIN_MS = 2000
+local function remove_acked(stream, group, ids)
+  if #ids == 0 then return end
+  local oldest = redis.call('XPENDING', stream, group, '-', '+', 1)[1]
+  if not oldest then
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+      if get_field(g, 'name') == group then
+        redis.call('XTRIM', stream, 'MINID', id_after(get_field(g, 'last-delivered-id')))
+      end
+    end
+    return
+  end
+  redis.call('XTRIM', stream, 'MINID', '~', oldest[1])
+  if oldest[3] >= RETAIN_MS then call_chunked('XDEL', stream, {}, ids) end
+end
+
+-- Sends the collected writes: hash fields, then acknowledgements (XACK, then the entries are
+-- removed), then one reply
 -- entry per client holding all its notices (each notice starts with its 't' field). The final
 -- outcomes are followed up first (watchers, dependents), which may add writes of their own.
 local function flush(group)
@@ -295,7 +325,7 @@ local function flush(group)
   for _, key in ipairs(HSET_KEYS) do call_chunked('HSET', key, {}, HSETS[key]) end
   for _, stream in ipairs(ACK_KEYS) do
     call_chunked('XACK', stream, {group}, ACKS[stream])
-    call_chunked('XDEL', stream, {}, ACKS[stream])
+    remove_acked(stream, group, ACKS[stream])
   end
   for _, reply in ipairs(NOTICE_KEYS) do send_notices(reply, NOTICES[reply]) end
 end
