@@ -53,3 +53,28 @@ export function parseStreamReply(reply: unknown): StreamEntry[] {
     return { stream, id, fields };
   });
 }
+
+/**
+ * Reads the entries of a flat reply (TAKE's): from index `start`, per stream the stream name, the
+ * number of its entries, and per entry its id, the number of its field names and values, and
+ * those.
+ */
+export function parseFlatEntries(reply: readonly unknown[], start: number): StreamEntry[] {
+  const out: StreamEntry[] = [];
+  let i = start;
+  while (i + 1 < reply.length) {
+    const stream = String(reply[i]);
+    const n = Number(reply[i + 1]);
+    i += 2;
+    for (let e = 0; e < n && i + 1 < reply.length; e++) {
+      const id = String(reply[i]);
+      const k = Number(reply[i + 1]);
+      i += 2;
+      const fields: Record<string, string> = Object.create(null);
+      for (let j = 0; j + 1 < k; j += 2) fields[String(reply[i + j])] = String(reply[i + j + 1]);
+      i += k;
+      out.push({ stream, id, fields });
+    }
+  }
+  return out;
+}

@@ -57,7 +57,7 @@ import {
   type LogLevel,
 } from "./_log.ts";
 import { formatSummary, roundForLog, TaskStats } from "./_metrics.ts";
-import { parseStreamReply, type StreamEntry } from "./_stream.ts";
+import { parseFlatEntries, parseStreamReply, type StreamEntry } from "./_stream.ts";
 import { checkTaskModules, type TaskModules } from "./_tasks.ts";
 
 export { UnknownTaskError, WorkerInterrupted };
@@ -947,10 +947,10 @@ export class Listener {
       this.#takeCancels = undefined;
     }
     const startedAt = Number(reply[0]);
-    const verdicts = reply[2] as unknown[];
+    const verdicts = reply[1] as unknown[];
     const byStream = new Map<string, [Task[], unknown[]]>();
     let n = 0;
-    for (const entry of parseStreamReply(reply[1])) {
+    for (const entry of parseFlatEntries(reply, 2)) {
       const verdict = verdicts[n++];
       this.#noteRead(entry);
       if (verdict === "m") {

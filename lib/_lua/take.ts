@@ -20,9 +20,11 @@ import { LUA_COMMON } from "./_common.ts";
  * ARGV[3] consumer (worker id)
  * ARGV[4] most entries to take, over all streams
  *
- * Returns Redis' time in ms, the entries read (an `XREADGROUP` reply: `{{stream, {{id, fields},
- * ...}}, ...}`), then one verdict per entry in reply order: 1 = run it, "m" = malformed (dropped),
- * else the status the task had ("" if none).
+ * Returns one flat array: Redis' time in ms; the verdicts, one per entry in reply order (1 = run
+ * it, "m" = malformed (dropped), else the status the task had, "" if none); then, per stream that
+ * gave entries, the stream, the number of its entries, and per entry its id, the number of its
+ * field names and values, and those. (Flat, not the nested `XREADGROUP` reply: Redis turns each
+ * table a script returns into a reply of its own, two per entry there.)
  */
 export const TAKE: Script = new Script(
   "take",
@@ -30,7 +32,8 @@ export const TAKE: Script = new Script(
 local group, consumer = ARGV[2], ARGV[3]
 local left = tonumber(ARGV[4])
 local hb = heartbeat_now()
-local reply, verdicts, expire = {}, {}, {}
+local verdicts, expire = {}, {}
+local out, c = {0, verdicts}, 2
 local prefix = APP .. ':replies:'
 local ID_PATTERN = '^[%w_.%-]+$'
 for _, stream in ipairs(KEYS) do
@@ -38,7 +41,17 @@ for _, stream in ipairs(KEYS) do
   local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', left, 'STREAMS', stream, '>')
   if r and r[1] and #r[1][2] > 0 then
     local entries = r[1][2]
-    reply[#reply + 1] = r[1]
+    out[c + 1] = stream
+    out[c + 2] = #entries
+    c = c + 2
+    for _, e in ipairs(entries) do
+      local flat = e[2]
+      out[c + 1] = e[1]
+      out[c + 2] = #flat
+      c = c + 2
+      for j = 1, #flat do out[c + j] = flat[j] end
+      c = c + #flat
+    end
     left = left - #entries
     local by_op, ops = {}, {}
     local base = #verdicts
@@ -72,6 +85,7 @@ for _, stream in ipairs(KEYS) do
 end
 flush(group)
 expire_heartbeats(expire)
-return {now_ms(), reply, verdicts}
+out[1] = now_ms()
+return out
 `,
 );
