@@ -1,6 +1,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { StreamFuturePool } from "../mod.ts";
+import { GROUP } from "../lib/_keys.ts";
+import { FINISH } from "../lib/_lua/finish.ts";
 import * as tasks from "../examples/tasks.ts";
 import { startRedis, TASKS, type TestRedis, waitFor } from "./_redis.ts";
 import type { RedisConnection } from "../lib/_redis.ts";
@@ -174,6 +176,60 @@ describe("the seed's Redis layout", () => {
     } finally {
       await pool.shutdown();
     }
+  });
+
+  it("FINISH sends a big batch's notices to a client in reply entries of at most 4,000 values, none split", async () => {
+    const c = await redis.client();
+    const app = "NoticeApp";
+    const stream = `${app}:queue:default`;
+    const op = "client-0";
+    const reply = `${app}:replies:client`;
+    const n = 700;
+    await c.sendCommand(["XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM"]);
+    const init = String(await c.sendCommand(["XADD", reply, "*", "init", "1"]));
+    const tids = Array.from({ length: n }, (_, i) => `${op}.${i}`);
+    const entries: string[] = [];
+    for (const tid of tids) {
+      const fields = ["v", "1", "id", tid, "fn", "add", "args", "[]"];
+      entries.push(String(await c.sendCommand(["XADD", stream, "*", ...fields])));
+      await c.sendCommand(["HSET", `${app}:${op}:status`, tid, "1"]);
+    }
+    await c.sendCommand([
+      "XREADGROUP",
+      "GROUP",
+      GROUP,
+      "A",
+      "COUNT",
+      String(n),
+      "STREAMS",
+      stream,
+      ">",
+    ]);
+    // Odd tasks carry timings ("m"): notices of 8 values and of 6, 4,900 values in all.
+    const args = [app, GROUP, "A", entries[0], entries[n - 1], "default"];
+    tids.forEach((tid, i) =>
+      args.push(entries[i], op, tid, reply, "c", `${i}`, "", i % 2 ? "1,2,3" : "")
+    );
+    assert.deepEqual(await FINISH.run(c, [stream], args), tids.map(() => 1));
+    const written =
+      (await c.sendCommand(["XRANGE", reply, `(${init}`, "+"]) as [string, string[]][])
+        .map(([, flat]) => flat);
+    assert.equal(written.length, 2, "two reply entries");
+    const notices: string[][] = [];
+    for (const flat of written) {
+      assert.ok(flat.length <= 4000, `an entry of ${flat.length} values`);
+      assert.equal(flat[0], "t", "every entry starts with a notice");
+      for (const value of flat) {
+        if (value === "t") notices.push([]);
+        notices.at(-1)!.push(value);
+      }
+    }
+    assert.deepEqual(
+      notices,
+      tids.map((tid, i) => ["t", tid, "s", "2", "p", `${i}`, ...(i % 2 ? ["m", "1,2,3"] : [])]),
+    );
+    assert.equal(await c.sendCommand(["HGET", `${app}:${op}:results`, tids[n - 1]]), `${n - 1}`);
+    assert.equal(await c.sendCommand(["XLEN", stream]), 0, "every entry acknowledged and removed");
   });
 
   it("url as an object { host, port, db } selects the database", async () => {

@@ -145,27 +145,41 @@ local function expire_heartbeats(ops)
   end
 end
 
-local NOTICES, NOTICE_KEYS = {}, {}
--- The list of notices (each a table of fields) to send to reply stream 'reply'.
+local NOTICES, NOTICE_KEYS, NOTICE_STARTS = {}, {}, {}
+-- The notices to send to reply stream 'reply': all their fields in one flat list, and the list of
+-- the index in it where each notice starts (hot loops append to both directly).
 local function notice_list(reply)
-  return list_in(NOTICES, NOTICE_KEYS, reply)
+  local l = NOTICES[reply]
+  if not l then
+    l = {}
+    NOTICES[reply] = l
+    NOTICE_STARTS[reply] = {}
+    NOTICE_KEYS[#NOTICE_KEYS + 1] = reply
+  end
+  return l, NOTICE_STARTS[reply]
 end
 local function notice(reply, ...)
-  local l = notice_list(reply)
-  l[#l + 1] = {...}
+  local l, starts = notice_list(reply)
+  local c = #l
+  starts[#starts + 1] = c + 1
+  local fields = {...}
+  for i = 1, #fields do l[c + i] = fields[i] end
 end
 
 -- One XADD per client, or several when there are many notices: never splitting a notice.
-local function send_notices(reply, notices)
-  local args = {}
-  for _, n in ipairs(notices) do
-    if #args + #n > 4000 and #args > 0 then
-      redis.call('XADD', reply, 'NOMKSTREAM', '*', unpack(args))
-      args = {}
+local function send_notices(reply, flat, starts)
+  local n = #flat
+  if n == 0 then return end
+  local from = 1
+  if n > 4000 then
+    for k = 1, #starts do
+      if (starts[k + 1] or n + 1) - from > 4000 and starts[k] > from then
+        redis.call('XADD', reply, 'NOMKSTREAM', '*', unpack(flat, from, starts[k] - 1))
+        from = starts[k]
+      end
     end
-    for _, v in ipairs(n) do args[#args + 1] = v end
   end
-  if #args > 0 then redis.call('XADD', reply, 'NOMKSTREAM', '*', unpack(args)) end
+  redis.call('XADD', reply, 'NOMKSTREAM', '*', unpack(flat, from, n))
 end
 
 -- The delay before attempt n + 1 after attempt n failed: retryDelay * 2^(n - 1), at most a day.
@@ -327,7 +341,9 @@ local function flush(group)
     call_chunked('XACK', stream, {group}, ACKS[stream])
     remove_acked(stream, group, ACKS[stream])
   end
-  for _, reply in ipairs(NOTICE_KEYS) do send_notices(reply, NOTICES[reply]) end
+  for _, reply in ipairs(NOTICE_KEYS) do
+    send_notices(reply, NOTICES[reply], NOTICE_STARTS[reply])
+  end
 end
 
 -- Records a final failure written by the library itself (not by the task): status 3, the results

@@ -61,7 +61,7 @@ for _, op in ipairs(ops) do
   local ks = k_status(op)
   local st = redis.call('HMGET', ks, unpack(tids))
   local ls, lr = hset_list(ks), hset_list(k_results(op))
-  local last_reply, nl = nil, nil
+  local last_reply, nl, ns = nil, nil, nil
   for j, i in ipairs(idx) do
     local b = 6 + (i - 1) * 8
     local m = ARGV[b + 8]
@@ -76,10 +76,20 @@ for _, op in ipairs(ops) do
         lr[#lr + 1] = value
         if reply ~= last_reply then
           last_reply = reply
-          nl = notice_list(reply)
+          nl, ns = notice_list(reply)
         end
-        if m ~= '' then nl[#nl + 1] = {'t', tid, 's', '2', 'p', value, 'm', m}
-        else nl[#nl + 1] = {'t', tid, 's', '2', 'p', value} end
+        local c = #nl
+        ns[#ns + 1] = c + 1
+        nl[c + 1] = 't'
+        nl[c + 2] = tid
+        nl[c + 3] = 's'
+        nl[c + 4] = '2'
+        nl[c + 5] = 'p'
+        nl[c + 6] = value
+        if m ~= '' then
+          nl[c + 7] = 'm'
+          nl[c + 8] = m
+        end
         on_final(op, tid, '2', value, value)
         results[i] = 1
       elseif action == 'e' or action == 'd' then
