@@ -9,7 +9,8 @@ import { LUA_KEYS } from "../_keys.ts";
  * - `ARGV[1]` is the app prefix (see `LUA_KEYS` in `_keys.ts`).
  * - Reads happen first; writes go through `hset`, `ack` and `notice`, which collect them per key
  *   and are sent by `flush()` at the end, one command per key (so a batch of n tasks of one
- *   operation costs one `HSET`, one `XACK`, one `XTRIM` and one `XADD` per reply stream).
+ *   operation costs one `HSET`, one `XACK`, one `XPENDING` and one `XTRIM` (see `remove_acked`)
+ *   and one `XADD` per reply stream).
  * - An entry's fields travel as a flat Lua array `{name1, value1, name2, value2, ...}`.
  */
 export const LUA_COMMON: string = LUA_KEYS + `
@@ -149,14 +150,7 @@ local NOTICES, NOTICE_KEYS, NOTICE_STARTS = {}, {}, {}
 -- The notices to send to reply stream 'reply': all their fields in one flat list, and the list of
 -- the index in it where each notice starts (hot loops append to both directly).
 local function notice_list(reply)
-  local l = NOTICES[reply]
-  if not l then
-    l = {}
-    NOTICES[reply] = l
-    NOTICE_STARTS[reply] = {}
-    NOTICE_KEYS[#NOTICE_KEYS + 1] = reply
-  end
-  return l, NOTICE_STARTS[reply]
+  return list_in(NOTICES, NOTICE_KEYS, reply), list_in(NOTICE_STARTS, {}, reply)
 end
 local function notice(reply, ...)
   local l, starts = notice_list(reply)
@@ -330,10 +324,9 @@ local function remove_acked(stream, group, ids)
   if oldest[3] >= RETAIN_MS then call_chunked('XDEL', stream, {}, ids) end
 end
 
--- Sends the collected writes: hash fields, then acknowledgements (XACK, then the entries are
--- removed), then one reply
--- entry per client holding all its notices (each notice starts with its 't' field). The final
--- outcomes are followed up first (watchers, dependents), which may add writes of their own.
+-- Sends the collected writes: hash fields, then acknowledgements (XACK, then remove_acked), then
+-- one reply entry per client holding all its notices (each notice starts with its 't' field). The
+-- final outcomes are followed up first (watchers, dependents), which may add writes of their own.
 local function flush(group)
   process_finals()
   for _, key in ipairs(HSET_KEYS) do call_chunked('HSET', key, {}, HSETS[key]) end
