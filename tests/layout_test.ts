@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { StreamFuturePool } from "../mod.ts";
 import { GROUP } from "../lib/_keys.ts";
 import { FINISH } from "../lib/_lua/finish.ts";
+import { TAKE } from "../lib/_lua/take.ts";
+import { parseFlatEntries } from "../lib/_stream.ts";
 import * as tasks from "../examples/tasks.ts";
 import { startRedis, TASKS, type TestRedis, waitFor } from "./_redis.ts";
 import type { RedisConnection } from "../lib/_redis.ts";
@@ -230,6 +232,44 @@ describe("the seed's Redis layout", () => {
     );
     assert.equal(await c.sendCommand(["HGET", `${app}:${op}:results`, tids[n - 1]]), `${n - 1}`);
     assert.equal(await c.sendCommand(["XLEN", stream]), 0, "every entry acknowledged and removed");
+  });
+
+  it("TAKE reads and claims in one call: one flat reply, malformed entries and finished tasks acked", async () => {
+    const c = await redis.client();
+    const app = "TakeApp";
+    const stream = `${app}:queue:default`;
+    await c.sendCommand(["XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM"]);
+    const written: [string, string[]][] = [];
+    const add = async (...fields: string[]) => {
+      written.push([String(await c.sendCommand(["XADD", stream, "*", ...fields])), fields]);
+    };
+    const task = (id: string, ...more: string[]) => ["v", "1", "id", id, "fn", "add", ...more];
+    const fieldsOf = (flat: string[]) =>
+      Object.fromEntries(flat.flatMap((name, i) => i % 2 ? [] : [[name, flat[i + 1]]]));
+    await c.sendCommand(["HSET", `${app}:opa-1:status`, "opa-1.0", "0", "opa-1.1", "4"]);
+    await c.sendCommand(["HSET", `${app}:opb-2:status`, "opb-2.1", "0"]);
+    await add(...task("opa-1.0", "args", "[]")); // runs
+    await add(...task("opa-1.1", "args", "[]")); // cancelled while queued
+    await add("v", "1", "fn", "add", "args", "[]"); // no id
+    await add(...task("bad id!", "args", "[]")); // an id outside [A-Za-z0-9_.-]
+    await add(...task("opb-2.0", "op", "opb-2", "reply", "elsewhere")); // not a reply stream
+    await add(...task("opb-2.1", "op", "opb-2", "reply", `${app}:replies:opb`)); // runs
+    await add(...task("opa-1.2", "args", "[]")); // no status: released or never submitted
+    const reply = await TAKE.run(c, [stream], [app, GROUP, "A", "100"]) as unknown[];
+    assert.equal(typeof reply[0], "number", "Redis time first");
+    assert.deepEqual(reply[1], [1, "4", "m", "m", "m", 1, ""]);
+    assert.deepEqual(reply.slice(2, 4), [stream, written.length]);
+    assert.deepEqual(
+      parseFlatEntries(reply, 2).map(({ stream: s, id, fields }) => [s, id, { ...fields }]),
+      written.map(([id, flat]) => [stream, id, fieldsOf(flat)]),
+    );
+    // The two tasks that run are started (status 1, a heartbeat) and stay pending for A.
+    assert.equal(await c.sendCommand(["HGET", `${app}:opa-1:status`, "opa-1.0"]), "1");
+    assert.equal(await c.sendCommand(["HGET", `${app}:opb-2:status`, "opb-2.1"]), "1");
+    assert.ok(await c.sendCommand(["HGET", `${app}:opa-1:heartbeat`, "opa-1.0"]));
+    const pending = await c.sendCommand(["XPENDING", stream, GROUP, "-", "+", "10"]) as string[][];
+    assert.deepEqual(pending.map((p) => p[0]), [written[0][0], written[5][0]]);
+    assert.equal(await c.sendCommand(["HGET", `${app}:opa-1:status`, "opa-1.1"]), "4");
   });
 
   it("url as an object { host, port, db } selects the database", async () => {

@@ -14,6 +14,8 @@ import { LUA_KEYS } from "../_keys.ts";
  * - An entry's fields travel as a flat Lua array `{name1, value1, name2, value2, ...}`.
  */
 export const LUA_COMMON: string = LUA_KEYS + `
+-- Locals, not globals: the hot loops index ARGV once or more per task.
+local ARGV, KEYS = ARGV, KEYS
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -44,24 +44,34 @@ for _, stream in ipairs(KEYS) do
     out[c + 1] = stream
     out[c + 2] = #entries
     c = c + 2
-    for _, e in ipairs(entries) do
-      local flat = e[2]
-      out[c + 1] = e[1]
-      out[c + 2] = #flat
-      c = c + 2
-      for j = 1, #flat do out[c + j] = flat[j] end
-      c = c + #flat
-    end
-    left = left - #entries
     local by_op, ops = {}, {}
     local base = #verdicts
+    -- One pass per entry: its id and fields go to the reply, its id, op and reply fields are
+    -- picked up (the first of each, as get_field would); an op's checks are made once per run.
+    local last_op, last_rep, last_ok = nil, nil, false
     for i, e in ipairs(entries) do
       local flat = e[2]
-      local tid = get_field(flat, 'id')
-      local op = get_field(flat, 'op') or (tid and op_of_task(tid))
-      local rep = get_field(flat, 'reply') or (op and reply_of_op(op))
-      if tid and op and rep and string.match(tid, ID_PATTERN) and string.match(op, ID_PATTERN)
-        and string.sub(rep, 1, #prefix) == prefix then
+      local n = #flat
+      out[c + 1] = e[1]
+      out[c + 2] = n
+      local tid, op, rep = nil, nil, nil
+      for j = 1, n, 2 do
+        local name, value = flat[j], flat[j + 1]
+        out[c + 2 + j] = name
+        out[c + 3 + j] = value
+        if name == 'id' then tid = tid or value
+        elseif name == 'op' then op = op or value
+        elseif name == 'reply' then rep = rep or value end
+      end
+      c = c + 2 + n
+      op = op or (tid and op_of_task(tid))
+      rep = rep or (op and reply_of_op(op))
+      if op ~= last_op or rep ~= last_rep then
+        last_op, last_rep = op, rep
+        last_ok = op ~= nil and rep ~= nil and string.match(op, ID_PATTERN) ~= nil
+          and string.sub(rep, 1, #prefix) == prefix
+      end
+      if last_ok and tid and string.match(tid, ID_PATTERN) then
         local l = list_in(by_op, ops, op)
         l[#l + 1] = i
         l[#l + 1] = tid
@@ -70,6 +80,7 @@ for _, stream in ipairs(KEYS) do
         ack(stream, e[1])
       end
     end
+    left = left - #entries
     for _, op in ipairs(ops) do
       local l = by_op[op]
       local tids, ids = {}, {}
@@ -77,8 +88,8 @@ for _, stream in ipairs(KEYS) do
         tids[#tids + 1] = l[j]
         ids[#ids + 1] = entries[l[j - 1]][1]
       end
-      local out, started = start_tasks(stream, op, tids, ids, hb)
-      for j, v in ipairs(out) do verdicts[base + l[2 * j - 1]] = v end
+      local got, started = start_tasks(stream, op, tids, ids, hb)
+      for j, v in ipairs(got) do verdicts[base + l[2 * j - 1]] = v end
       if started then expire[#expire + 1] = op end
     end
   end
