@@ -10,7 +10,7 @@ export interface StreamEntry {
   stream: string;
   /** The entry id, e.g. `"1722355139617-0"`. */
   id: string;
-  /** The entry's fields (later duplicates win). */
+  /** The entry's fields (a repeated name keeps its first value, as the scripts' `get_field`). */
   fields: Record<string, string>;
 }
 
@@ -49,7 +49,9 @@ export function parseStreamReplyFlat(reply: unknown): FlatStreamEntry[] {
 export function parseStreamReply(reply: unknown): StreamEntry[] {
   return parseStreamReplyFlat(reply).map(({ stream, id, flat }) => {
     const fields: Record<string, string> = Object.create(null);
-    for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]] = flat[i + 1];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      if (!(flat[i] in fields)) fields[flat[i]] = flat[i + 1];
+    }
     return { stream, id, fields };
   });
 }
@@ -57,7 +59,8 @@ export function parseStreamReply(reply: unknown): StreamEntry[] {
 /**
  * Reads the entries of a flat reply (TAKE's): from index `start`, per stream the stream name, the
  * number of its entries, and per entry its id, the number of its field names and values, and
- * those.
+ * those. A repeated field name keeps its first value, as in {@link parseStreamReply} (TAKE's Lua
+ * claimed the task by the first `id`).
  */
 export function parseFlatEntries(reply: readonly unknown[], start: number): StreamEntry[] {
   const out: StreamEntry[] = [];
@@ -71,7 +74,10 @@ export function parseFlatEntries(reply: readonly unknown[], start: number): Stre
       const k = Number(reply[i + 1]);
       i += 2;
       const fields: Record<string, string> = Object.create(null);
-      for (let j = 0; j + 1 < k; j += 2) fields[String(reply[i + j])] = String(reply[i + j + 1]);
+      for (let j = 0; j + 1 < k; j += 2) {
+        const name = String(reply[i + j]);
+        if (!(name in fields)) fields[name] = String(reply[i + j + 1]);
+      }
       i += k;
       out.push({ stream, id, fields });
     }

@@ -244,9 +244,19 @@ describe("the seed's Redis layout", () => {
       written.push([String(await c.sendCommand(["XADD", stream, "*", ...fields])), fields]);
     };
     const task = (id: string, ...more: string[]) => ["v", "1", "id", id, "fn", "add", ...more];
+    // A repeated field name keeps its first value, in Lua and in the worker alike.
     const fieldsOf = (flat: string[]) =>
-      Object.fromEntries(flat.flatMap((name, i) => i % 2 ? [] : [[name, flat[i + 1]]]));
-    await c.sendCommand(["HSET", `${app}:opa-1:status`, "opa-1.0", "0", "opa-1.1", "4"]);
+      Object.fromEntries(flat.flatMap((name, i) => i % 2 ? [] : [[name, flat[i + 1]]]).reverse());
+    await c.sendCommand([
+      "HSET",
+      `${app}:opa-1:status`,
+      "opa-1.0",
+      "0",
+      "opa-1.1",
+      "4",
+      "opa-1.3",
+      "0",
+    ]);
     await c.sendCommand(["HSET", `${app}:opb-2:status`, "opb-2.1", "0"]);
     await add(...task("opa-1.0", "args", "[]")); // runs
     await add(...task("opa-1.1", "args", "[]")); // cancelled while queued
@@ -255,20 +265,22 @@ describe("the seed's Redis layout", () => {
     await add(...task("opb-2.0", "op", "opb-2", "reply", "elsewhere")); // not a reply stream
     await add(...task("opb-2.1", "op", "opb-2", "reply", `${app}:replies:opb`)); // runs
     await add(...task("opa-1.2", "args", "[]")); // no status: released or never submitted
+    await add(...task("opa-1.3", "args", "[]", "id", "opa-1.2")); // two ids: the first counts
     const reply = await TAKE.run(c, [stream], [app, GROUP, "A", "100"]) as unknown[];
     assert.equal(typeof reply[0], "number", "Redis time first");
-    assert.deepEqual(reply[1], [1, "4", "m", "m", "m", 1, ""]);
+    assert.deepEqual(reply[1], [1, "4", "m", "m", "m", 1, "", 1]);
     assert.deepEqual(reply.slice(2, 4), [stream, written.length]);
     assert.deepEqual(
       parseFlatEntries(reply, 2).map(({ stream: s, id, fields }) => [s, id, { ...fields }]),
       written.map(([id, flat]) => [stream, id, fieldsOf(flat)]),
     );
-    // The two tasks that run are started (status 1, a heartbeat) and stay pending for A.
+    // The three tasks that run are started (status 1, a heartbeat) and stay pending for A.
     assert.equal(await c.sendCommand(["HGET", `${app}:opa-1:status`, "opa-1.0"]), "1");
     assert.equal(await c.sendCommand(["HGET", `${app}:opb-2:status`, "opb-2.1"]), "1");
     assert.ok(await c.sendCommand(["HGET", `${app}:opa-1:heartbeat`, "opa-1.0"]));
     const pending = await c.sendCommand(["XPENDING", stream, GROUP, "-", "+", "10"]) as string[][];
-    assert.deepEqual(pending.map((p) => p[0]), [written[0][0], written[5][0]]);
+    assert.deepEqual(pending.map((p) => p[0]), [written[0][0], written[5][0], written[7][0]]);
+    assert.equal(await c.sendCommand(["HGET", `${app}:opa-1:status`, "opa-1.3"]), "1");
     assert.equal(await c.sendCommand(["HGET", `${app}:opa-1:status`, "opa-1.1"]), "4");
   });
 
