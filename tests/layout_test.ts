@@ -129,7 +129,7 @@ describe("the seed's Redis layout", () => {
     const pending = await c.sendCommand([
       "XPENDING",
       `${app}:queue:default`,
-      "workers",
+      GROUP,
     ]) as unknown[];
     assert.equal(pending[0], 0);
   });
@@ -146,13 +146,13 @@ describe("the seed's Redis layout", () => {
       tasks: TASKS,
     });
     const oldestPending = async (): Promise<{ count: number; idleMs: number }> => {
-      const rows = await c.sendCommand(["XPENDING", stream, "workers", "-", "+", "1"]) as [
+      const rows = await c.sendCommand(["XPENDING", stream, GROUP, "-", "+", "1"]) as [
         string,
         string,
         number,
         number,
       ][];
-      const count = (await c.sendCommand(["XPENDING", stream, "workers"]) as [number])[0];
+      const count = (await c.sendCommand(["XPENDING", stream, GROUP]) as [number])[0];
       return { count, idleMs: rows.length ? Number(rows[0][2]) : -1 };
     };
     const xlen = async () => Number(await c.sendCommand(["XLEN", stream]));
