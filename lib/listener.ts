@@ -294,9 +294,15 @@ export class Listener {
   #rotation = 0;
   /**
    * True while work keeps coming: the read loop then reads and claims in one call (TAKE) rather
-   * than a blocking read followed by START.
+   * than a blocking read followed by START. Set by a read that filled its count, until TAKE or
+   * START finds the streams drained.
    */
   #busy = false;
+  /**
+   * After a blocking read, the streams that gave all they were asked for and that no START has
+   * found drained since: the read loop stays busy while one is left.
+   */
+  #full: Set<string> | undefined;
   /** Set when a read's reply was lost: what it delivered may be pending for us, unclaimed. */
   #reclaim = false;
   /** Per stream, the largest entry id this listener has read (new entries come after it). */
@@ -866,8 +872,9 @@ export class Listener {
         continue;
       }
       if (this.#busy) {
-        // Fewer entries than asked for: the streams are drained, the blocking read waits for more.
-        if (await this.#take(free) < free) this.#busy = false;
+        // Until TAKE finds the streams drained; then the blocking read waits for more.
+        this.#full = undefined;
+        this.#busy = await this.#take(free);
         continue;
       }
       // Priority levels: take what waits, highest level first, before blocking on all streams.
@@ -903,24 +910,27 @@ export class Listener {
         continue;
       }
       // A stream that gave all it was asked for may hold more: TAKE reads on (and claims in
-      // the same call) without blocking. Otherwise the next read blocks again.
+      // the same call) without blocking, unless START finds it drained first (see
+      // #drainedAfterStart). Otherwise the next read blocks again.
       const entries = parseStreamReply(reply);
-      this.#dispatchEntries(entries);
-      this.#busy = false;
+      const full = new Set<string>();
       const perStream = new Map<string, number>();
       for (const entry of entries) {
         const n = (perStream.get(entry.stream) ?? 0) + 1;
         perStream.set(entry.stream, n);
-        if (n >= count) this.#busy = true;
+        if (n >= count) full.add(entry.stream);
       }
+      this.#full = full;
+      this.#busy = full.size > 0;
+      this.#dispatchEntries(entries);
     }
   }
 
   /**
    * Reads and claims up to `free` new entries in one call (TAKE), streams in priority order
-   * (queues of one level take turns). Returns how many entries it read.
+   * (queues of one level take turns). Returns whether more may wait (false after an error).
    */
-  async #take(free: number): Promise<number> {
+  async #take(free: number): Promise<boolean> {
     const cmd = this.#cmd!;
     const streams = this.#takeOrder();
     let reply: unknown[];
@@ -942,7 +952,7 @@ export class Listener {
       } else if (this.#state === "running") {
         this.#logger.warn(`reading tasks failed (${message}); retrying`);
       }
-      return 0;
+      return false;
     } finally {
       this.#takeCancels = undefined;
     }
@@ -950,7 +960,7 @@ export class Listener {
     const verdicts = reply[1] as unknown[];
     const byStream = new Map<string, [Task[], unknown[]]>();
     let n = 0;
-    for (const entry of parseFlatEntries(reply, 2)) {
+    for (const entry of parseFlatEntries(reply, 3)) {
       const verdict = verdicts[n++];
       this.#noteRead(entry);
       if (verdict === "m") {
@@ -971,7 +981,7 @@ export class Listener {
     for (const [tasks, taskVerdicts] of byStream.values()) {
       this.#launch(tasks, taskVerdicts, startedAt);
     }
-    return n;
+    return reply[2] === 1;
   }
 
   /** The streams in TAKE's order: priority levels highest first, queues of a level rotating. */
@@ -1179,7 +1189,8 @@ export class Listener {
         "starting tasks",
       ) as unknown[];
       startedAt = Number(reply[0]);
-      verdicts = reply.slice(1);
+      if (reply[1] !== 1) this.#drainedAfterStart(stream);
+      verdicts = reply.slice(2);
     } catch (error) {
       // The entries stay pending: recovery gives them to another worker.
       this.#logger.error(`could not start ${tasks.length} task(s)`, { error });
@@ -1188,6 +1199,16 @@ export class Listener {
       return;
     }
     this.#launch(tasks, verdicts, startedAt);
+  }
+
+  /**
+   * START found no entry after its batch in `stream`: the group has nothing more to deliver there
+   * (it delivers in order), so a read that filled its count there need not be followed by TAKE.
+   * (A hint only: what arrives later wakes the blocking read.)
+   */
+  #drainedAfterStart(stream: string): void {
+    const full = this.#full;
+    if (full?.delete(stream) && full.size === 0) this.#busy = false;
   }
 
   /**

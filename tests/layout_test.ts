@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { StreamFuturePool } from "../mod.ts";
 import { GROUP } from "../lib/_keys.ts";
 import { FINISH } from "../lib/_lua/finish.ts";
+import { START } from "../lib/_lua/start.ts";
 import { TAKE } from "../lib/_lua/take.ts";
 import { parseFlatEntries } from "../lib/_stream.ts";
 import * as tasks from "../examples/tasks.ts";
@@ -269,9 +270,10 @@ describe("the seed's Redis layout", () => {
     const reply = await TAKE.run(c, [stream], [app, GROUP, "A", "100"]) as unknown[];
     assert.equal(typeof reply[0], "number", "Redis time first");
     assert.deepEqual(reply[1], [1, "4", "m", "m", "m", 1, "", 1]);
-    assert.deepEqual(reply.slice(2, 4), [stream, written.length]);
+    assert.equal(reply[2], 0, "the stream is drained");
+    assert.deepEqual(reply.slice(3, 5), [stream, written.length]);
     assert.deepEqual(
-      parseFlatEntries(reply, 2).map(({ stream: s, id, fields }) => [s, id, { ...fields }]),
+      parseFlatEntries(reply, 3).map(({ stream: s, id, fields }) => [s, id, { ...fields }]),
       written.map(([id, flat]) => [stream, id, fieldsOf(flat)]),
     );
     // The three tasks that run are started (status 1, a heartbeat) and stay pending for A.
@@ -282,6 +284,46 @@ describe("the seed's Redis layout", () => {
     assert.deepEqual(pending.map((p) => p[0]), [written[0][0], written[5][0], written[7][0]]);
     assert.equal(await c.sendCommand(["HGET", `${app}:opa-1:status`, "opa-1.3"]), "1");
     assert.equal(await c.sendCommand(["HGET", `${app}:opa-1:status`, "opa-1.1"]), "4");
+  });
+
+  it("TAKE and START say whether the stream holds more than they were given", async () => {
+    const c = await redis.client();
+    const app = "MoreApp";
+    const stream = `${app}:queue:default`;
+    await c.sendCommand(["XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM"]);
+    const tids = ["opm-1.0", "opm-1.1", "opm-1.2", "opm-1.3"];
+    await c.sendCommand(["HSET", `${app}:opm-1:status`, ...tids.flatMap((tid) => [tid, "0"])]);
+    const add = async (tid: string) =>
+      String(await c.sendCommand(["XADD", stream, "*", "v", "1", "id", tid, "fn", "add"]));
+    const ids = [await add(tids[0]), await add(tids[1]), await add(tids[2])];
+    const take = async (count: number) => {
+      const reply = await TAKE.run(c, [stream], [app, GROUP, "A", String(count)]) as unknown[];
+      return { more: reply[2], ids: parseFlatEntries(reply, 3).map((e) => e.id) };
+    };
+    // Stopped by its count with an entry left: more. Its count exactly drains the stream: no more
+    // (no empty TAKE needed to find that out). Nothing at all: no more.
+    assert.deepEqual(await take(1), { more: 1, ids: [ids[0]] });
+    assert.deepEqual(await take(2), { more: 0, ids: [ids[1], ids[2]] });
+    assert.deepEqual(await take(5), { more: 0, ids: [] });
+    // START (after a blocking read) looks past the largest id of its batch.
+    const start = async (entry: string, tid: string) =>
+      (await START.run(c, [stream], [
+        app,
+        GROUP,
+        "B",
+        entry,
+        entry,
+        entry,
+        "opm-1",
+        tid,
+      ]) as unknown[]).slice(1);
+    const fourth = await add(tids[3]);
+    await c.sendCommand(["XREADGROUP", "GROUP", GROUP, "B", "COUNT", "1", "STREAMS", stream, ">"]);
+    assert.deepEqual(await start(fourth, tids[3]), [0, 1], "nothing after it; it runs");
+    const fifth = await add("opm-1.4");
+    assert.deepEqual(await start(fourth, tids[3]), [1, 1], "an entry after it (a retried START)");
+    await c.sendCommand(["XREADGROUP", "GROUP", GROUP, "B", "COUNT", "1", "STREAMS", stream, ">"]);
+    assert.deepEqual(await start(fifth, "opm-1.4"), [0, ""], "no status: not run; none after");
   });
 
   it("url as an object { host, port, db } selects the database", async () => {

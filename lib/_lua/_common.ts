@@ -58,6 +58,13 @@ local function entry_fields(stream, id)
   return r[1][2]
 end
 
+-- Whether 'stream' holds an entry after entry id 'id': a consumer group that has delivered up to
+-- 'id' has more to give.
+local function more_after(stream, id)
+  local r = redis.call('XREAD', 'COUNT', 1, 'STREAMS', stream, id)
+  return type(r) == 'table' and #r > 0
+end
+
 -- Entry ids in [min, max] that are pending for this consumer (its leases).
 local function owned_set(stream, group, consumer, min, max, count)
   local owned = {}

@@ -19,8 +19,11 @@ import { LUA_COMMON } from "./_common.ts";
  * ARGV[5] largest entry id of the batch
  * ARGV[6..] triples: entry id, operation id, task id
  *
- * Returns Redis' time in ms (when the tasks started, for their timings), then one verdict per
- * task: 1 = run it, "x" = not ours, else the status it had ("" if none).
+ * Returns Redis' time in ms (when the tasks started, for their timings); 1 if the stream holds
+ * entries after the batch's largest id, else 0 (after a read that filled its count, the worker
+ * claims on with TAKE only when there is more: a worker at concurrency 1 would otherwise make an
+ * empty TAKE after every task); then one verdict per task: 1 = run it, "x" = not ours, else the
+ * status it had ("" if none).
  */
 export const START: Script = new Script(
   "start",
@@ -29,7 +32,7 @@ local stream, group = KEYS[1], ARGV[2]
 local n = (#ARGV - 5) / 3
 local owned = owned_set(stream, group, ARGV[3], ARGV[4], ARGV[5], n + 16)
 local hb = heartbeat_now()
-local verdicts = {now_ms()}
+local verdicts = {now_ms(), more_after(stream, ARGV[5]) and 1 or 0}
 local by_op, ops = {}, {}
 for i = 1, n do
   local b = 5 + (i - 1) * 3
@@ -37,7 +40,7 @@ for i = 1, n do
     local l = list_in(by_op, ops, ARGV[b + 2])
     l[#l + 1] = i
   else
-    verdicts[i + 1] = 'x'
+    verdicts[i + 2] = 'x'
   end
 end
 local started_ops = {}
@@ -50,7 +53,7 @@ for _, op in ipairs(ops) do
     tids[j] = ARGV[b + 3]
   end
   local out, started = start_tasks(stream, op, tids, ids, hb)
-  for j, i in ipairs(idx) do verdicts[i + 1] = out[j] end
+  for j, i in ipairs(idx) do verdicts[i + 2] = out[j] end
   if started then started_ops[#started_ops + 1] = op end
 end
 flush(group)

@@ -21,10 +21,12 @@ import { LUA_COMMON } from "./_common.ts";
  * ARGV[4] most entries to take, over all streams
  *
  * Returns one flat array: Redis' time in ms; the verdicts, one per entry in reply order (1 = run
- * it, "m" = malformed (dropped), else the status the task had, "" if none); then, per stream that
- * gave entries, the stream, the number of its entries, and per entry its id, the number of its
- * field names and values, and those. (Flat, not the nested `XREADGROUP` reply: Redis turns each
- * table a script returns into a reply of its own, two per entry there.)
+ * it, "m" = malformed (dropped), else the status the task had, "" if none); 1 if more entries may
+ * wait (the call stopped at ARGV[4] with more in the stream it was reading, or before reading every
+ * stream), else 0 (every stream is drained for the group: the worker blocks next); then, per
+ * stream that gave entries, the stream, the number of its entries, and per entry its id, the
+ * number of its field names and values, and those. (Flat, not the nested `XREADGROUP` reply: Redis
+ * turns each table a script returns into a reply of its own, two per entry there.)
  */
 export const TAKE: Script = new Script(
   "take",
@@ -33,14 +35,18 @@ local group, consumer = ARGV[2], ARGV[3]
 local left = tonumber(ARGV[4])
 local hb = heartbeat_now()
 local verdicts, expire = {}, {}
-local out, c = {0, verdicts}, 2
+local out, c = {0, verdicts, 0}, 3
 local prefix = APP .. ':replies:'
 local ID_PATTERN = '^[%w_.%-]+$'
 for _, stream in ipairs(KEYS) do
-  if left <= 0 then break end
+  if left <= 0 then
+    out[3] = 1 -- streams not read may hold entries
+    break
+  end
   local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', left, 'STREAMS', stream, '>')
   if r and r[1] and #r[1][2] > 0 then
     local entries = r[1][2]
+    if #entries >= left and more_after(stream, entries[#entries][1]) then out[3] = 1 end
     out[c + 1] = stream
     out[c + 2] = #entries
     c = c + 2

@@ -2,7 +2,8 @@
  * A TCP proxy in front of a test Redis that can lose or hold back a reply on purpose: once armed
  * with a marker, the first request that contains it is passed on to Redis — which runs it — and
  * either the client's side of that connection is closed at once, so the client never sees the
- * reply, or what Redis sends on that connection is held back for a while.
+ * reply, or what Redis sends on that connection is held back for a while. It can also count the
+ * requests that contain a marker (a script's SHA1 marks its EVALSHA calls).
  *
  * @module
  */
@@ -21,6 +22,8 @@ export interface LossyProxy {
    * `marker` (its reply and what follows); resolves once that request went to Redis.
    */
   delayReplyTo(marker: string, ms: number): Promise<void>;
+  /** Counts from now on the times `marker` is sent to Redis; returns a reader of the count. */
+  count(marker: string): () => number;
   /** Closes the proxy and every connection through it. */
   close(): Promise<void>;
 }
@@ -29,12 +32,29 @@ export interface LossyProxy {
 export async function startLossyProxy(port: number): Promise<LossyProxy> {
   const sockets = new Set<Socket>();
   let armed: { marker: Buffer; delay: number | undefined; done: () => void } | undefined;
+  const counters: { marker: Buffer; n: number }[] = [];
   const server: Server = createServer((client) => {
     const upstream = connect(port, "127.0.0.1");
     sockets.add(client);
     sockets.add(upstream);
     let held: Buffer[] | undefined;
+    // The end of the last request chunk, so that a marker split between two chunks is counted.
+    let tail = Buffer.alloc(0);
     client.on("data", (chunk: Buffer) => {
+      if (counters.length > 0) {
+        const text = Buffer.concat([tail, chunk]);
+        for (const counter of counters) {
+          for (
+            let i = text.indexOf(counter.marker);
+            i >= 0;
+            i = text.indexOf(counter.marker, i + 1)
+          ) {
+            if (i + counter.marker.length > tail.length) counter.n++;
+          }
+        }
+        const keep = Math.max(...counters.map((c) => c.marker.length)) - 1;
+        tail = text.subarray(Math.max(0, text.length - keep));
+      }
       if (armed && chunk.includes(armed.marker)) {
         const { delay, done } = armed;
         armed = undefined;
@@ -83,6 +103,11 @@ export async function startLossyProxy(port: number): Promise<LossyProxy> {
       new Promise<void>((resolve) =>
         armed = { marker: Buffer.from(marker), delay: ms, done: resolve }
       ),
+    count: (marker) => {
+      const counter = { marker: Buffer.from(marker), n: 0 };
+      counters.push(counter);
+      return () => counter.n;
+    },
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -133,6 +133,30 @@ describe("Redis faults", () => {
     }
   });
 
+  it("one task at a time: a blocking read each, no TAKE; a backlog: TAKE after the first, none empty", async () => {
+    const app = nextApp("takes");
+    const sha = await loadTake();
+    const proxy = await startLossyProxy(redis.port);
+    try {
+      children.push(await startWorker({ ...redis, url: proxy.url }, app, ["--concurrency", "1"]));
+      await using pool = faultPool(redis, app);
+      const takes = proxy.count(sha);
+      // Each read fills its count of one, but START finds nothing after the task: the worker
+      // blocks again rather than asking TAKE first.
+      for (let i = 0; i < 20; i++) assert.equal((await pool.submit<Trace>("nap", [0])).attempt, 1);
+      assert.equal(takes(), 0, "no TAKE for tasks that come one at a time");
+      // 20 tasks at once: the first by the blocking read (whose START sees more), the other 19
+      // by one TAKE each; the last TAKE drains the stream and says so (no empty TAKE after it).
+      const results = await Promise.all(
+        pool.map<Trace>("nap", Array.from({ length: 20 }, () => [0])),
+      );
+      assert.equal(results.length, 20);
+      assert.equal(takes(), 19);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it("a cancel that arrives while the read that starts the task is in flight stops it at once", async () => {
     const app = nextApp("cxtake");
     const file = await traceFile();
