@@ -16,7 +16,11 @@
  *    commandstats, commands inside Lua included), by command too; and the CPU time of the producer
  *    and worker processes per task.
  * 3. Round-trip latency: 2,000 sequential `await pool.submit(noop, [])` after 200 (peers: add +
- *    wait for completion), one worker process at concurrency 1 for every system; p50 / p99.
+ *    wait for completion), one worker process at concurrency 1 for every system; p50 / p99. Then,
+ *    in the same phase of the machine, the floor of such a round trip with no queue at all: a
+ *    `PING` round trip, and a ping-pong with another process through two streams, each side
+ *    blocked in `XREAD` (scripts/_echo.ts): the two wakes any design pays whose producer and worker
+ *    processes meet only through Redis.
  * 4. Memory: Redis `used_memory` per pending task (100,000 tasks, no worker), the producer's RSS
  *    and heap growth while it holds the futures (peers: the Job objects), and for ours whether
  *    Redis is back to its baseline once a worker has run the tasks and the pool has closed.
@@ -42,6 +46,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { connect, type RedisConnection } from "../lib/_redis.ts";
+import { parseStreamReply } from "../lib/_stream.ts";
 import { RedisNotInstalledError, type RedisServer, startRedisServer } from "./_redis_server.ts";
 import {
   BenchProcess,
@@ -396,6 +401,71 @@ async function oursLatency(url: string): Promise<Latency> {
   }
 }
 
+/**
+ * What a round trip through Redis costs on this machine in this run, with no queue at all
+ * (medians, ms).
+ */
+interface Floor {
+  /** A `PING` round trip from node-redis (Deno): what one call answered by Redis costs. */
+  pingMs: number;
+  /**
+   * One round of a ping-pong with another process through two streams, each side blocked in
+   * `XREAD` (scripts/_echo.ts): the two wakes of any design whose producer and worker processes
+   * meet only through Redis.
+   */
+  wakesMs: number;
+}
+
+const ECHO = fromFileUrl(new URL("./_echo.ts", import.meta.url));
+
+/** Measures the {@link Floor}: `LATENCY_SAMPLES` of each after `LATENCY_WARMUP`. */
+async function latencyFloor(url: string): Promise<Floor> {
+  const prefix = "bench-floor";
+  const writer = await connect(url, "streamfutures-bench-floor");
+  const reader = await connect(url, "streamfutures-bench-floor-reader");
+  let echo: BenchProcess | undefined;
+  try {
+    await writer.sendCommand(["DEL", `${prefix}:ping`, `${prefix}:pong`]);
+    const pings: number[] = [];
+    for (let i = 0; i < LATENCY_WARMUP + LATENCY_SAMPLES; i++) {
+      const t0 = performance.now();
+      await writer.sendCommand(["PING"]);
+      if (i >= LATENCY_WARMUP) pings.push(performance.now() - t0);
+    }
+    echo = BenchProcess.spawn(Deno.execPath(), ["run", "-A", ECHO, url, prefix], {
+      cwd: ROOT,
+      what: "round-trip floor echo (Deno)",
+    });
+    await echo.waitFor("ready", TIMEOUT_MS);
+    const rounds: number[] = [];
+    let last = "0-0";
+    for (let i = 0; i < LATENCY_WARMUP + LATENCY_SAMPLES; i++) {
+      // The read is sent first, so it is blocked when the answer comes.
+      const read = reader.sendCommand(
+        ["XREAD", "COUNT", "1", "BLOCK", "5000", "STREAMS", `${prefix}:pong`, last],
+      );
+      const t0 = performance.now();
+      const sent = writer.sendCommand(["XADD", `${prefix}:ping`, "*", "n", String(i)]);
+      const entries = parseStreamReply(await Promise.race([read, echo.exitedEarly()]));
+      const t1 = performance.now();
+      await sent;
+      if (entries.length !== 1 || entries[0].fields.n !== String(i)) {
+        throw new Error(`round-trip floor: round ${i} read ${JSON.stringify(entries)}`);
+      }
+      last = entries[0].id;
+      if (i >= LATENCY_WARMUP) rounds.push(t1 - t0);
+    }
+    await writer.sendCommand(["XADD", `${prefix}:ping`, "*", "n", "stop"]);
+    await echo.exit(TIMEOUT_MS);
+    await writer.sendCommand(["DEL", `${prefix}:ping`, `${prefix}:pong`]);
+    return { pingMs: median(pings), wakesMs: median(rounds) };
+  } finally {
+    await echo?.kill();
+    writer.close();
+    reader.close();
+  }
+}
+
 /** Memory measures of one system (bytes). */
 interface Memory {
   /** Pending tasks measured. */
@@ -615,6 +685,8 @@ interface Results {
   /** Runs by setting id, then system. */
   throughput: Record<string, Partial<Record<System, SystemRuns>>>;
   latency: Partial<Record<System, Latency | Failed>>;
+  /** Measured right after the latencies, in the same phase of the machine. */
+  floor?: Floor | Failed;
   memory: Partial<Record<System, Memory | Failed>>;
   /** The npm build's failure, when it failed (ours under Node is then left out). */
   npmBuildError?: string;
@@ -748,6 +820,19 @@ async function bench(params: Params, server: RedisServer, tmp: string): Promise<
     }
   }
 
+  let floor: Floor | Failed;
+  try {
+    floor = await latencyFloor(server.url);
+    log(
+      `round-trip floor: PING p50 ${floor.pingMs.toFixed(3)} ms, two wakes p50 ` +
+        `${floor.wakesMs.toFixed(3)} ms`,
+    );
+  } catch (error) {
+    floor = { error: errorText(error) };
+    failures.push(`round-trip floor: ${errorText(error)}`);
+    log(`round-trip floor FAILED: ${errorText(error)}`);
+  }
+
   const memoryTasks = params.quick ? QUICK_MEMORY_TASKS : MEMORY_TASKS;
   const memory: Results["memory"] = {};
   // Redis allocates a latency histogram for each command name on first use: that would be
@@ -810,6 +895,7 @@ async function bench(params: Params, server: RedisServer, tmp: string): Promise<
     },
     throughput,
     latency,
+    floor,
     memory,
     npmBuildError,
     failures,
@@ -954,9 +1040,11 @@ function summarize(r: Omit<Results, "summary">, variants: readonly Variant[]): S
   });
   const lat = r.latency.ours;
   const latOk = lat !== undefined && !isFailed(lat);
+  const floor = r.floor !== undefined && !isFailed(r.floor) ? r.floor : undefined;
   targets.push({
     target: `round-trip latency p50 ≤ ${TARGET.p50Ms} ms`,
-    measured: latOk ? `${lat.p50Ms.toFixed(3)} ms` : "not measured",
+    measured: (latOk ? `${lat.p50Ms.toFixed(3)} ms` : "not measured") +
+      (floor ? ` (two wakes alone: ${floor.wakesMs.toFixed(3)} ms; see Floors)` : ""),
     pass: latOk ? lat.p50Ms <= TARGET.p50Ms : undefined,
   });
   targets.push({
@@ -1206,6 +1294,26 @@ function markdown(r: Results): string {
       ]),
     ),
   ];
+  const floor = r.floor;
+  if (floor !== undefined) {
+    lines.push(
+      ``,
+      `## Floors of a round trip (this machine, this run, no queue)`,
+      ``,
+      isFailed(floor) ? `Not measured: ${brief(floor.error)}` : [
+        `A \`PING\` round trip from node-redis (Deno): p50 ${floor.pingMs.toFixed(3)} ms. Two ` +
+        `wakes — this process blocked in \`XREAD\` while another (Deno, scripts/_echo.ts), ` +
+        `blocked in \`XREAD\` too, answers each \`XADD\` with its own: p50 ` +
+        `${floor.wakesMs.toFixed(3)} ms per round.`,
+        `Every design whose producer and worker processes meet only through Redis pays the two ` +
+        `wakes (bee-queue: \`BRPOPLPUSH\`, then its \`PUBLISH\`); ours also pays START's round ` +
+        `trip (a task is fenced before it runs) and the hop to an executor and back (heartbeats ` +
+        `go on during a CPU-bound task), about ${
+          (floor.wakesMs + floor.pingMs).toFixed(3)
+        } ms plus the hop. See docs/performance.md, Latency.`,
+      ].join(" "),
+    );
+  }
   const mem = r.memory.ours;
   if (mem && !isFailed(mem) && mem.residueKeys) {
     lines.push(
