@@ -45,15 +45,26 @@ export function parseStreamReplyFlat(reply: unknown): FlatStreamEntry[] {
   return out;
 }
 
+/**
+ * The fields of the `count` names and values from `values[from]`: a repeated name keeps its first
+ * value, as the scripts' `get_field` does.
+ */
+function fieldsOf(values: readonly unknown[], from: number, count: number): Record<string, string> {
+  const fields: Record<string, string> = Object.create(null);
+  for (let j = 0; j + 1 < count; j += 2) {
+    const name = String(values[from + j]);
+    if (!(name in fields)) fields[name] = String(values[from + j + 1]);
+  }
+  return fields;
+}
+
 /** Flattens an XREAD/XREADGROUP reply into entries. `null` (timeout) gives `[]`. */
 export function parseStreamReply(reply: unknown): StreamEntry[] {
-  return parseStreamReplyFlat(reply).map(({ stream, id, flat }) => {
-    const fields: Record<string, string> = Object.create(null);
-    for (let i = 0; i + 1 < flat.length; i += 2) {
-      if (!(flat[i] in fields)) fields[flat[i]] = flat[i + 1];
-    }
-    return { stream, id, fields };
-  });
+  return parseStreamReplyFlat(reply).map(({ stream, id, flat }) => ({
+    stream,
+    id,
+    fields: fieldsOf(flat, 0, flat.length),
+  }));
 }
 
 /**
@@ -73,13 +84,8 @@ export function parseFlatEntries(reply: readonly unknown[], start: number): Stre
       const id = String(reply[i]);
       const k = Number(reply[i + 1]);
       i += 2;
-      const fields: Record<string, string> = Object.create(null);
-      for (let j = 0; j + 1 < k; j += 2) {
-        const name = String(reply[i + j]);
-        if (!(name in fields)) fields[name] = String(reply[i + j + 1]);
-      }
+      out.push({ stream, id, fields: fieldsOf(reply, i, k) });
       i += k;
-      out.push({ stream, id, fields });
     }
   }
   return out;
