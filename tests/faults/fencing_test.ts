@@ -31,9 +31,11 @@ describe("fencing: a worker presumed dead cannot overwrite the attempt that repl
     await using pool = faultPool(redis, app, { keep: true });
     const f = pool.submit<Trace>("stubbornNap", [1_500, file], { retries: 1 });
     await waitFor(async () => (await readTrace(file)).length === 1, "attempt 1 started");
+    // Stopped before the other worker starts: that can take longer than the task's 1.5 s on a
+    // busy machine, and attempt 1 must not finish first.
+    stale.kill("SIGSTOP");
     const fresh = await startWorker(redis, app);
     children.push(fresh);
-    stale.kill("SIGSTOP");
     const result = await f;
     assert.equal(result.attempt, 2);
     assert.equal(result.pid, fresh.pid);
