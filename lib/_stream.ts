@@ -70,8 +70,9 @@ export function parseStreamReply(reply: unknown): StreamEntry[] {
 /**
  * Reads the entries of a flat reply (TAKE's): from index `start`, per stream the stream name, the
  * number of its entries, and per entry its id, the number of its field names and values, and
- * those. A repeated field name keeps its first value, as in {@link parseStreamReply} (TAKE's Lua
- * claimed the task by the first `id`).
+ * those; or, in the short form of an entry with exactly the standard fields, 0 and then the values
+ * of `id`, `fn` and `args` (`v` is `"1"`). A repeated field name keeps its first value, as in
+ * {@link parseStreamReply} (TAKE's Lua claimed the task by the first `id`).
  */
 export function parseFlatEntries(reply: readonly unknown[], start: number): StreamEntry[] {
   const out: StreamEntry[] = [];
@@ -84,6 +85,16 @@ export function parseFlatEntries(reply: readonly unknown[], start: number): Stre
       const id = String(reply[i]);
       const k = Number(reply[i + 1]);
       i += 2;
+      if (k === 0) {
+        const fields: Record<string, string> = Object.create(null);
+        fields.v = "1";
+        fields.id = String(reply[i]);
+        fields.fn = String(reply[i + 1]);
+        fields.args = String(reply[i + 2]);
+        out.push({ stream, id, fields });
+        i += 3;
+        continue;
+      }
       out.push({ stream, id, fields: fieldsOf(reply, i, k) });
       i += k;
     }

@@ -272,6 +272,11 @@ describe("the seed's Redis layout", () => {
     assert.deepEqual(reply[1], [1, "4", "m", "m", "m", 1, "", 1]);
     assert.equal(reply[2], 0, "the stream is drained");
     assert.deepEqual(reply.slice(3, 5), [stream, written.length]);
+    // An entry with exactly the standard fields comes short: 0, then the values of id, fn, args.
+    assert.deepEqual(reply.slice(5, 10), [written[0][0], 0, "opa-1.0", "add", "[]"]);
+    assert.deepEqual(reply.slice(10, 12), [written[1][0], 0]);
+    // Any other entry comes with its field names: here one without an id.
+    assert.deepEqual(reply.slice(15, 23), [written[2][0], 6, "v", "1", "fn", "add", "args", "[]"]);
     assert.deepEqual(
       parseFlatEntries(reply, 3).map(({ stream: s, id, fields }) => [s, id, { ...fields }]),
       written.map(([id, flat]) => [stream, id, fieldsOf(flat)]),

@@ -25,8 +25,11 @@ import { LUA_COMMON } from "./_common.ts";
  * wait (the call stopped at ARGV[4] with more in the stream it was reading, or before reading every
  * stream), else 0 (every stream is drained for the group: the worker blocks next); then, per
  * stream that gave entries, the stream, the number of its entries, and per entry its id, the
- * number of its field names and values, and those. (Flat, not the nested `XREADGROUP` reply: Redis
- * turns each table a script returns into a reply of its own, two per entry there.)
+ * number of its field names and values, and those — or, for an entry whose fields are exactly
+ * `v 1 id <id> fn <fn> args <args>` (as SUBMIT writes them when a call sets no extra fields), 0
+ * and then only the values of id, fn and args. (Flat, not the nested `XREADGROUP` reply: Redis
+ * turns each table a script returns into a reply of its own, two per entry there; and every value
+ * returned costs Redis about a thousand instructions, so names that say nothing are left out.)
  */
 export const TAKE: Script = new Script(
   "take",
@@ -59,21 +62,34 @@ for _, stream in ipairs(KEYS) do
       local flat = e[2]
       local n = #flat
       out[c + 1] = e[1]
-      out[c + 2] = n
       local tid, op, rep = nil, nil, nil
-      for j = 1, n, 2 do
-        local name, value = flat[j], flat[j + 1]
-        out[c + 2 + j] = name
-        out[c + 3 + j] = value
-        if name == 'id' then tid = tid or value
-        elseif name == 'op' then op = op or value
-        elseif name == 'reply' then rep = rep or value end
+      if n == 8 and flat[1] == 'v' and flat[2] == '1' and flat[3] == 'id' and flat[5] == 'fn'
+        and flat[7] == 'args' then
+        -- The short form of an entry with exactly the standard fields: 0, then id, fn, args.
+        tid = flat[4]
+        out[c + 2] = 0
+        out[c + 3] = tid
+        out[c + 4] = flat[6]
+        out[c + 5] = flat[8]
+        c = c + 5
+      else
+        out[c + 2] = n
+        for j = 1, n, 2 do
+          local name, value = flat[j], flat[j + 1]
+          out[c + 2 + j] = name
+          out[c + 3 + j] = value
+          if name == 'id' then tid = tid or value
+          elseif name == 'op' then op = op or value
+          elseif name == 'reply' then rep = rep or value end
+        end
+        c = c + 2 + n
       end
-      c = c + 2 + n
       op = op or (tid and op_of_task(tid))
-      rep = rep or (op and reply_of_op(op))
+      -- An entry's reply stream is checked once per run of entries of one operation (and the
+      -- same 'reply' field, if it has one); it is derived from the op only then.
       if op ~= last_op or rep ~= last_rep then
         last_op, last_rep = op, rep
+        rep = rep or (op and reply_of_op(op))
         last_ok = op ~= nil and rep ~= nil and string.match(op, ID_PATTERN) ~= nil
           and string.sub(rep, 1, #prefix) == prefix
       end
