@@ -115,6 +115,9 @@ local function hset(key, field, value)
 end
 
 local ACKS, ACK_KEYS = {}, {}
+-- Streams whose listed entries the script acknowledged itself already (FINISH's lease check):
+-- flush only trims them.
+local ACKED = {}
 local function ack(stream, id)
   local l = list_in(ACKS, ACK_KEYS, stream)
   l[#l + 1] = id
@@ -340,7 +343,7 @@ local function flush(group)
   process_finals()
   for _, key in ipairs(HSET_KEYS) do call_chunked('HSET', key, {}, HSETS[key]) end
   for _, stream in ipairs(ACK_KEYS) do
-    call_chunked('XACK', stream, {group}, ACKS[stream])
+    if not ACKED[stream] then call_chunked('XACK', stream, {group}, ACKS[stream]) end
     remove_acked(stream, group, ACKS[stream])
   end
   for _, reply in ipairs(NOTICE_KEYS) do

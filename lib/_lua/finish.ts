@@ -3,16 +3,18 @@ import { LUA_COMMON } from "./_common.ts";
 
 /**
  * A worker records the outcomes of a batch of tasks it ran from one stream. Fencing: an outcome
- * is written only while the task's entry is still pending for this worker (recovery did not hand
- * the task to another attempt) and its status is still "1" (not cancelled, released or finished):
- * the first final write wins. Entries of ours are acknowledged and deleted either way.
+ * is written only while the task's entry is still pending (recovery did not hand the task to
+ * another attempt; an entry is only ever pending for the worker that read it) and its status is
+ * still "1" (not cancelled, released or finished): the first final write wins. Entries still
+ * pending are acknowledged and deleted either way.
  *
  * KEYS[1] task stream `<app>:queue:<queue>`
  * ARGV[1] app prefix
  * ARGV[2] consumer group
  * ARGV[3] consumer (worker id)
- * ARGV[4] smallest entry id of the batch
- * ARGV[5] largest entry id of the batch
+ * ARGV[4] smallest entry id of the batch (unused since the lease check is XACK's own; kept so
+ *   that the arguments keep their places)
+ * ARGV[5] largest entry id of the batch (likewise)
  * ARGV[6] queue name
  * ARGV[7..] octuples: entry id, operation id, task id, reply stream, action, a, b, timings
  *   (timings: "<wait ms>,<run ms>,<started at ms>" or "", passed on to the client in field "m")
@@ -39,14 +41,18 @@ export const FINISH: Script = new Script(
   LUA_COMMON + `
 local stream, group, queue = KEYS[1], ARGV[2], ARGV[6]
 local n = (#ARGV - 6) / 8
-local owned = owned_set(stream, group, ARGV[3], ARGV[4], ARGV[5], 1000000)
 local results = {}
 local by_op, ops = {}, {}
 local acks = list_in(ACKS, ACK_KEYS, stream)
+-- The lease check and the acknowledgement in one: XACK of an entry says 1 only while it is
+-- pending, and an entry is only ever pending for the worker that read it (nothing hands an entry
+-- to another consumer: recovery requeues a new entry and acknowledges the old one). One XACK per
+-- entry costs Redis less than XPENDING's four values per entry.
+ACKED[stream] = true
 for i = 1, n do
   local b = 6 + (i - 1) * 8
   results[i] = 0
-  if owned[ARGV[b + 1]] then
+  if redis.call('XACK', stream, group, ARGV[b + 1]) == 1 then
     acks[#acks + 1] = ARGV[b + 1]
     if ARGV[b + 5] ~= 'x' then
       local l = list_in(by_op, ops, ARGV[b + 2])
