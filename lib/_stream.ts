@@ -4,6 +4,8 @@
  * @module
  */
 
+import { PROTOCOL_VERSION } from "./_keys.ts";
+
 /** One stream entry: its id and its fields. */
 export interface StreamEntry {
   /** The stream that held the entry. */
@@ -71,7 +73,7 @@ export function parseStreamReply(reply: unknown): StreamEntry[] {
  * Reads the entries of a flat reply (TAKE's): from index `start`, per stream the stream name, the
  * number of its entries, and per entry its id, the number of its field names and values, and
  * those; or, in the short form of an entry with exactly the standard fields, 0 and then the values
- * of `id`, `fn` and `args` (`v` is `"1"`). A repeated field name keeps its first value, as in
+ * of `id`, `fn` and `args` (`v` is `PROTOCOL_VERSION`). A repeated field name keeps its first value, as in
  * {@link parseStreamReply} (TAKE's Lua claimed the task by the first `id`).
  */
 export function parseFlatEntries(reply: readonly unknown[], start: number): StreamEntry[] {
@@ -87,7 +89,7 @@ export function parseFlatEntries(reply: readonly unknown[], start: number): Stre
       i += 2;
       if (k === 0) {
         const fields: Record<string, string> = Object.create(null);
-        fields.v = "1";
+        fields.v = PROTOCOL_VERSION;
         fields.id = String(reply[i]);
         fields.fn = String(reply[i + 1]);
         fields.args = String(reply[i + 2]);

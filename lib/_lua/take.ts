@@ -1,5 +1,6 @@
 import { Script } from "../_script.ts";
 import { LUA_COMMON } from "./_common.ts";
+import { PROTOCOL_VERSION } from "../_keys.ts";
 
 /**
  * A busy worker reads and claims new tasks in one call: a non-blocking `XREADGROUP` of up to
@@ -26,7 +27,8 @@ import { LUA_COMMON } from "./_common.ts";
  * stream), else 0 (every stream is drained for the group: the worker blocks next); then, per
  * stream that gave entries, the stream, the number of its entries, and per entry its id, the
  * number of its field names and values, and those — or, for an entry whose fields are exactly
- * `v 1 id <id> fn <fn> args <args>` (as SUBMIT writes them when a call sets no extra fields), 0
+ * `v 1 id <id> fn <fn> args <args>` (as SUBMIT writes them when a call sets no extra fields; `1`
+ * being `PROTOCOL_VERSION`), 0
  * and then only the values of id, fn and args. (Flat, not the nested `XREADGROUP` reply: Redis
  * turns each table a script returns into a reply of its own, two per entry there; and every value
  * returned costs Redis about a thousand instructions, so names that say nothing are left out.)
@@ -63,7 +65,7 @@ for _, stream in ipairs(KEYS) do
       local n = #flat
       out[c + 1] = e[1]
       local tid, op, rep = nil, nil, nil
-      if n == 8 and flat[1] == 'v' and flat[2] == '1' and flat[3] == 'id' and flat[5] == 'fn'
+      if n == 8 and flat[1] == 'v' and flat[2] == '${PROTOCOL_VERSION}' and flat[3] == 'id' and flat[5] == 'fn'
         and flat[7] == 'args' then
         -- The short form of an entry with exactly the standard fields: 0, then id, fn, args.
         tid = flat[4]
