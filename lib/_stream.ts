@@ -73,8 +73,8 @@ export function parseStreamReply(reply: unknown): StreamEntry[] {
  * Reads the entries of a flat reply (TAKE's): from index `start`, per stream the stream name, the
  * number of its entries, and per entry its id, the number of its field names and values, and
  * those; or, in the short form of an entry with exactly the standard fields, 0 and then the values
- * of `id`, `fn` and `args` (`v` is `PROTOCOL_VERSION`). A repeated field name keeps its first value, as in
- * {@link parseStreamReply} (TAKE's Lua claimed the task by the first `id`).
+ * of `id`, `fn` and `args` (`v` is `PROTOCOL_VERSION`). A repeated field name keeps its first
+ * value, as in {@link parseStreamReply} (TAKE's Lua claimed the task by the first `id`).
  */
 export function parseFlatEntries(reply: readonly unknown[], start: number): StreamEntry[] {
   const out: StreamEntry[] = [];

@@ -1539,8 +1539,7 @@ export class Listener {
 
   async #finishBatch(stream: string, items: [Task, FinishRecord][]): Promise<void> {
     const cmd = this.#cmd!;
-    const [min, max] = idRange(items.map(([t]) => t.entryId));
-    const args = [this.#keys.app, GROUP, this.id, min, max, items[0][0].queue];
+    const args = [this.#keys.app, GROUP, items[0][0].queue];
     for (const [, record] of items) args.push(...record);
     try {
       const results = await withReconnect(

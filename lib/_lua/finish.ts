@@ -11,12 +11,8 @@ import { LUA_COMMON } from "./_common.ts";
  * KEYS[1] task stream `<app>:queue:<queue>`
  * ARGV[1] app prefix
  * ARGV[2] consumer group
- * ARGV[3] consumer (worker id)
- * ARGV[4] smallest entry id of the batch (unused since the lease check is XACK's own; kept so
- *   that the arguments keep their places)
- * ARGV[5] largest entry id of the batch (likewise)
- * ARGV[6] queue name
- * ARGV[7..] octuples: entry id, operation id, task id, reply stream, action, a, b, timings
+ * ARGV[3] queue name
+ * ARGV[4..] octuples: entry id, operation id, task id, reply stream, action, a, b, timings
  *   (timings: "<wait ms>,<run ms>,<started at ms>" or "", passed on to the client in field "m")
  *   action "c" completed: a = the encoded value (results hash and reply payload)
  *   action "e" failed: a = "<ErrorName>: <message>", b = reply payload JSON {name, message, ...}
@@ -39,8 +35,8 @@ import { LUA_COMMON } from "./_common.ts";
 export const FINISH: Script = new Script(
   "finish",
   LUA_COMMON + `
-local stream, group, queue = KEYS[1], ARGV[2], ARGV[6]
-local n = (#ARGV - 6) / 8
+local stream, group, queue = KEYS[1], ARGV[2], ARGV[3]
+local n = (#ARGV - 3) / 8
 local results = {}
 local by_op, ops = {}, {}
 local acks = list_in(ACKS, ACK_KEYS, stream)
@@ -50,7 +46,7 @@ local acks = list_in(ACKS, ACK_KEYS, stream)
 -- entry costs Redis less than XPENDING's four values per entry.
 ACKED[stream] = true
 for i = 1, n do
-  local b = 6 + (i - 1) * 8
+  local b = 3 + (i - 1) * 8
   results[i] = 0
   if redis.call('XACK', stream, group, ARGV[b + 1]) == 1 then
     acks[#acks + 1] = ARGV[b + 1]
@@ -63,13 +59,13 @@ end
 for _, op in ipairs(ops) do
   local idx = by_op[op]
   local tids = {}
-  for j, i in ipairs(idx) do tids[j] = ARGV[6 + (i - 1) * 8 + 3] end
+  for j, i in ipairs(idx) do tids[j] = ARGV[3 + (i - 1) * 8 + 3] end
   local ks = k_status(op)
   local st = redis.call('HMGET', ks, unpack(tids))
   local ls, lr = hset_list(ks), hset_list(k_results(op))
   local last_reply, nl, ns = nil, nil, nil
   for j, i in ipairs(idx) do
-    local b = 6 + (i - 1) * 8
+    local b = 3 + (i - 1) * 8
     local m = ARGV[b + 8]
     local id, tid, reply, action = ARGV[b + 1], tids[j], ARGV[b + 4], ARGV[b + 5]
     if st[j] == '1' then

@@ -28,10 +28,10 @@ import { PROTOCOL_VERSION } from "../_keys.ts";
  * stream that gave entries, the stream, the number of its entries, and per entry its id, the
  * number of its field names and values, and those — or, for an entry whose fields are exactly
  * `v 1 id <id> fn <fn> args <args>` (as SUBMIT writes them when a call sets no extra fields; `1`
- * being `PROTOCOL_VERSION`), 0
- * and then only the values of id, fn and args. (Flat, not the nested `XREADGROUP` reply: Redis
- * turns each table a script returns into a reply of its own, two per entry there; and every value
- * returned costs Redis about a thousand instructions, so names that say nothing are left out.)
+ * being `PROTOCOL_VERSION`), 0 and then only the values of id, fn and args. (Flat, not the nested
+ * `XREADGROUP` reply: Redis turns each table a script returns into a reply of its own, two per
+ * entry there; and every value returned costs Redis about a thousand instructions, so names that
+ * say nothing are left out.)
  */
 export const TAKE: Script = new Script(
   "take",
@@ -65,8 +65,8 @@ for _, stream in ipairs(KEYS) do
       local n = #flat
       out[c + 1] = e[1]
       local tid, op, rep = nil, nil, nil
-      if n == 8 and flat[1] == 'v' and flat[2] == '${PROTOCOL_VERSION}' and flat[3] == 'id' and flat[5] == 'fn'
-        and flat[7] == 'args' then
+      if n == 8 and flat[1] == 'v' and flat[2] == '${PROTOCOL_VERSION}' and flat[3] == 'id'
+        and flat[5] == 'fn' and flat[7] == 'args' then
         -- The short form of an entry with exactly the standard fields: 0, then id, fn, args.
         tid = flat[4]
         out[c + 2] = 0

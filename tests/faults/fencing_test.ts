@@ -113,9 +113,6 @@ describe("fencing: a worker presumed dead cannot overwrite the attempt that repl
       await FINISH.run(c, [stream], [
         app,
         GROUP,
-        "A",
-        entry,
-        entry,
         "default",
         entry,
         op,
