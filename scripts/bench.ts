@@ -11,7 +11,9 @@
  *    / ideal, ideal = concurrency × workers / task time). Producer: `pool.map` (ours, in a process
  *    of its own: tests/bench/_client.ts), `addBulk` (BullMQ), `saveAll` (bee-queue); wall time from
  *    the first submit until the producer holds every result (peers: every completion event).
- *    Each run starts fresh processes and warms them up with 2,000 tasks first.
+ *    Each run starts fresh processes and warms them up with 2,000 tasks first (`--warmup N`:
+ *    N instead, for every system; a warm-up as large as the timed run measures processes whose
+ *    JIT and heap have seen a run of that size, nearer a long-running worker and client).
  * 2. Redis cost per task over the no-op, 1-worker runs: CPU (INFO cpu) and commands (INFO
  *    commandstats, commands inside Lua included), by command too; and the CPU time of the producer
  *    and worker processes per task.
@@ -30,7 +32,8 @@
  * 6. Ours only (the peers have no such setting): the no-op and 10 ms runs again with our worker's
  *    `--prefetch` (100 and 25), under Deno and Node.
  *
- *   deno task bench [--runs 5] [--tasks 20000] [--quick] [--only ours|bullmq|bee-queue]...
+ *   deno task bench [--runs 5] [--tasks 20000] [--warmup 2000] [--quick]
+ *     [--only ours|bullmq|bee-queue]...
  *     [--skip-node] [--json] [--out results.json]
  *
  * Every wait has a deadline; child processes are killed when a measure fails (or on Ctrl-C), and
@@ -180,6 +183,8 @@ const USAGE = `usage: deno task bench [options]
   --runs N        throughput runs per system and setting; the median is reported (default 5;
                   1 with --quick)
   --tasks N       tasks per throughput run (default 20000)
+  --warmup N      warm-up tasks before each throughput run, every system (default 2000, or
+                  --tasks if smaller)
   --quick         one run, fewer settings (no-op and 10 ms tasks on 1 worker process), 20,000
                   pending tasks for the memory measure: a quick check
   --only SYSTEM   ours, bullmq or bee-queue (repeatable, or comma-separated; default: all)
@@ -191,6 +196,8 @@ const USAGE = `usage: deno task bench [options]
 interface Params {
   runs: number;
   tasks: number;
+  /** Warm-up tasks per throughput run, before the timed part. */
+  warmup: number;
   quick: boolean;
   systems: System[];
   json: boolean;
@@ -205,6 +212,7 @@ function parseParams(args: readonly string[]): Params | "help" {
     options: {
       runs: { type: "string" },
       tasks: { type: "string", default: "20000" },
+      warmup: { type: "string" },
       quick: { type: "boolean", default: false },
       only: { type: "string", multiple: true },
       "skip-node": { type: "boolean", default: false },
@@ -232,9 +240,16 @@ function parseParams(args: readonly string[]): Params | "help" {
   }
   const chosen = (s: System) => only.size === 0 || only.has(s === "ours-node" ? "ours" : s);
   const systems = SYSTEMS.filter((s) => chosen(s) && !(s === "ours-node" && values["skip-node"]));
+  const tasks = int("tasks", values.tasks);
+  if (values.warmup !== undefined && !/^\d+$/.test(values.warmup)) {
+    throw new TypeError(
+      `--warmup must be a whole number of tasks (0 or more), got ${JSON.stringify(values.warmup)}`,
+    );
+  }
   return {
     runs: int("runs", values.runs ?? (values.quick ? "1" : "5")),
-    tasks: int("tasks", values.tasks),
+    tasks,
+    warmup: values.warmup !== undefined ? Number(values.warmup) : Math.min(WARMUP_TASKS, tasks),
     quick: values.quick,
     systems,
     json: values.json,
@@ -307,8 +322,8 @@ function oursThroughput(
   url: string,
   variant: Variant,
   jobs: number,
+  warmup: number,
 ): Promise<Throughput> {
-  const warmup = Math.min(WARMUP_TASKS, jobs);
   return measureThroughput({
     name: `streamfutures (${runtime})`,
     url,
@@ -774,6 +789,7 @@ async function bench(params: Params, server: RedisServer, tmp: string): Promise<
               server.url,
               variant,
               params.tasks,
+              params.warmup,
             )
             : await peerThroughput(system, {
               url: server.url,
@@ -781,7 +797,7 @@ async function bench(params: Params, server: RedisServer, tmp: string): Promise<
               workers: variant.workers,
               concurrency: CONCURRENCY,
               taskMs: variant.taskMs,
-              warmup: Math.min(WARMUP_TASKS, params.tasks),
+              warmup: params.warmup,
               timeoutMs: TIMEOUT_MS,
             });
           byRun[system]!.runs.push(r);
@@ -889,7 +905,7 @@ async function bench(params: Params, server: RedisServer, tmp: string): Promise<
       tasks: params.tasks,
       quick: params.quick,
       concurrency: CONCURRENCY,
-      warmup: Math.min(WARMUP_TASKS, params.tasks),
+      warmup: params.warmup,
       latencySamples: LATENCY_SAMPLES,
       latencyWarmup: LATENCY_WARMUP,
       latencyConcurrency: LATENCY_CONCURRENCY,
