@@ -747,6 +747,31 @@ export function byteLength(text: string): number {
 }
 
 /**
+ * False when `text` cannot be more than `limit` bytes as UTF-8 (at most 3 bytes per UTF-16 unit):
+ * the cheap test before {@link checkPayloadSize}, for callers that build its message only when
+ * needed.
+ *
+ * @param text The encoded text.
+ * @param limit The largest size accepted, in bytes.
+ * @returns Whether the text needs measuring.
+ */
+export function mayExceedPayload(text: string, limit: number): boolean {
+  return text.length * 3 > limit;
+}
+
+/**
+ * The JSON text of a plain JSON value (what {@link encode} writes for it), or `undefined` when the
+ * value needs the codec's tags (or cannot be encoded): the fast path of callers that encode many
+ * values and want no intermediate objects.
+ *
+ * @param value The value.
+ * @returns `JSON.stringify(value)`, or `undefined`.
+ */
+export function plainJsonText(value: unknown): string | undefined {
+  return isPlainJson(value, 0, null) ? JSON.stringify(value) : undefined;
+}
+
+/**
  * Throws a `RangeError` when `text` is longer than `limit` bytes in UTF-8 (counted only when it
  * could be: a string of n UTF-16 units has at most 3n bytes).
  *
@@ -755,7 +780,7 @@ export function byteLength(text: string): number {
  * @param what What the payload is, for the message (e.g. `"the arguments"`).
  */
 export function checkPayloadSize(text: string, limit: number, what: string): void {
-  if (text.length * 3 <= limit) return;
+  if (!mayExceedPayload(text, limit)) return;
   const bytes = byteLength(text);
   if (bytes > limit) {
     throw new RangeError(

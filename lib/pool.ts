@@ -8,7 +8,13 @@
  * @module
  */
 
-import { checkPayloadSize, decode, encodeWithRefs } from "./codec.ts";
+import {
+  checkPayloadSize,
+  decode,
+  encodeWithRefs,
+  mayExceedPayload,
+  plainJsonText,
+} from "./codec.ts";
 import {
   CancelledError,
   ConnectionError,
@@ -585,7 +591,10 @@ export class StreamFuturePool implements AsyncDisposable {
         `argsList must be an iterable of argument arrays, got ${describe(argsList)}`,
       );
     }
-    const encoded: EncodedArgs[] = [];
+    // Plain JSON arguments (the common case) cost one string each: no intermediate objects and no
+    // error-message paths, which a map of many tasks would otherwise make and drop per task.
+    const texts: string[] = [];
+    let withRefs: Map<number, EncodedArgs> | undefined;
     let i = 0;
     for (const args of argsList) {
       if (!Array.isArray(args)) {
@@ -593,9 +602,16 @@ export class StreamFuturePool implements AsyncDisposable {
           `argsList[${i}] must be an array of task arguments, got ${describe(args)}`,
         );
       }
-      const item = encodeArgs(args, `argsList[${i}]`);
-      checkPayloadSize(item.text, this.#maxPayloadBytes, `the arguments of argsList[${i}]`);
-      encoded.push(item);
+      let text = plainJsonText(args);
+      if (text === undefined) {
+        const item = encodeArgs(args, `argsList[${i}]`);
+        text = item.text;
+        if (item.refs.length > 0) (withRefs ??= new Map()).set(i, item);
+      }
+      if (mayExceedPayload(text, this.#maxPayloadBytes)) {
+        checkPayloadSize(text, this.#maxPayloadBytes, `the arguments of argsList[${i}]`);
+      }
+      texts.push(text);
       i++;
     }
     if (options.dedupe || options.dedupeKey !== undefined) {
@@ -603,11 +619,17 @@ export class StreamFuturePool implements AsyncDisposable {
     }
     const batch = this.#batchOf(options);
     const op = batch.op;
-    const futures: StreamFuture<unknown>[] = new Array(encoded.length);
-    for (let index = 0; index < encoded.length; index++) {
-      const { text, refs, parentFutures } = encoded[index];
+    const futures: StreamFuture<unknown>[] = new Array(texts.length);
+    for (let index = 0; index < texts.length; index++) {
+      const refs = withRefs?.get(index);
       const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
-      batch.items.push({ future, fn: task, args: text, parents: refs, parentFutures });
+      batch.items.push({
+        future,
+        fn: task,
+        args: texts[index],
+        parents: refs?.refs ?? NO_REFS,
+        parentFutures: refs?.parentFutures ?? NO_REFS,
+      });
       futures[index] = future;
     }
     if (batch.items.length > 0) this.#enqueue(batch, options.signal);

@@ -148,6 +148,20 @@ describe("StreamFuturePool with local listeners", () => {
     assert.equal(pool.pending, 0, "nothing was submitted");
   });
 
+  it("map mixes plain arguments, futures and tagged values; a too-large one is refused whole", async () => {
+    await using pool = localPool({ maxPayloadBytes: 200 });
+    const parent = pool.submit(tasks.add, [1, 2]);
+    const mixed = pool.map(tasks.echo, [[1], [parent], [10n], [{ a: [parent] }], ["x"]]);
+    assert.deepEqual(await Promise.all(mixed), [1, 3, 10n, { a: [3] }, "x"]);
+    const pending = pool.pending;
+    assert.throws(() => pool.map(tasks.echo, [["ok"], ["y".repeat(300)]]), (e: unknown) => {
+      assert.ok(e instanceof RangeError);
+      assert.match(e.message, /^encoded size of the arguments of argsList\[1\]: 30\d bytes/);
+      return true;
+    });
+    assert.equal(pool.pending, pending, "nothing of the refused map was submitted");
+  });
+
   it("asCompleted yields futures in completion order and times out", async () => {
     await using pool = localPool({ concurrency: 4 });
     const futures = pool.map(tasks.sleep, [[600], [10], [300]]);
