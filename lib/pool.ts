@@ -591,8 +591,6 @@ export class StreamFuturePool implements AsyncDisposable {
         `argsList must be an iterable of argument arrays, got ${describe(argsList)}`,
       );
     }
-    // Plain JSON arguments (the common case) cost one string each: no intermediate objects and no
-    // error-message paths, which a map of many tasks would otherwise make and drop per task.
     const texts: string[] = [];
     let withRefs: Map<number, EncodedArgs> | undefined;
     let i = 0;
@@ -602,16 +600,13 @@ export class StreamFuturePool implements AsyncDisposable {
           `argsList[${i}] must be an array of task arguments, got ${describe(args)}`,
         );
       }
-      let text = plainJsonText(args);
-      if (text === undefined) {
-        const item = encodeArgs(args, `argsList[${i}]`);
-        text = item.text;
-        if (item.refs.length > 0) (withRefs ??= new Map()).set(i, item);
+      const item = encodeListItem(args, "argsList", i, this.#maxPayloadBytes);
+      if (typeof item === "string") {
+        texts.push(item);
+      } else {
+        texts.push(item.text);
+        (withRefs ??= new Map()).set(i, item);
       }
-      if (mayExceedPayload(text, this.#maxPayloadBytes)) {
-        checkPayloadSize(text, this.#maxPayloadBytes, `the arguments of argsList[${i}]`);
-      }
-      texts.push(text);
       i++;
     }
     if (options.dedupe || options.dedupeKey !== undefined) {
@@ -734,8 +729,10 @@ export class StreamFuturePool implements AsyncDisposable {
               `argsIterable[${index}] must be an array of task arguments, got ${describe(args)}`,
             );
           }
-          const { text, refs, parentFutures } = encodeArgs(args, `argsIterable[${index}]`);
-          checkPayloadSize(text, this.#maxPayloadBytes, `the arguments of argsIterable[${index}]`);
+          const item = encodeListItem(args, "argsIterable", index, this.#maxPayloadBytes);
+          const { text, refs, parentFutures } = typeof item === "string"
+            ? { text: item, refs: NO_REFS, parentFutures: NO_REFS }
+            : item;
           const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
           if (!batch || batch.sealed) {
             batch = { ...template, items: [], sealed: false };
@@ -1801,6 +1798,30 @@ function refOfFuture(value: object): { op: string; id: string } | undefined {
 }
 
 /** Encodes task arguments; futures among them become task references (parents). */
+/**
+ * Encodes one argument list of `map` / `imap` (`list[index]` in messages) and checks its size: the
+ * JSON text of plain JSON arguments (the common case: no intermediate objects, no message paths
+ * made and dropped per task), else the text with the futures it references (`EncodedArgs`, only
+ * when there are some).
+ */
+function encodeListItem(
+  args: readonly unknown[],
+  list: string,
+  index: number,
+  limit: number,
+): string | EncodedArgs {
+  let text = plainJsonText(args);
+  let item: EncodedArgs | undefined;
+  if (text === undefined) {
+    item = encodeArgs(args, `${list}[${index}]`);
+    text = item.text;
+  }
+  if (mayExceedPayload(text, limit)) {
+    checkPayloadSize(text, limit, `the arguments of ${list}[${index}]`);
+  }
+  return item && item.refs.length > 0 ? item : text;
+}
+
 function encodeArgs(args: readonly unknown[], path: string): EncodedArgs {
   parentsMet.clear();
   const { text, refs } = encodeWithRefs(args, path, refOfFuture);
