@@ -591,8 +591,7 @@ export class StreamFuturePool implements AsyncDisposable {
         `argsList must be an iterable of argument arrays, got ${describe(argsList)}`,
       );
     }
-    const texts: string[] = [];
-    let withRefs: Map<number, EncodedArgs> | undefined;
+    const encoded: (string | EncodedArgs)[] = [];
     let i = 0;
     for (const args of argsList) {
       if (!Array.isArray(args)) {
@@ -600,13 +599,7 @@ export class StreamFuturePool implements AsyncDisposable {
           `argsList[${i}] must be an array of task arguments, got ${describe(args)}`,
         );
       }
-      const item = encodeListItem(args, "argsList", i, this.#maxPayloadBytes);
-      if (typeof item === "string") {
-        texts.push(item);
-      } else {
-        texts.push(item.text);
-        (withRefs ??= new Map()).set(i, item);
-      }
+      encoded.push(encodeListItem(args, "argsList", i, this.#maxPayloadBytes));
       i++;
     }
     if (options.dedupe || options.dedupeKey !== undefined) {
@@ -614,16 +607,17 @@ export class StreamFuturePool implements AsyncDisposable {
     }
     const batch = this.#batchOf(options);
     const op = batch.op;
-    const futures: StreamFuture<unknown>[] = new Array(texts.length);
-    for (let index = 0; index < texts.length; index++) {
-      const refs = withRefs?.get(index);
+    const futures: StreamFuture<unknown>[] = new Array(encoded.length);
+    for (let index = 0; index < encoded.length; index++) {
+      const item = encoded[index];
+      const plain = typeof item === "string";
       const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
       batch.items.push({
         future,
         fn: task,
-        args: texts[index],
-        parents: refs?.refs ?? NO_REFS,
-        parentFutures: refs?.parentFutures ?? NO_REFS,
+        args: plain ? item : item.text,
+        parents: plain ? NO_REFS : item.refs,
+        parentFutures: plain ? NO_REFS : item.parentFutures,
       });
       futures[index] = future;
     }
