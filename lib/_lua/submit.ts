@@ -32,7 +32,8 @@ local function announce_priority()
   end
 end
 -- A task entry. Its operation, reply stream and attempt (1) are left out: they follow from the
--- task id (see op_of_task, reply_of_op).
+-- task id (see op_of_task, reply_of_op). TAKE returns an entry of exactly these fields, in this
+-- order, in a short form (take.ts): keep the two in step.
 local function entry(id, fn, args)
   local flat = {'v', '1', 'id', id, 'fn', fn, 'args', args}
   for _, v in ipairs(extra) do flat[#flat + 1] = v end
