@@ -160,10 +160,11 @@ export class Keys {
 /**
  * The same key names for Lua scripts that reach keys of several operations or queues in one call
  * (batched START / FINISH / HEARTBEAT, recovery). Each script that uses them receives the app
- * prefix as `ARGV[1]`; keep these in step with {@link Keys}.
+ * prefix as `ARGV[1]`, which `begin` in `_lua/_common.ts` puts in `APP` at the start of every
+ * call; keep these in step with {@link Keys}.
  */
 export const LUA_KEYS: string = `
-local APP = ARGV[1]
+local APP
 local function k_status(op) return APP .. ':' .. op .. ':status' end
 local function k_heartbeat(op) return APP .. ':' .. op .. ':heartbeat' end
 local function k_results(op) return APP .. ':' .. op .. ':results' end

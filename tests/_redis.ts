@@ -48,6 +48,8 @@ export interface TestRedis {
 export interface TestRedisOptions {
   /** Persist every write with AOF, `appendfsync always` (default false: no persistence). */
   aof?: boolean;
+  /** More `redis-server` arguments, e.g. `["--rename-command", "FCALL", ""]`. */
+  serverArgs?: string[];
 }
 
 async function freePort(): Promise<number> {
@@ -104,6 +106,7 @@ export async function startRedis(options: TestRedisOptions = {}): Promise<TestRe
     "--logfile",
     "redis.log",
     ...(options.aof ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]),
+    ...(options.serverArgs ?? []),
   ];
   let server: ChildProcessHandle | undefined;
   let exited = true;

@@ -13,9 +13,7 @@ import { LUA_KEYS } from "../_keys.ts";
  *   and one `XADD` per reply stream).
  * - An entry's fields travel as a flat Lua array `{name1, value1, name2, value2, ...}`.
  */
-export const LUA_COMMON: string = LUA_KEYS + `
--- Locals, not globals: the hot loops index ARGV once or more per task.
-local ARGV, KEYS = ARGV, KEYS
+const HELPERS: string = LUA_KEYS + `
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -103,7 +101,7 @@ local function list_in(lists, order, key)
   return l
 end
 
-local HSETS, HSET_KEYS = {}, {}
+local HSETS, HSET_KEYS
 -- The list of field, value pairs to write to hash 'key' (hot loops append to it directly).
 local function hset_list(key)
   return list_in(HSETS, HSET_KEYS, key)
@@ -114,10 +112,10 @@ local function hset(key, field, value)
   l[#l + 1] = value
 end
 
-local ACKS, ACK_KEYS = {}, {}
+local ACKS, ACK_KEYS
 -- Streams whose listed entries the script acknowledged itself already (FINISH's lease check):
 -- flush only trims them.
-local ACKED = {}
+local ACKED
 local function ack(stream, id)
   local l = list_in(ACKS, ACK_KEYS, stream)
   l[#l + 1] = id
@@ -158,7 +156,7 @@ local function expire_heartbeats(ops)
   end
 end
 
-local NOTICES, NOTICE_KEYS, NOTICE_STARTS = {}, {}, {}
+local NOTICES, NOTICE_KEYS, NOTICE_STARTS
 -- The notices to send to reply stream 'reply': all their fields in one flat list, and the list of
 -- the index in it where each notice starts (hot loops append to both directly).
 local function notice_list(reply)
@@ -216,8 +214,7 @@ end
 
 -- Final outcomes (status 2, 3 or 4) of this call, for the tasks someone watches (see k_watch):
 -- attached clients are notified, dependent tasks released or failed, dedupe keys expired.
-local FINALS = {}
-local WATCHING = nil
+local FINALS, WATCHING
 local function on_final(op, tid, status, stored, payload)
   if WATCHING == nil then WATCHING = redis.call('EXISTS', k_watch()) == 1 end
   if WATCHING then FINALS[#FINALS + 1] = {op, tid, status, stored, payload} end
@@ -383,4 +380,27 @@ local function lost(queue, stream, id, flat, op, tid, reply, message)
   fail(op, tid, reply, queue, flat, 'WorkerLostError', message, attempt, 'lost')
   return 'f'
 end
+
+-- The start of every call: its keys and arguments, and empty collections of deferred writes
+-- (a script run as a Redis function keeps these locals from one call to the next).
+local function begin(keys, args)
+  KEYS, ARGV, APP = keys, args, args[1]
+  HSETS, HSET_KEYS, ACKS, ACK_KEYS, ACKED = {}, {}, {}, {}, {}
+  NOTICES, NOTICE_KEYS, NOTICE_STARTS, FINALS, WATCHING = {}, {}, {}, {}, nil
+end
+`;
+
+/**
+ * {@link LUA_COMMON} as the start of a Redis function library (see `_script.ts`): the same
+ * helpers, made once when the library loads; each function calls `begin(keys, args)` first.
+ */
+export const LUA_COMMON_LIBRARY: string = `
+local KEYS, ARGV
+` + HELPERS;
+
+/** The shared Lua, followed by a script's body run with EVALSHA. */
+export const LUA_COMMON: string = `
+-- Locals, not globals: the hot loops index ARGV once or more per task.
+local KEYS, ARGV = KEYS, ARGV
+` + HELPERS + `begin(KEYS, ARGV)
 `;

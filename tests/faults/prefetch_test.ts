@@ -178,7 +178,7 @@ describe("prefetch: tasks claimed beyond concurrency", () => {
   it("a slot freed by a claim that does not start goes to a prefetched task", async () => {
     const app = nextApp("pfstrand");
     const c = await redis.client();
-    await c.sendCommand(["SCRIPT", "LOAD", START.source]);
+    await START.load(c);
     const startSha = createHash("sha1").update(START.source).digest("hex");
     const proxy = await startLossyProxy(redis.port);
     // Not `await using`: were the tasks stranded, closing the pool must not wait for them.

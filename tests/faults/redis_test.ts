@@ -24,10 +24,12 @@ const children: ChildProcessHandle[] = [];
 describe("Redis faults", () => {
   let redis: TestRedis;
 
-  /** Loads TAKE into the test Redis; returns its SHA1, which marks the worker's EVALSHA of it. */
+  /**
+   * Loads TAKE into the test Redis; returns its SHA1, which marks the worker's calls of it (its
+   * function's name holds it).
+   */
   async function loadTake(): Promise<string> {
-    const c = await redis.client();
-    await c.sendCommand(["SCRIPT", "LOAD", TAKE.source]);
+    await TAKE.load(await redis.client());
     return createHash("sha1").update(TAKE.source).digest("hex");
   }
   faultHooks(children, (r) => (redis = r), { aof: true });
