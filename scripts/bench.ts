@@ -515,7 +515,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /**
  * used_memory once lazily freed objects (UNLINK) are gone and Redis' client cron has had time to
  * shrink the connections' buffers; with `scripts: false`, less the script cache
- * (used_memory_scripts: the bodies of the Lua scripts loaded, which stay until SCRIPT FLUSH).
+ * (used_memory_scripts: the Lua scripts and function libraries loaded, which stay until SCRIPT
+ * FLUSH / FUNCTION FLUSH).
  */
 async function settledMemory(redis: RedisConnection, { scripts = true } = {}): Promise<number> {
   await sleep(SETTLE_MS);
@@ -542,7 +543,7 @@ const SETTLE_MS = 1000;
  * 3. a worker runs them; the client waits for every result and shuts the pool down; used_memory
  *    *released* (worker still up): no growth means released ≈ idle; then with the worker stopped
  *    too, against base. These two compare used_memory less the script cache (the client's
- *    scripts, loaded after the idle reference, stay in it until SCRIPT FLUSH).
+ *    scripts, loaded after the idle reference, stay in it until SCRIPT / FUNCTION FLUSH).
  */
 async function oursMemory(url: string, tasks: number): Promise<Memory> {
   const redis = await connect(url, "streamfutures-bench-driver");
@@ -1360,7 +1361,7 @@ function markdown(r: Results): string {
       ``,
       `## Redis commands per task by command (no-op, 1 worker process, mean of the runs)`,
       ``,
-      `EVALSHA / EVAL count once per script call, and the commands a script runs count as well. ` +
+      `FCALL (or EVALSHA / EVAL) counts once per script call, and the commands a script runs count as well. ` +
         `The µs columns are Redis' time inside the command per task (INFO commandstats usec): a ` +
         `script's time includes the commands it runs.`,
       ``,
