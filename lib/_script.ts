@@ -1,6 +1,7 @@
 /**
  * Runs the embedded Lua scripts of `lib/_lua/` as Redis functions (`FCALL`), or with `EVALSHA`
- * where Redis has no functions (before 7.0) or the user may not use them. Scripts are TypeScript
+ * where functions cannot be used (`FCALL` or `FUNCTION` renamed away, as some hosted Redis
+ * services do with commands, or an ACL user not allowed them). Scripts are TypeScript
  * strings so they travel with the package whether it is consumed from JSR or npm.
  *
  * Why functions: most scripts start with the shared helpers of `_lua/_common.ts`, about fifty
@@ -121,7 +122,7 @@ export class Script {
 
 /** Whether an error says that this connection cannot use functions at all. */
 function cannotUseFunctions(message: string): boolean {
-  // Redis before 7.0 (or FCALL / FUNCTION renamed away), or an ACL user not allowed them.
+  // FCALL / FUNCTION renamed away (or a Redis without them), or an ACL user not allowed them.
   return /^ERR unknown command/i.test(message) || message.startsWith("NOPERM");
 }
 

@@ -105,10 +105,10 @@ describe("scripts as Redis functions", () => {
   });
 });
 
-describe("scripts on a Redis without functions (as before 7.0)", () => {
+describe("scripts on a Redis whose FCALL and FUNCTION are renamed away", () => {
   let redis: TestRedis;
   before(async () => {
-    // FCALL and FUNCTION renamed away: Redis answers "unknown command", as Redis 6.2 does.
+    // FCALL and FUNCTION renamed away (as some hosted services do): "unknown command".
     redis = await startRedis({
       serverArgs: ["--rename-command", "FCALL", "", "--rename-command", "FUNCTION", ""],
     });
