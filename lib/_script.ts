@@ -33,6 +33,8 @@ export class Script {
   readonly source: string;
   #sha: string | undefined;
   #shaPromise: Promise<string>;
+  /** `sf_<name>_<sha1 of source>`: the name of the script's function and of its library. */
+  #function: string | undefined;
 
   constructor(name: string, source: string) {
     if (!/^[a-z_]+$/.test(name)) {
@@ -40,17 +42,16 @@ export class Script {
     }
     this.name = name;
     this.source = source;
-    this.#shaPromise = sha1Hex(source).then((sha) => (this.#sha = sha));
+    this.#shaPromise = sha1Hex(source).then((sha) => {
+      this.#function = `sf_${name}_${sha}`;
+      return (this.#sha = sha);
+    });
   }
 
-  /** The SHA1 of {@link source}: EVALSHA's handle, and part of the function's name. */
-  sha(): Promise<string> {
-    return this.#shaPromise;
-  }
-
-  /** The name of the script's Redis function (and of its library). */
+  /** The name of the script's Redis function (and of its library): `sf_<name>_<sha1>`. */
   async functionName(): Promise<string> {
-    return `sf_${this.name}_${await this.#shaPromise}`;
+    await this.#shaPromise;
+    return this.#function!;
   }
 
   /**
@@ -96,7 +97,7 @@ export class Script {
     const sha = this.#sha ?? await this.#shaPromise;
     const numKeys = String(keys.length);
     if (!evalOnly.has(client)) {
-      const call = ["FCALL", `sf_${this.name}_${sha}`, numKeys, ...keys, ...args];
+      const call = ["FCALL", this.#function!, numKeys, ...keys, ...args];
       try {
         return await client.sendCommand(call);
       } catch (error) {
