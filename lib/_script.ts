@@ -35,6 +35,8 @@ export class Script {
   #shaPromise: Promise<string>;
   /** `sf_<name>_<sha1 of source>`: the name of the script's function and of its library. */
   #function: string | undefined;
+  /** Loads under way, per connection: calls that find the library missing together share one. */
+  #loading = new WeakMap<RedisCommander, Promise<void>>();
 
   constructor(name: string, source: string) {
     if (!/^[a-z_]+$/.test(name)) {
@@ -103,7 +105,12 @@ export class Script {
       } catch (error) {
         const message = String((error as Error)?.message);
         if (message.startsWith("ERR Function not found")) {
-          await this.load(client);
+          let loading = this.#loading.get(client);
+          if (!loading) {
+            loading = this.load(client).finally(() => this.#loading.delete(client));
+            this.#loading.set(client, loading);
+          }
+          await loading;
           if (!evalOnly.has(client)) return await client.sendCommand(call);
         } else if (cannotUseFunctions(message)) {
           evalOnly.add(client);

@@ -86,6 +86,15 @@ describe("scripts as Redis functions", () => {
     assert.ok((await libraries(c)).includes(await RECORD.functionName()));
     // Loading a library that is there already is fine.
     await RECORD.load(c);
+
+    // Calls that find the library missing together load it once.
+    await c.sendCommand(["FUNCTION", "DELETE", await RECORD.functionName()]);
+    await c.sendCommand(["CONFIG", "RESETSTAT"]);
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => RECORD.run(c, [`rec:n${i}`], ["app", "f"])),
+    );
+    assert.deepEqual(replies, Array(20).fill(["f", "0"]));
+    assert.equal((await calls(c)).get("function|load"), 1, "one FUNCTION LOAD");
   });
 
   it("a user not allowed FCALL gets the same results through EVALSHA", async () => {
