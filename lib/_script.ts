@@ -73,9 +73,19 @@ export class Script {
 
   /**
    * Makes sure Redis has the script: loads its function library (already there is fine), or
-   * caches it for EVALSHA where functions cannot be used.
+   * caches it for EVALSHA where functions cannot be used. Loads on one connection that overlap
+   * share one.
    */
-  async load(client: RedisCommander): Promise<void> {
+  load(client: RedisCommander): Promise<void> {
+    let loading = this.#loading.get(client);
+    if (!loading) {
+      loading = this.#load(client).finally(() => this.#loading.delete(client));
+      this.#loading.set(client, loading);
+    }
+    return loading;
+  }
+
+  async #load(client: RedisCommander): Promise<void> {
     if (!evalOnly.has(client)) {
       try {
         await client.sendCommand(["FUNCTION", "LOAD", await this.library()]);
@@ -105,12 +115,7 @@ export class Script {
       } catch (error) {
         const message = String((error as Error)?.message);
         if (message.startsWith("ERR Function not found")) {
-          let loading = this.#loading.get(client);
-          if (!loading) {
-            loading = this.load(client).finally(() => this.#loading.delete(client));
-            this.#loading.set(client, loading);
-          }
-          await loading;
+          await this.load(client);
           if (!evalOnly.has(client)) return await client.sendCommand(call);
         } else if (cannotUseFunctions(message)) {
           evalOnly.add(client);
