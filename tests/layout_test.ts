@@ -111,6 +111,38 @@ describe("the seed's Redis layout", () => {
     assert.equal(await f.cancel(), true);
   });
 
+  it("a batch of 32 tasks or more writes hash tables at once (no quadratic listpack inserts), with no trace of how", async () => {
+    const c = await redis.client();
+    const app = "WideApp";
+    await using pool = new StreamFuturePool({
+      url: redis.url,
+      app,
+      workers: 1,
+      concurrency: 50,
+      tasks: TASKS,
+      keep: true,
+    });
+    const wide = pool.map(tasks.add, Array.from({ length: 200 }, (_, i) => [i, 1]));
+    const narrow = pool.map(tasks.add, [[1, 1], [2, 2], [3, 3]]);
+    assert.deepEqual(await Promise.all(wide), Array.from({ length: 200 }, (_, i) => i + 1));
+    assert.deepEqual(await Promise.all(narrow), [2, 4, 6]);
+    const encoding = (key: string) => c.sendCommand(["OBJECT", "ENCODING", key]);
+    const op = wide[0].operationId;
+    for (const name of ["status", "results", "heartbeat"]) {
+      const key = `${app}:${op}:${name}`;
+      assert.equal(await encoding(key), "hashtable", key);
+      const fields = Object.keys(await hash(c, key));
+      // Every field is a task id of the batch: the field that converted the hash is gone.
+      assert.ok(fields.length > 0 && fields.length <= 200, `${key}: ${fields.length} fields`);
+      const ids = new Set(wide.map((f) => f.id));
+      assert.deepEqual(fields.filter((f) => !ids.has(f)), [], key);
+    }
+    assert.equal(Object.keys(await hash(c, `${app}:${op}:status`)).length, 200);
+    assert.equal(Object.keys(await hash(c, `${app}:${op}:results`)).length, 200);
+    // A small batch stays a compact listpack.
+    assert.equal(await encoding(`${app}:${narrow[0].operationId}:status`), "listpack");
+  });
+
   it("after the pool closes only the documented long-lived keys remain", async () => {
     const c = await redis.client();
     const app = "CleanApp";

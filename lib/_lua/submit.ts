@@ -105,8 +105,8 @@ if delayed and n > 0 then
   redis.call('PUBLISH', k_control(), 'w ' .. queue .. ' ' .. string.format('%d', due))
 end
 if n > 0 then
-  call_chunked('HSET', KEYS[2], {}, status)
-  call_chunked('HSET', KEYS[3], {}, results)
+  hset_all(KEYS[2], status)
+  hset_all(KEYS[3], results)
   expire_op()
 end
 return n
