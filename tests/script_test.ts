@@ -39,6 +39,14 @@ return redis.call('HGETALL', KEYS[1])
 `,
 );
 
+/** Reads Redis' time twice in one call: the call's clock (milliseconds, heartbeat form, again). */
+const CLOCKED = new Script(
+  "test_clocked",
+  LUA_COMMON + `
+return {now_ms(), heartbeat_now(), now_ms()}
+`,
+);
+
 /** Runs a small map on a pool with a local worker: every task's result, in order. */
 async function mapOnce(url: string, app: string): Promise<number[]> {
   await using pool = new StreamFuturePool({ url, app, workers: 1, tasks: TASKS });
@@ -84,6 +92,17 @@ describe("scripts as Redis functions", () => {
       y: "0",
     });
     assert.ok((await libraries(c)).includes(await RECORD.functionName()));
+
+    // Redis' time is read once per call, and afresh by the next call.
+    const [ms, hb, again] = await CLOCKED.run(c, [], ["app"]) as [number, string, number];
+    assert.equal(again, ms, "one instant per call");
+    assert.equal(Math.floor(Number(hb) * 1000), ms);
+    let later = ms;
+    for (const end = Date.now() + 5000; later <= ms && Date.now() < end;) {
+      later = (await CLOCKED.run(c, [], ["app"]) as number[])[0];
+    }
+    assert.ok(later > ms, `a later call reads a later time (${later} after ${ms})`);
+
     // Loading a library that is there already is fine.
     await RECORD.load(c);
 

@@ -14,13 +14,20 @@ import { LUA_KEYS } from "../_keys.ts";
  * - An entry's fields travel as a flat Lua array `{name1, value1, name2, value2, ...}`.
  */
 const HELPERS: string = LUA_KEYS + `
+-- Redis' time, read once per call: everything a call writes happens at one instant.
+local CLOCK
+local function clock()
+  if not CLOCK then CLOCK = redis.call('TIME') end
+  return CLOCK
+end
+
 local function now_ms()
-  local t = redis.call('TIME')
+  local t = clock()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 local function heartbeat_now()
-  local t = redis.call('TIME')
+  local t = clock()
   return t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 end
 
@@ -397,12 +404,12 @@ local function lost(queue, stream, id, flat, op, tid, reply, message)
   return 'f'
 end
 
--- The start of every call: its keys and arguments, and empty collections of deferred writes
--- (a script run as a Redis function keeps these locals from one call to the next).
+-- The start of every call: its keys and arguments, empty collections of deferred writes, and no
+-- time read yet (a script run as a Redis function keeps these locals from one call to the next).
 local function begin(keys, args)
   KEYS, ARGV, APP = keys, args, args[1]
   HSETS, HSET_KEYS, ACKS, ACK_KEYS, ACKED = {}, {}, {}, {}, {}
-  NOTICES, NOTICE_KEYS, NOTICE_STARTS, FINALS, WATCHING = {}, {}, {}, {}, nil
+  NOTICES, NOTICE_KEYS, NOTICE_STARTS, FINALS, WATCHING, CLOCK = {}, {}, {}, {}, nil, nil
 end
 `;
 
