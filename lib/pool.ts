@@ -41,7 +41,7 @@ import { type LocalListeners, startLocalListeners } from "./_local_listeners.ts"
 import { executorMode } from "./_executor.ts";
 import { CANCEL } from "./_lua/cancel.ts";
 import { RECOVER_TASKS } from "./_lua/recover.ts";
-import { SUBMIT, SUBMIT_EX } from "./_lua/submit.ts";
+import { SUBMIT, SUBMIT_EX, SUBMIT_SOLO } from "./_lua/submit.ts";
 import { TOUCH } from "./_lua/touch.ts";
 import { UNWATCH, WATCH } from "./_lua/watch.ts";
 import { errorFromPayload, settleStored } from "./_outcome.ts";
@@ -252,6 +252,18 @@ interface Batch {
   readonly dedupe: DedupeSpec;
   /** Set when a flush took the batch: later items of the operation need a new batch. */
   sealed?: boolean;
+}
+
+/**
+ * `submit` calls of one flush that go out together (see {@link SUBMIT_SOLO}): single-task
+ * operations of one queue with the same settings, in submission order.
+ */
+interface SoloRun {
+  /** Queue, due time and extra fields, the settings the run's operations share. */
+  readonly key: string;
+  readonly batches: Batch[];
+  readonly items: Outgoing[];
+  readonly names: string[];
 }
 
 /** Options of {@link StreamFuturePool.map}. */
@@ -1208,6 +1220,12 @@ export class StreamFuturePool implements AsyncDisposable {
     // The batches go out in submission order, without an await between them (FIFO within a
     // queue; the first of identical calls creates the task).
     const calls: Promise<void>[] = [];
+    // Consecutive plain `submit`s of one queue and settings go out in one call.
+    let solo: SoloRun | undefined;
+    const sendSolo = () => {
+      if (solo) calls.push(this.#submitSolo(solo));
+      solo = undefined;
+    };
     for (const batch of batches) {
       const items: Outgoing[] = [];
       const names: string[] = [];
@@ -1223,11 +1241,25 @@ export class StreamFuturePool implements AsyncDisposable {
       }
       if (items.length === 0) continue;
       const dedupe = dedupeHash(batch.dedupe, names[0], items[0].args);
+      if (
+        dedupe === "" && items.length === 1 && items[0].parents.length === 0 &&
+        items[0].future.id === batch.op
+      ) {
+        const key = `${batch.queue}\n${batch.due}\n${batch.extra.join("\n")}`;
+        if (solo && solo.key !== key) sendSolo();
+        solo ??= { key, batches: [], items: [], names: [] };
+        solo.batches.push(batch);
+        solo.items.push(items[0]);
+        solo.names.push(names[0]);
+        continue;
+      }
+      sendSolo();
       const written = this.#submitBatch(batch, items, names, dedupe);
       this.#writing.set(batch.op, written);
       void written.finally(() => this.#writing.delete(batch.op));
       calls.push(written);
     }
+    sendSolo();
     await Promise.all(calls);
   }
 
@@ -1263,6 +1295,65 @@ export class StreamFuturePool implements AsyncDisposable {
       args: JSON.stringify(rewrite(JSON.parse(item.args))),
       parents: item.parents.map((p) => moved.get(p) ?? p),
     };
+  }
+
+  /**
+   * Writes a run of single-task operations (see {@link SoloRun}) in calls of up to
+   * {@link SUBMIT_CHUNK}, each checking for a live listener itself.
+   */
+  #submitSolo(run: SoloRun): Promise<void> {
+    const { batches, items, names } = run;
+    const { queue, extra, due } = batches[0];
+    const cmd = this.#cmd!;
+    const keys = [this.#keys.listeners(queue)];
+    const head = [
+      this.app,
+      this.#requireWorkers ? "1" : "0",
+      String(this.#heartbeatTimeout),
+      "",
+      this.#replyKey,
+      String(this.#orphanTtl),
+      queue,
+      due,
+      String(extra.length / 2),
+      ...extra,
+    ];
+    const send = async (start: number, end: number): Promise<void> => {
+      const args = head.slice();
+      for (let i = start; i < end; i++) args.push(items[i].future.id, names[i], items[i].args);
+      try {
+        // Idempotent (see SUBMIT_SOLO), so a call cut by a lost connection is simply sent again.
+        const written = await withReconnect(
+          cmd,
+          () => SUBMIT_SOLO.run(cmd, keys, args),
+          this.#reconnectDeadline,
+          `submitting to queue "${queue}"`,
+        );
+        if (written === -1) this.#failBatch(items.slice(start, end), this.#noWorkers(queue));
+      } catch (error) {
+        this.#failBatch(items.slice(start, end), error);
+      }
+    };
+    const sends: Promise<void>[] = [];
+    for (let start = 0; start < items.length; start += SUBMIT_CHUNK) {
+      sends.push(send(start, Math.min(start + SUBMIT_CHUNK, items.length)));
+    }
+    const written = Promise.all(sends).then(() => {});
+    // Set before the flush goes on: a later batch of it may have these operations as parents.
+    for (const batch of batches) this.#writing.set(batch.op, written);
+    void written.finally(() => {
+      for (const batch of batches) this.#writing.delete(batch.op);
+    });
+    return written;
+  }
+
+  /** The error of tasks refused because no live worker serves `queue`. */
+  #noWorkers(queue: string): NoWorkersError {
+    return new NoWorkersError(
+      `no live worker serves queue "${queue}" of app "${this.app}" (no listener heartbeat within ${this.#heartbeatTimeout} ms); ` +
+        `start one with \`deno run -A worker.ts --tasks ... --app ${this.app} --queue ${queue}\`, ` +
+        `pass workers: N, or requireWorkers: false to let work wait in Redis`,
+    );
   }
 
   /**
@@ -1318,14 +1409,7 @@ export class StreamFuturePool implements AsyncDisposable {
     try {
       const written = await chunk(0, FIRST_CHUNK, this.#requireWorkers);
       if (written === -1) {
-        this.#failBatch(
-          items,
-          new NoWorkersError(
-            `no live worker serves queue "${queue}" of app "${this.app}" (no listener heartbeat within ${this.#heartbeatTimeout} ms); ` +
-              `start one with \`deno run -A worker.ts --tasks ... --app ${this.app} --queue ${queue}\`, ` +
-              `pass workers: N, or requireWorkers: false to let work wait in Redis`,
-          ),
-        );
+        this.#failBatch(items, this.#noWorkers(queue));
         return;
       }
       if (Array.isArray(written)) this.#onShared(items, written as unknown[][]);
@@ -1480,6 +1564,11 @@ export class StreamFuturePool implements AsyncDisposable {
     const id = await this.#cmd.sendCommand(["XADD", this.#replyKey, "*", "init", "1"]);
     await this.#cmd.sendCommand(["XDEL", this.#replyKey, String(id)]);
     await TOUCH.run(this.#cmd, [this.#replyKey], [String(this.#orphanTtl)]);
+    // The submit scripts are in Redis before the first flush: a call that finds its script
+    // missing loads it and goes again, behind calls sent after it (submission order is kept
+    // unless Redis loses its functions while the pool runs: FUNCTION FLUSH, a restart without
+    // persistence).
+    await Promise.all([SUBMIT, SUBMIT_SOLO, SUBMIT_EX].map((script) => script.load(this.#cmd!)));
     this.#lastReplyId = String(id);
     this.#reading = true;
     this.#readLoop = this.#readReplies();

@@ -114,6 +114,57 @@ return n
 );
 
 /**
+ * {@link SUBMIT} for single-task operations: the `pool.submit` calls of one turn of the client's
+ * event loop that share a queue and settings, each its own operation (task id = operation id),
+ * written by one call instead of one call each. Idempotent like SUBMIT: a batch whose first task
+ * already has a status was written by an earlier try of the same call.
+ * KEYS[1] listener registry `<app>:listeners:<queue>`
+ * ARGV[1..3], ARGV[5..] as SUBMIT's; ARGV[4] "" (each task is its own operation)
+ * ARGV[10+2k..] triples: task id (= its operation id), task name, encoded arguments
+ *
+ * Returns the number of tasks enqueued, -1 when no listener is live (nothing was written), or
+ * -2 when the batch had been written already.
+ */
+export const SUBMIT_SOLO: Script = new Script(
+  "submit_solo",
+  LUA_COMMON + PREAMBLE + `
+if ARGV[first] and redis.call('HEXISTS', k_status(ARGV[first]), ARGV[first]) == 1 then return -2 end
+if not live() then return -1 end
+announce_priority()
+local n = 0
+local flat = entry('', '', '')
+local delayed = due and due > now_ms()
+local stream = k_stream(queue, priority)
+-- One absolute expiry for every operation of the call, formatted once.
+local at = nil
+if ARGV[6] ~= '0' then at = string.format('%d', now_ms() + tonumber(ARGV[6])) end
+for i = first, #ARGV, 3 do
+  local id = ARGV[i]
+  n = n + 1
+  flat[4] = id
+  flat[6] = ARGV[i + 1]
+  flat[8] = ARGV[i + 2]
+  if delayed then
+    redis.call('ZADD', k_delayed(queue), due, cjson.encode(flat))
+  else
+    redis.call('XADD', stream, '*', unpack(flat))
+  end
+  local ks, kr = k_status(id), k_results(id)
+  redis.call('HSET', ks, id, '0')
+  redis.call('HSET', kr, id, '')
+  if at then
+    redis.call('PEXPIREAT', ks, at)
+    redis.call('PEXPIREAT', kr, at)
+  end
+end
+if delayed and n > 0 then
+  redis.call('PUBLISH', k_control(), 'w ' .. queue .. ' ' .. string.format('%d', due))
+end
+return n
+`,
+);
+
+/**
  * {@link SUBMIT} for tasks with parents (futures among their arguments) or a dedupe key.
  *
  * A task with parents waits in `<app>:deps:<op>:<taskId>` (its entry, its queue, due time,

@@ -6,6 +6,7 @@ import { startWorkerProcess, type TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
 import { startLossyProxy } from "./_proxy.ts";
 import { TAKE } from "../../lib/_lua/take.ts";
+import { SUBMIT_SOLO } from "../../lib/_lua/submit.ts";
 import { createHash } from "node:crypto";
 import {
   FAULT_TASKS,
@@ -130,6 +131,33 @@ describe("Redis faults", () => {
       assert.equal(starts.size, 100);
       assert.deepEqual([...new Set(starts.values())], [1], "every task ran exactly once");
       assert.match(worker.stderr(), /claiming \d+ task\(s\) read by a call whose reply was lost/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("submits whose reply is lost: the call goes again and writes nothing twice", async () => {
+    const app = nextApp("lostsubmit");
+    const file = await traceFile();
+    const proxy = await startLossyProxy(redis.port);
+    try {
+      children.push(await startWorker(redis, app, ["--concurrency", "8"]));
+      await using pool = faultPool({ ...redis, url: proxy.url }, app);
+      await pool.ready(); // the submit scripts are loaded: the marker now means a call
+      const sha = createHash("sha1").update(SUBMIT_SOLO.source).digest("hex");
+      const calls = proxy.count(sha);
+      const lost = proxy.loseReplyTo(sha);
+      const futures = Array.from({ length: 50 }, () => pool.submit<Trace>("nap", [5, file]));
+      await lost;
+      const results = await Promise.all(futures);
+      assert.equal(results.length, 50);
+      assert.ok(calls() >= 2, `the call went again (${calls()} calls)`);
+      const starts = new Map<string, number>();
+      for (const line of await readTrace(file)) {
+        if (line.event === "start") starts.set(line.taskId, (starts.get(line.taskId) ?? 0) + 1);
+      }
+      assert.deepEqual([...starts.keys()].sort(), futures.map((f) => f.id).sort());
+      assert.deepEqual([...new Set(starts.values())], [1], "every task ran exactly once");
     } finally {
       await proxy.close();
     }
