@@ -22,7 +22,7 @@ interface DenoLike {
     cwd?: string;
     env?: Record<string, string>;
     stdin: "null" | "piped";
-    stdout: "piped";
+    stdout: "piped" | "inherit";
     stderr: "piped" | "inherit";
   }) => {
     spawn(): {
@@ -36,6 +36,20 @@ interface DenoLike {
   };
   stdout: { writable: WritableStream<Uint8Array> };
   stdin: { readable: ReadableStream<Uint8Array> };
+  makeTempDir(options: { prefix: string }): Promise<string>;
+  remove(path: string, options: { recursive: boolean }): Promise<void>;
+  listen(options: { transport: "unix"; path: string }): {
+    accept(): Promise<DenoConn>;
+    close(): void;
+  };
+  connect(options: { transport: "unix"; path: string }): Promise<DenoConn>;
+}
+
+/** A connection of `Deno.listen` / `Deno.connect`. */
+interface DenoConn {
+  readable: ReadableStream<Uint8Array>;
+  writable: WritableStream<Uint8Array>;
+  close(): void;
 }
 
 /** The subset of Node's `process` this library uses. */
@@ -276,8 +290,11 @@ interface WebWorker {
 /** The environment variable that tells an executor it runs as a process of its own. */
 const PROCESS_THREAD = "STREAMFUTURES_EXECUTOR_PROCESS";
 
-/** Marks the protocol lines of a process thread (any other output is the task's own). */
+/** Marks the protocol lines of a process thread on a pipe (any other output is the task's own). */
 const MARK = "\u0001SF:";
+
+/** The environment variable that gives an executor process the Unix socket to its worker. */
+const PROCESS_SOCKET = "STREAMFUTURES_EXECUTOR_SOCKET";
 
 /**
  * True when threads can be stopped by force here. Deno 2.9 cannot terminate a worker thread that
@@ -314,12 +331,11 @@ function stdoutWriter(): WritableStreamDefaultWriter<Uint8Array> {
 }
 
 /**
- * Starts a module as a separate process that behaves like a thread of {@link startThread} (Deno
- * only): messages travel as JSON lines on its stdin / stdout, marked so that what tasks print
- * passes through to this process's stdout; `terminate()` kills it (SIGKILL), which ends even a
- * synchronous infinite loop.
+ * {@link startProcessThread} where Unix sockets are not available (Windows): messages travel as
+ * JSON lines on the process's stdin / stdout, marked so that what tasks print passes through to
+ * this process's stdout.
  */
-export async function startProcessThread(url: URL, data: unknown): Promise<ThreadHandle> {
+async function startPipeProcessThread(url: URL, data: unknown): Promise<ThreadHandle> {
   if (!deno) return await startThread(url, data);
   const { fileURLToPath } = await import("node:url");
   const child = new deno.Command(deno.execPath(), {
@@ -387,6 +403,116 @@ export async function startProcessThread(url: URL, data: unknown): Promise<Threa
   };
 }
 
+/**
+ * Reads newline-terminated JSON messages from `readable` and hands each to `onMessage`; resolves
+ * at the end of the stream.
+ */
+async function readJsonLines(
+  readable: ReadableStream<Uint8Array>,
+  onMessage: (m: unknown) => void,
+): Promise<void> {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const chunk of readable) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let start = 0;
+    let newline;
+    while ((newline = buffer.indexOf("\n", start)) !== -1) {
+      onMessage(JSON.parse(buffer.slice(start, newline)));
+      start = newline + 1;
+    }
+    buffer = buffer.slice(start);
+  }
+}
+
+/**
+ * Starts a module as a separate process that behaves like a thread of {@link startThread} (Deno
+ * only): messages travel as JSON lines over a Unix socket the process connects to (Deno reads a
+ * socket on its event loop; a pipe on stdin costs a hand-off to a blocking thread per read); its
+ * stdout and stderr are this process's; `terminate()` kills it (SIGKILL), which ends even a
+ * synchronous infinite loop.
+ */
+export async function startProcessThread(url: URL, data: unknown): Promise<ThreadHandle> {
+  if (!deno) return await startThread(url, data);
+  const { fileURLToPath } = await import("node:url");
+  const dir = await deno.makeTempDir({ prefix: "sf-exec-" });
+  const path = `${dir}/s`;
+  let listener: ReturnType<DenoLike["listen"]>;
+  try {
+    listener = deno.listen({ transport: "unix", path });
+  } catch {
+    // No Unix sockets here (Windows), or a path too long for one: a pipe, slower but everywhere.
+    await deno.remove(dir, { recursive: true }).catch(() => {});
+    return await startPipeProcessThread(url, data);
+  }
+  const child = new deno.Command(deno.execPath(), {
+    args: ["run", "-A", fileURLToPath(siblingUrl(url))],
+    env: { [PROCESS_THREAD]: "1", [PROCESS_SOCKET]: path },
+    stdin: "null",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  const encoder = new TextEncoder();
+  let onMessage: (m: unknown) => void = () => {};
+  let onError: (e: unknown) => void = () => {};
+  let terminated = false;
+  let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  let conn: { close(): void } | undefined;
+  /** Messages posted before the process connected. */
+  const waiting: Uint8Array[] = [];
+  const post = (message: unknown) => {
+    const bytes = encoder.encode(JSON.stringify(message) + "\n");
+    if (writer) writer.write(bytes).catch(() => {});
+    else waiting.push(bytes);
+  };
+  const closeListener = () => {
+    try {
+      listener.close();
+    } catch {
+      // closed already
+    }
+    deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  void child.status.then((status) => {
+    closeListener();
+    if (!terminated) {
+      onError(new Error(`the executor process exited (code ${status.code}, ${status.signal})`));
+    }
+  });
+  void (async () => {
+    const accepted = await listener.accept();
+    closeListener();
+    conn = accepted;
+    if (terminated) return accepted.close();
+    const w = accepted.writable.getWriter();
+    writer = w;
+    for (const bytes of waiting.splice(0)) w.write(bytes).catch(() => {});
+    await readJsonLines(accepted.readable, (m) => onMessage(m));
+  })().catch((error) => {
+    if (!terminated) onError(error);
+  });
+  post({ init: data });
+  return {
+    post,
+    onMessage: (h) => (onMessage = h),
+    onError: (h) => (onError = h),
+    terminate: async () => {
+      terminated = true;
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await child.status.catch(() => {});
+      try {
+        conn?.close();
+      } catch {
+        // closed already
+      }
+    },
+  };
+}
+
 /** The parent side of a thread, seen from inside it. */
 export interface ThreadPort {
   /** The `data` given to {@link startThread}. */
@@ -402,8 +528,8 @@ export interface ThreadPort {
 /** Inside a thread started by {@link startThread}: waits for the init message. */
 export async function threadPort(): Promise<ThreadPort> {
   let handler: (m: unknown) => void = () => {};
-  if (deno && getEnv(PROCESS_THREAD) === "1") {
-    // A process started by startProcessThread: JSON lines on stdin / stdout.
+  if (deno && getEnv(PROCESS_THREAD) === "1" && !getEnv(PROCESS_SOCKET)) {
+    // A process started by startPipeProcessThread: JSON lines on stdin / stdout.
     const writer = stdoutWriter();
     const encoder = new TextEncoder();
     let init!: (data: unknown) => void;
@@ -428,6 +554,30 @@ export async function threadPort(): Promise<ThreadPort> {
       data: await data,
       post: (m) => {
         writer.write(encoder.encode(MARK + JSON.stringify(m) + "\n")).catch(() => {});
+      },
+      onMessage: (h) => (handler = h),
+      close: () => deno.exit(0),
+    };
+  }
+  if (deno && getEnv(PROCESS_THREAD) === "1") {
+    // A process started by startProcessThread: JSON lines over the Unix socket it names.
+    const conn = await deno.connect({ transport: "unix", path: getEnv(PROCESS_SOCKET) ?? "" });
+    const writer = conn.writable.getWriter();
+    const encoder = new TextEncoder();
+    let init!: (data: unknown) => void;
+    const data = new Promise<unknown>((resolve) => (init = resolve));
+    void (async () => {
+      await readJsonLines(conn.readable, (m) => {
+        if (m && typeof m === "object" && "init" in m) init((m as { init: unknown }).init);
+        else handler(m);
+      }).catch(() => {});
+      deno.exit(0); // the parent went away
+    })();
+    watchParent();
+    return {
+      data: await data,
+      post: (m) => {
+        writer.write(encoder.encode(JSON.stringify(m) + "\n")).catch(() => {});
       },
       onMessage: (h) => (handler = h),
       close: () => deno.exit(0),

@@ -185,9 +185,11 @@ export async function startRedis(options: TestRedisOptions = {}): Promise<TestRe
 export async function startWorkerProcess(
   args: string[],
   readyText = "streamfutures-worker: ready",
+  env?: Record<string, string>,
 ): Promise<ChildProcessHandle> {
   const [exe, ...pre] = workerCommand();
   const child = await spawnProcess(exe, [...pre, ...args], {
+    env,
     echo: (await import("../lib/_runtime.ts")).getEnv("STREAMFUTURES_TEST_ECHO")
       ? "worker"
       : undefined,

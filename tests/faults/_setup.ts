@@ -61,22 +61,27 @@ export function startWorker(
   redis: TestRedis,
   app: string,
   args: string[] = [],
+  env?: Record<string, string>,
 ): Promise<ChildProcessHandle> {
-  return startWorkerProcess([
-    "--tasks",
-    FAULT_TASKS.href,
-    "--url",
-    redis.url,
-    "--app",
-    app,
-    "--heartbeat-interval",
-    String(BEAT / 1000),
-    "--heartbeat-timeout",
-    String(LOST_AFTER / 1000),
-    "--task-grace",
-    "0.5",
-    ...args,
-  ]);
+  return startWorkerProcess(
+    [
+      "--tasks",
+      FAULT_TASKS.href,
+      "--url",
+      redis.url,
+      "--app",
+      app,
+      "--heartbeat-interval",
+      String(BEAT / 1000),
+      "--heartbeat-timeout",
+      String(LOST_AFTER / 1000),
+      "--task-grace",
+      "0.5",
+      ...args,
+    ],
+    undefined,
+    env,
+  );
 }
 
 /** A pool (no local listeners) for the fault tasks with the tests' heartbeat settings. */

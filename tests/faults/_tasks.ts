@@ -137,3 +137,9 @@ export function loopTicking(file: string): never {
     }
   }
 }
+
+/** Prints `text` on stdout and returns it. */
+export function say(text: string): string {
+  console.log(text);
+  return text;
+}

@@ -80,8 +80,10 @@ describe("cancellation across the stream", () => {
       () => worker.stderr().includes("terminating its executor"),
       "the executor terminated after the task grace period",
     );
-    // The worker has a new executor and goes on serving.
+    // The worker has a new executor and goes on serving; what its tasks print is its output.
     assert.equal((await pool.submit<Trace>("where", [])).pid, worker.pid);
+    assert.equal(await pool.submit("say", ["printed by a task"]), "printed by a task");
+    await waitFor(() => worker.stdout().includes("printed by a task\n"), "the task's output");
     const ignoring = await traceFile();
     const g = pool.submit("stubbornNap", [60_000, ignoring]);
     await waitFor(async () => (await readTrace(ignoring)).length === 1, "stubborn task started");
@@ -96,6 +98,43 @@ describe("cancellation across the stream", () => {
       0,
       "the stubborn task was stopped, not left running",
     );
+  });
+
+  it("executor processes without a Unix socket (a temp dir too long for one) talk over pipes", async () => {
+    // Where Unix sockets are not available (Windows, or a TMPDIR too long for a socket path), an
+    // executor process gets its messages on stdin / stdout instead. Deno only: Node's executors
+    // are threads.
+    if (!("Deno" in globalThis)) return;
+    const { mkdtemp, mkdir, readdir, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const base = await mkdtemp(join(tmpdir(), "sf-long-"));
+    const long = join(base, "d".repeat(120));
+    await mkdir(long);
+    try {
+      const app = nextApp("cxpipe");
+      const file = await traceFile();
+      const worker = await startWorker(redis, app, ["--executors", "1"], { TMPDIR: long });
+      children.push(worker);
+      await using pool = faultPool(redis, app);
+      assert.deepEqual(
+        (await Promise.all(pool.map<Trace>("where", [[], [], []]))).map((t) => t.pid),
+        [worker.pid, worker.pid, worker.pid],
+      );
+      assert.equal(await pool.submit("say", ["printed over a pipe"]), "printed over a pipe");
+      await waitFor(() => worker.stdout().includes("printed over a pipe\n"), "the task's output");
+      const f = pool.submit("loopForever", [file]);
+      await waitFor(async () => (await readTrace(file)).length === 1, "loop started");
+      assert.equal(await f.cancel(), true);
+      await waitFor(
+        () => worker.stderr().includes("terminating its executor"),
+        "the executor terminated after the task grace period",
+      );
+      assert.equal((await pool.submit<Trace>("where", [])).pid, worker.pid);
+      assert.deepEqual(await readdir(long), [], "no socket directory left behind");
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
   });
 
   it("an aborted submit signal and disposing a future cancel running tasks too", async () => {
