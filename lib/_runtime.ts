@@ -435,14 +435,17 @@ async function readJsonLines(
 export async function startProcessThread(url: URL, data: unknown): Promise<ThreadHandle> {
   if (!deno) return await startThread(url, data);
   const { fileURLToPath } = await import("node:url");
-  const dir = await deno.makeTempDir({ prefix: "sf-exec-" });
-  const path = `${dir}/s`;
+  let dir: string | undefined;
+  let path: string;
   let listener: ReturnType<DenoLike["listen"]>;
   try {
+    dir = await deno.makeTempDir({ prefix: "sf-exec-" });
+    path = `${dir}/s`;
     listener = deno.listen({ transport: "unix", path });
   } catch {
-    // No Unix sockets here (Windows), or a path too long for one: a pipe, slower but everywhere.
-    await deno.remove(dir, { recursive: true }).catch(() => {});
+    // No Unix sockets here (Windows), a path too long for one, or no permission to make one
+    // (`--allow-read` / `--allow-write`): a pipe, slower but everywhere.
+    if (dir) await deno.remove(dir, { recursive: true }).catch(() => {});
     return await startPipeProcessThread(url, data);
   }
   const child = new deno.Command(deno.execPath(), {
