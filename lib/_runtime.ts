@@ -324,6 +324,18 @@ setInterval(() => {
   new WorkerCtor(url, { type: "module" });
 }
 
+/** Kills a child process (SIGKILL) and waits until it has exited. */
+async function kill(
+  child: { kill(signal?: string): void; status: Promise<unknown> },
+): Promise<void> {
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // already gone
+  }
+  await child.status.catch(() => {});
+}
+
 let sharedStdout: WritableStreamDefaultWriter<Uint8Array> | undefined;
 /** One writer of this process's stdout, shared (a stream has one writer at a time). */
 function stdoutWriter(): WritableStreamDefaultWriter<Uint8Array> {
@@ -393,12 +405,7 @@ async function startPipeProcessThread(url: URL, data: unknown): Promise<ThreadHa
     onError: (h) => (onError = h),
     terminate: async () => {
       terminated = true;
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-      await child.status.catch(() => {});
+      await kill(child);
     },
   };
 }
@@ -501,12 +508,7 @@ export async function startProcessThread(url: URL, data: unknown): Promise<Threa
     onError: (h) => (onError = h),
     terminate: async () => {
       terminated = true;
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-      await child.status.catch(() => {});
+      await kill(child);
       try {
         conn?.close();
       } catch {

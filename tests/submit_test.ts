@@ -19,6 +19,16 @@ async function streamIds(c: RedisConnection, key: string): Promise<string[]> {
   return entries.map(([, fields]) => fields[fields.indexOf("id") + 1]);
 }
 
+/**
+ * A connected pool that lets work wait for workers. (Tests shut it down with its futures
+ * cancelled, so that a failed check does not wait for tasks no worker runs.)
+ */
+async function waitingPool(redis: TestRedis, app: string): Promise<StreamFuturePool> {
+  const pool = new StreamFuturePool({ url: redis.url, app, requireWorkers: false, tasks: TASKS });
+  await pool.ready();
+  return pool;
+}
+
 describe("submit calls of one turn go out together", () => {
   let redis: TestRedis;
   before(async () => {
@@ -31,15 +41,8 @@ describe("submit calls of one turn go out together", () => {
   it("1,200 submits in one turn: 3 Redis calls, each task its own operation with the seed's keys", async () => {
     const c = await redis.client();
     const app = "Solo";
-    // Shut down with its futures cancelled, so that a failed check does not wait for them.
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app,
-      requireWorkers: false,
-      tasks: TASKS,
-    });
+    await using pool = await waitingPool(redis, app);
     const unsettled = () => pool.shutdown({ cancelFutures: true });
-    await pool.ready();
     await c.sendCommand(["CONFIG", "RESETSTAT"]);
     try {
       const futures = Array.from({ length: 1200 }, (_, i) => pool.submit(tasks.add, [i, 1]));
@@ -73,15 +76,8 @@ describe("submit calls of one turn go out together", () => {
   it("different queues and settings split a turn's submits into runs, each in submission order", async () => {
     const c = await redis.client();
     const app = "SoloRuns";
-    // Shut down with its futures cancelled, so that a failed check does not wait for them.
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app,
-      requireWorkers: false,
-      tasks: TASKS,
-    });
+    await using pool = await waitingPool(redis, app);
     const unsettled = () => pool.shutdown({ cancelFutures: true });
-    await pool.ready();
     await c.sendCommand(["CONFIG", "RESETSTAT"]);
     try {
       const a = pool.submit(tasks.add, [1, 1]);

@@ -39,6 +39,14 @@ local function entry(id, fn, args)
   for _, v in ipairs(extra) do flat[#flat + 1] = v end
   return flat
 end
+-- Writes a task entry: to the stream, or to the delayed set when the call's tasks are due later.
+local function put(flat, delayed, stream)
+  if delayed then
+    redis.call('ZADD', k_delayed(queue), due, cjson.encode(flat))
+  else
+    redis.call('XADD', stream, '*', unpack(flat))
+  end
+end
 -- The operation's keys expire together, at one absolute time (see the orphan TTL).
 local function expire_op()
   if ARGV[6] ~= '0' then
@@ -95,11 +103,7 @@ for i = first, #ARGV, 3 do
   flat[4] = id
   flat[6] = ARGV[i + 1]
   flat[8] = ARGV[i + 2]
-  if delayed then
-    redis.call('ZADD', k_delayed(queue), due, cjson.encode(flat))
-  else
-    redis.call('XADD', stream, '*', unpack(flat))
-  end
+  put(flat, delayed, stream)
 end
 if delayed and n > 0 then
   redis.call('PUBLISH', k_control(), 'w ' .. queue .. ' ' .. string.format('%d', due))
@@ -144,11 +148,7 @@ for i = first, #ARGV, 3 do
   flat[4] = id
   flat[6] = ARGV[i + 1]
   flat[8] = ARGV[i + 2]
-  if delayed then
-    redis.call('ZADD', k_delayed(queue), due, cjson.encode(flat))
-  else
-    redis.call('XADD', stream, '*', unpack(flat))
-  end
+  put(flat, delayed, stream)
   local ks, kr = k_status(id), k_results(id)
   redis.call('HSET', ks, id, '0')
   redis.call('HSET', kr, id, '')

@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { CancelledError } from "../../mod.ts";
+import { CancelledError, type StreamFuturePool } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
 import type { TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
@@ -16,6 +16,25 @@ import {
 
 let redis: TestRedis;
 const children: ChildProcessHandle[] = [];
+
+/**
+ * Runs `loopForever`, cancels it, and waits until the worker has terminated the executor stuck in
+ * it; then checks that the worker serves on.
+ */
+async function cancelLoop(
+  pool: StreamFuturePool,
+  worker: ChildProcessHandle,
+  file: string,
+): Promise<void> {
+  const f = pool.submit("loopForever", [file]);
+  await waitFor(async () => (await readTrace(file)).length === 1, "loop started");
+  assert.equal(await f.cancel(), true);
+  await waitFor(
+    () => worker.stderr().includes("terminating its executor"),
+    "the executor terminated after the task grace period",
+  );
+  assert.equal((await pool.submit<Trace>("where", [])).pid, worker.pid);
+}
 
 describe("cancellation across the stream", () => {
   faultHooks(children, (r) => (redis = r));
@@ -73,15 +92,8 @@ describe("cancellation across the stream", () => {
     const worker = await startWorker(redis, app, ["--executors", "1"]);
     children.push(worker);
     await using pool = faultPool(redis, app);
-    const f = pool.submit("loopForever", [file]);
-    await waitFor(async () => (await readTrace(file)).length === 1, "loop started");
-    assert.equal(await f.cancel(), true);
-    await waitFor(
-      () => worker.stderr().includes("terminating its executor"),
-      "the executor terminated after the task grace period",
-    );
-    // The worker has a new executor and goes on serving; what its tasks print is its output.
-    assert.equal((await pool.submit<Trace>("where", [])).pid, worker.pid);
+    // The worker gets a new executor and goes on serving; what its tasks print is its output.
+    await cancelLoop(pool, worker, file);
     assert.equal(await pool.submit("say", ["printed by a task"]), "printed by a task");
     await waitFor(() => worker.stdout().includes("printed by a task\n"), "the task's output");
     const ignoring = await traceFile();
@@ -123,14 +135,7 @@ describe("cancellation across the stream", () => {
       );
       assert.equal(await pool.submit("say", ["printed over a pipe"]), "printed over a pipe");
       await waitFor(() => worker.stdout().includes("printed over a pipe\n"), "the task's output");
-      const f = pool.submit("loopForever", [file]);
-      await waitFor(async () => (await readTrace(file)).length === 1, "loop started");
-      assert.equal(await f.cancel(), true);
-      await waitFor(
-        () => worker.stderr().includes("terminating its executor"),
-        "the executor terminated after the task grace period",
-      );
-      assert.equal((await pool.submit<Trace>("where", [])).pid, worker.pid);
+      await cancelLoop(pool, worker, file);
       assert.deepEqual(await readdir(long), [], "no socket directory left behind");
     } finally {
       await rm(base, { recursive: true, force: true });
