@@ -143,6 +143,43 @@ describe("the seed's Redis layout", () => {
     assert.equal(await encoding(`${app}:${narrow[0].operationId}:status`), "listpack");
   });
 
+  it("a map with parents and the watch hash are hash tables from their first write, with no trace", async () => {
+    const c = await redis.client();
+    const app = "WideDeps";
+    await using pool = new StreamFuturePool({
+      url: redis.url,
+      app,
+      workers: 1,
+      concurrency: 50,
+      tasks: TASKS,
+      keep: true,
+    });
+    const gate = pool.submit(tasks.sleep, [200]);
+    // 40 children wait on one running parent: SUBMIT_EX writes them one by one, and each
+    // registers in the watch record of the parent.
+    const children = pool.map<number>("add", Array.from({ length: 40 }, (_, i) => [gate, i]));
+    await waitFor(
+      async () => (await c.sendCommand(["HLEN", `${app}:watch`])) === 1,
+      "the parent's watch record",
+    );
+    const encoding = (key: string) => c.sendCommand(["OBJECT", "ENCODING", key]);
+    assert.equal(await encoding(`${app}:watch`), "hashtable");
+    assert.deepEqual(Object.keys(await hash(c, `${app}:watch`)), [
+      `${gate.operationId}/${gate.id}`,
+    ]);
+    assert.deepEqual(await Promise.all(children), Array.from({ length: 40 }, (_, i) => 200 + i));
+    const op = children[0].operationId;
+    for (const name of ["status", "results"]) {
+      const key = `${app}:${op}:${name}`;
+      assert.equal(await encoding(key), "hashtable", key);
+      assert.deepEqual(
+        Object.keys(await hash(c, key)).sort(),
+        children.map((f) => f.id).sort(),
+        `${key} holds the tasks' fields only`,
+      );
+    }
+  });
+
   it("after the pool closes only the documented long-lived keys remain", async () => {
     const c = await redis.client();
     const app = "CleanApp";

@@ -105,12 +105,14 @@ end
 -- deletes; a hash table stays one. (The price: a hash of 32 to 512 fields takes more memory,
 -- about as much per field as a large one.)
 local WIDE_BATCH = 32
-local WIDE_FIELD = '${"-".repeat(256)}'
+-- (':' is in no task id or task reference, so the field is never one of theirs.)
+local WIDE_FIELD = 'sf:wide:${"-".repeat(248)}'
 local function hset_all(key, list)
   if #list < 2 * WIDE_BATCH then return call_chunked('HSET', key, {}, list) end
   call_chunked('HSET', key, {WIDE_FIELD, ''}, list)
   redis.call('HDEL', key, WIDE_FIELD)
 end
+
 
 -- The list filed under 'key' in 'lists', made on first use, when 'key' is appended to 'order'
 -- (so that keys are handled in the order they came).
@@ -323,8 +325,16 @@ local function watch(ref, kind, value, ttl)
     list[#list + 1] = value
     info[kind] = list
   end
-  redis.call('HSET', k_watch(), ref, cjson.encode(info))
-  WATCHING = true
+  if WATCHING == nil then WATCHING = redis.call('EXISTS', k_watch()) == 1 end
+  if WATCHING then
+    redis.call('HSET', k_watch(), ref, cjson.encode(info))
+  else
+    -- A new watch hash is made a hash table at once (see hset_all): every final outcome looks
+    -- its task up in it, which a listpack of up to 512 records would do by scanning them.
+    redis.call('HSET', k_watch(), ref, cjson.encode(info), WIDE_FIELD, '')
+    redis.call('HDEL', k_watch(), WIDE_FIELD)
+    WATCHING = true
+  end
 end
 
 -- The id just after stream entry id 'id' ("<ms>-<seq>").

@@ -211,6 +211,8 @@ end
 announce_priority()
 local out = {}
 local created = 0
+-- A call of many tasks writes them one HSET each: into hash tables, not listpacks.
+local wide = (#ARGV - first - 1) / 5 >= WIDE_BATCH
 for i = first + 2, #ARGV, 5 do
   local id, parents, dedupe = ARGV[i], ARGV[i + 3], ARGV[i + 4]
   local shared = nil
@@ -233,8 +235,17 @@ for i = first + 2, #ARGV, 5 do
     created = created + 1
     out[#out + 1] = {'n'}
     local ref = op .. '/' .. id
-    redis.call('HSET', KEYS[2], id, '0')
-    redis.call('HSET', KEYS[3], id, '')
+    if wide then
+      -- The operation's hashes become hash tables at the first write (see hset_all).
+      redis.call('HSET', KEYS[2], id, '0', WIDE_FIELD, '')
+      redis.call('HSET', KEYS[3], id, '', WIDE_FIELD, '')
+      redis.call('HDEL', KEYS[2], WIDE_FIELD)
+      redis.call('HDEL', KEYS[3], WIDE_FIELD)
+      wide = false
+    else
+      redis.call('HSET', KEYS[2], id, '0')
+      redis.call('HSET', KEYS[3], id, '')
+    end
     if dedupe ~= '' then
       -- No expiry while the task is unfinished: its final outcome sets the dedupe time to live,
       -- and recovery's watch clean-up deletes the key of a task that vanished.
