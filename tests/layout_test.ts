@@ -143,6 +143,28 @@ describe("the seed's Redis layout", () => {
     assert.equal(await encoding(`${app}:${narrow[0].operationId}:status`), "listpack");
   });
 
+  it("an operation's heartbeat hash, written a few tasks at a time, becomes a hash table at 32 fields", async () => {
+    const c = await redis.client();
+    const app = "GrowingHb";
+    await using pool = new StreamFuturePool({
+      url: redis.url,
+      app,
+      workers: 1,
+      concurrency: 2,
+      tasks: TASKS,
+      keep: true,
+    });
+    const small = pool.map(tasks.add, Array.from({ length: 20 }, (_, i) => [i, 1]));
+    await Promise.all(small);
+    const grown = pool.map(tasks.add, Array.from({ length: 40 }, (_, i) => [i, 1]));
+    await Promise.all(grown);
+    const encoding = (key: string) => c.sendCommand(["OBJECT", "ENCODING", key]);
+    const key = `${app}:${grown[0].operationId}:heartbeat`;
+    assert.equal(await encoding(key), "hashtable");
+    assert.deepEqual(Object.keys(await hash(c, key)).sort(), grown.map((f) => f.id).sort());
+    assert.equal(await encoding(`${app}:${small[0].operationId}:heartbeat`), "listpack");
+  });
+
   it("a map with parents and the watch hash are hash tables from their first write, with no trace", async () => {
     const c = await redis.client();
     const app = "WideDeps";

@@ -127,6 +127,10 @@ local function list_in(lists, order, key)
 end
 
 local HSETS, HSET_KEYS
+-- Hashes that grow a few fields per call (the heartbeat hash of an operation of many tasks, read
+-- by a worker that takes a few at a time): flush makes one a hash table once it reaches
+-- WIDE_BATCH fields, which hset_all alone would not do for small writes.
+local GROWING
 -- The list of field, value pairs to write to hash 'key' (hot loops append to it directly).
 local function hset_list(key)
   return list_in(HSETS, HSET_KEYS, key)
@@ -153,7 +157,10 @@ end
 local function start_tasks(stream, op, tids, entry_ids, hb)
   local ks = k_status(op)
   local st = redis.call('HMGET', ks, unpack(tids))
-  local ls, lh = hset_list(ks), hset_list(k_heartbeat(op))
+  local kh = k_heartbeat(op)
+  local ls, lh = hset_list(ks), hset_list(kh)
+  -- (An operation of one task, whose task id is the operation's, never grows.)
+  if tids[1] ~= op then GROWING[kh] = true end
   local out, started = {}, false
   for j, tid in ipairs(tids) do
     local s = st[j]
@@ -371,7 +378,19 @@ end
 -- final outcomes are followed up first (watchers, dependents), which may add writes of their own.
 local function flush(group)
   process_finals()
-  for _, key in ipairs(HSET_KEYS) do hset_all(key, HSETS[key]) end
+  for _, key in ipairs(HSET_KEYS) do
+    local list = HSETS[key]
+    if GROWING[key] and #list > 0 and #list < 2 * WIDE_BATCH then
+      local added = redis.call('HSET', key, unpack(list))
+      local n = redis.call('HLEN', key)
+      if n >= WIDE_BATCH and n - added < WIDE_BATCH then
+        redis.call('HSET', key, WIDE_FIELD, '')
+        redis.call('HDEL', key, WIDE_FIELD)
+      end
+    else
+      hset_all(key, list)
+    end
+  end
   for _, stream in ipairs(ACK_KEYS) do
     if not ACKED[stream] then call_chunked('XACK', stream, {group}, ACKS[stream]) end
     remove_acked(stream, group, ACKS[stream])
@@ -418,7 +437,7 @@ end
 -- time read yet (a script run as a Redis function keeps these locals from one call to the next).
 local function begin(keys, args)
   KEYS, ARGV, APP = keys, args, args[1]
-  HSETS, HSET_KEYS, ACKS, ACK_KEYS, ACKED = {}, {}, {}, {}, {}
+  HSETS, HSET_KEYS, GROWING, ACKS, ACK_KEYS, ACKED = {}, {}, {}, {}, {}, {}
   NOTICES, NOTICE_KEYS, NOTICE_STARTS, FINALS, WATCHING, CLOCK = {}, {}, {}, {}, nil, nil
 end
 `;
