@@ -26,6 +26,23 @@ async function hash(c: RedisConnection, key: string): Promise<Record<string, str
   return { ...(reply as Record<string, string>) };
 }
 
+/** The encoding Redis keeps a key in (`OBJECT ENCODING`). */
+function encoding(c: RedisConnection, key: string): Promise<unknown> {
+  return c.sendCommand(["OBJECT", "ENCODING", key]);
+}
+
+/** A pool with one local listener at `concurrency` that keeps its operations' hashes. */
+function keepingPool(app: string, concurrency: number): StreamFuturePool {
+  return new StreamFuturePool({
+    url: redis.url,
+    app,
+    workers: 1,
+    concurrency,
+    tasks: TASKS,
+    keep: true,
+  });
+}
+
 describe("the seed's Redis layout", () => {
   before(async () => {
     redis = await startRedis();
@@ -114,23 +131,15 @@ describe("the seed's Redis layout", () => {
   it("a batch of 32 tasks or more writes hash tables at once (no quadratic listpack inserts), with no trace of how", async () => {
     const c = await redis.client();
     const app = "WideApp";
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app,
-      workers: 1,
-      concurrency: 50,
-      tasks: TASKS,
-      keep: true,
-    });
+    await using pool = keepingPool(app, 50);
     const wide = pool.map(tasks.add, Array.from({ length: 200 }, (_, i) => [i, 1]));
     const narrow = pool.map(tasks.add, [[1, 1], [2, 2], [3, 3]]);
     assert.deepEqual(await Promise.all(wide), Array.from({ length: 200 }, (_, i) => i + 1));
     assert.deepEqual(await Promise.all(narrow), [2, 4, 6]);
-    const encoding = (key: string) => c.sendCommand(["OBJECT", "ENCODING", key]);
     const op = wide[0].operationId;
     for (const name of ["status", "results", "heartbeat"]) {
       const key = `${app}:${op}:${name}`;
-      assert.equal(await encoding(key), "hashtable", key);
+      assert.equal(await encoding(c, key), "hashtable", key);
       const fields = Object.keys(await hash(c, key));
       // Every field is a task id of the batch: the field that converted the hash is gone.
       assert.ok(fields.length > 0 && fields.length <= 200, `${key}: ${fields.length} fields`);
@@ -140,42 +149,27 @@ describe("the seed's Redis layout", () => {
     assert.equal(Object.keys(await hash(c, `${app}:${op}:status`)).length, 200);
     assert.equal(Object.keys(await hash(c, `${app}:${op}:results`)).length, 200);
     // A small batch stays a compact listpack.
-    assert.equal(await encoding(`${app}:${narrow[0].operationId}:status`), "listpack");
+    assert.equal(await encoding(c, `${app}:${narrow[0].operationId}:status`), "listpack");
   });
 
   it("an operation's heartbeat hash, written a few tasks at a time, becomes a hash table at 32 fields", async () => {
     const c = await redis.client();
     const app = "GrowingHb";
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app,
-      workers: 1,
-      concurrency: 2,
-      tasks: TASKS,
-      keep: true,
-    });
+    await using pool = keepingPool(app, 2);
     const small = pool.map(tasks.add, Array.from({ length: 20 }, (_, i) => [i, 1]));
     await Promise.all(small);
     const grown = pool.map(tasks.add, Array.from({ length: 40 }, (_, i) => [i, 1]));
     await Promise.all(grown);
-    const encoding = (key: string) => c.sendCommand(["OBJECT", "ENCODING", key]);
     const key = `${app}:${grown[0].operationId}:heartbeat`;
-    assert.equal(await encoding(key), "hashtable");
+    assert.equal(await encoding(c, key), "hashtable");
     assert.deepEqual(Object.keys(await hash(c, key)).sort(), grown.map((f) => f.id).sort());
-    assert.equal(await encoding(`${app}:${small[0].operationId}:heartbeat`), "listpack");
+    assert.equal(await encoding(c, `${app}:${small[0].operationId}:heartbeat`), "listpack");
   });
 
   it("a map with parents and the watch hash are hash tables from their first write, with no trace", async () => {
     const c = await redis.client();
     const app = "WideDeps";
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app,
-      workers: 1,
-      concurrency: 50,
-      tasks: TASKS,
-      keep: true,
-    });
+    await using pool = keepingPool(app, 50);
     const gate = pool.submit(tasks.sleep, [200]);
     // 40 children wait on one running parent: SUBMIT_EX writes them one by one, and each
     // registers in the watch record of the parent.
@@ -184,8 +178,7 @@ describe("the seed's Redis layout", () => {
       async () => (await c.sendCommand(["HLEN", `${app}:watch`])) === 1,
       "the parent's watch record",
     );
-    const encoding = (key: string) => c.sendCommand(["OBJECT", "ENCODING", key]);
-    assert.equal(await encoding(`${app}:watch`), "hashtable");
+    assert.equal(await encoding(c, `${app}:watch`), "hashtable");
     assert.deepEqual(Object.keys(await hash(c, `${app}:watch`)), [
       `${gate.operationId}/${gate.id}`,
     ]);
@@ -193,7 +186,7 @@ describe("the seed's Redis layout", () => {
     const op = children[0].operationId;
     for (const name of ["status", "results"]) {
       const key = `${app}:${op}:${name}`;
-      assert.equal(await encoding(key), "hashtable", key);
+      assert.equal(await encoding(c, key), "hashtable", key);
       assert.deepEqual(
         Object.keys(await hash(c, key)).sort(),
         children.map((f) => f.id).sort(),
