@@ -533,46 +533,18 @@ export interface ThreadPort {
 /** Inside a thread started by {@link startThread}: waits for the init message. */
 export async function threadPort(): Promise<ThreadPort> {
   let handler: (m: unknown) => void = () => {};
-  if (deno && getEnv(PROCESS_THREAD) === "1" && !getEnv(PROCESS_SOCKET)) {
-    // A process started by startPipeProcessThread: JSON lines on stdin / stdout.
-    const writer = stdoutWriter();
-    const encoder = new TextEncoder();
-    let init!: (data: unknown) => void;
-    const data = new Promise<unknown>((resolve) => (init = resolve));
-    void (async () => {
-      const decoder = new TextDecoder();
-      let buffer = "";
-      for await (const chunk of deno.stdin.readable) {
-        buffer += decoder.decode(chunk, { stream: true });
-        let newline;
-        while ((newline = buffer.indexOf("\n")) !== -1) {
-          const m = JSON.parse(buffer.slice(0, newline)) as { init?: unknown };
-          buffer = buffer.slice(newline + 1);
-          if (m && typeof m === "object" && "init" in m) init(m.init);
-          else handler(m);
-        }
-      }
-      deno.exit(0); // the parent went away
-    })();
-    watchParent();
-    return {
-      data: await data,
-      post: (m) => {
-        writer.write(encoder.encode(MARK + JSON.stringify(m) + "\n")).catch(() => {});
-      },
-      onMessage: (h) => (handler = h),
-      close: () => deno.exit(0),
-    };
-  }
   if (deno && getEnv(PROCESS_THREAD) === "1") {
-    // A process started by startProcessThread: JSON lines over the Unix socket it names.
-    const conn = await deno.connect({ transport: "unix", path: getEnv(PROCESS_SOCKET) ?? "" });
-    const writer = conn.writable.getWriter();
+    // A process started by startProcessThread: JSON lines over the Unix socket it names, or, from
+    // startPipeProcessThread, on stdin / stdout (its lines marked, as tasks print there too).
+    const path = getEnv(PROCESS_SOCKET);
+    const conn = path ? await deno.connect({ transport: "unix", path }) : undefined;
+    const writer = conn ? conn.writable.getWriter() : stdoutWriter();
+    const mark = conn ? "" : MARK;
     const encoder = new TextEncoder();
     let init!: (data: unknown) => void;
     const data = new Promise<unknown>((resolve) => (init = resolve));
     void (async () => {
-      await readJsonLines(conn.readable, (m) => {
+      await readJsonLines(conn ? conn.readable : deno.stdin.readable, (m) => {
         if (m && typeof m === "object" && "init" in m) init((m as { init: unknown }).init);
         else handler(m);
       }).catch(() => {});
@@ -582,7 +554,7 @@ export async function threadPort(): Promise<ThreadPort> {
     return {
       data: await data,
       post: (m) => {
-        writer.write(encoder.encode(JSON.stringify(m) + "\n")).catch(() => {});
+        writer.write(encoder.encode(mark + JSON.stringify(m) + "\n")).catch(() => {});
       },
       onMessage: (h) => (handler = h),
       close: () => deno.exit(0),
