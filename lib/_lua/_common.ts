@@ -112,6 +112,12 @@ local function hset_all(key, list)
   call_chunked('HSET', key, {WIDE_FIELD, ''}, list)
   redis.call('HDEL', key, WIDE_FIELD)
 end
+-- HSET of the field, value pairs '...' to 'key' that leaves the hash a hash table (see hset_all);
+-- with no pairs, 'key' must exist (deleting a hash's last field deletes it).
+local function hset_wide(key, ...)
+  redis.call('HSET', key, WIDE_FIELD, '', ...)
+  redis.call('HDEL', key, WIDE_FIELD)
+end
 
 
 -- The list filed under 'key' in 'lists', made on first use, when 'key' is appended to 'order'
@@ -338,8 +344,7 @@ local function watch(ref, kind, value, ttl)
   else
     -- A new watch hash is made a hash table at once (see hset_all): every final outcome looks
     -- its task up in it, which a listpack of up to 512 records would do by scanning them.
-    redis.call('HSET', k_watch(), ref, cjson.encode(info), WIDE_FIELD, '')
-    redis.call('HDEL', k_watch(), WIDE_FIELD)
+    hset_wide(k_watch(), ref, cjson.encode(info))
     WATCHING = true
   end
 end
@@ -383,10 +388,7 @@ local function flush(group)
     if GROWING[key] and #list > 0 and #list < 2 * WIDE_BATCH then
       local added = redis.call('HSET', key, unpack(list))
       local n = redis.call('HLEN', key)
-      if n >= WIDE_BATCH and n - added < WIDE_BATCH then
-        redis.call('HSET', key, WIDE_FIELD, '')
-        redis.call('HDEL', key, WIDE_FIELD)
-      end
+      if n >= WIDE_BATCH and n - added < WIDE_BATCH then hset_wide(key) end
     else
       hset_all(key, list)
     end

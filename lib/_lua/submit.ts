@@ -237,10 +237,8 @@ for i = first + 2, #ARGV, 5 do
     local ref = op .. '/' .. id
     if wide then
       -- The operation's hashes become hash tables at the first write (see hset_all).
-      redis.call('HSET', KEYS[2], id, '0', WIDE_FIELD, '')
-      redis.call('HSET', KEYS[3], id, '', WIDE_FIELD, '')
-      redis.call('HDEL', KEYS[2], WIDE_FIELD)
-      redis.call('HDEL', KEYS[3], WIDE_FIELD)
+      hset_wide(KEYS[2], id, '0')
+      hset_wide(KEYS[3], id, '')
       wide = false
     else
       redis.call('HSET', KEYS[2], id, '0')
