@@ -117,7 +117,10 @@ export interface PoolOptions {
   queue?: string;
   /** Fail fast with `NoWorkersError` when no live listener serves the queue (default true). */
   requireWorkers?: boolean;
-  /** Keep the tasks' entries in Redis after the pool closes (default false). */
+  /**
+   * Keep the tasks' entries in Redis after the pool closes, and after their futures are disposed
+   * or dropped (default false).
+   */
   keep?: boolean;
   /** Heartbeat interval of local listeners, ms (default 1000). */
   heartbeatInterval?: number;
@@ -443,10 +446,20 @@ export class StreamFuturePool implements AsyncDisposable {
   #writing = new Map<string, Promise<void>>();
 
   /**
-   * This pool's operations: their queue, how many of their futures are unsettled, and when the
-   * last one settled (for the TTL refresh and the close).
+   * This pool's operations with unsettled futures (and imap's while they run, and all of them with
+   * `keep`): their queue, how many of their futures are unsettled, and when the last one settled
+   * (for the TTL refresh and the close).
    */
   #ops = new Map<string, OperationInfo>();
+  /**
+   * Operations whose futures have all settled, by id, while some future of theirs is still
+   * reachable: each future keeps its operation's record alive, and once the caller has dropped
+   * them all, the record is garbage-collected and `#finalizer` releases the operation's keys.
+   */
+  #settledOps = new Set<string>();
+  /** Collected operations whose keys are not released yet. */
+  #collected: string[] = [];
+  readonly #finalizer = new FinalizationRegistry<string>((op) => this.#onCollected(op));
   #outbox: Batch[] = [];
   #flushing: Promise<void> | undefined;
   #locals: LocalListeners | undefined;
@@ -1171,10 +1184,11 @@ export class StreamFuturePool implements AsyncDisposable {
   }
 
   #newFuture(id: string, op: string): StreamFuture<unknown> {
-    const future = new StreamFuture<unknown>(id, op, this.#hooks);
+    const info = this.#ops.get(op)!;
+    const future = new StreamFuture<unknown>(id, op, this.#hooks, info);
     this.#futures.add(future);
     this.#unsent.add(id);
-    this.#ops.get(op)!.open++;
+    info.open++;
     return future;
   }
 
@@ -1481,13 +1495,56 @@ export class StreamFuturePool implements AsyncDisposable {
     change(futureControl(future));
     if (future.done()) {
       const info = this.#ops.get(future.operationId);
-      if (info && --info.open === 0) info.settledAt = Date.now();
+      if (info && --info.open === 0) this.#retire(future.operationId, info);
       this.#futures.remove(future);
       if (!this.#futures.has(future.id)) {
         this.#attached.delete(`${future.operationId}/${future.id}`);
         this.#started.delete(future.id);
       }
     }
+  }
+
+  /**
+   * The last future of an operation settled. An imap's operation stays while it runs (and is
+   * forgotten by the TTL refresh), every operation stays with `keep`; any other is now tracked
+   * only by its futures: once none is reachable, its keys are released (`#onCollected`).
+   */
+  #retire(op: string, info: OperationInfo): void {
+    info.settledAt = Date.now();
+    if (info.pinned || this.#keep) return;
+    this.#ops.delete(op);
+    this.#settledOps.add(op);
+    this.#finalizer.register(info, op);
+  }
+
+  /** No future of a settled operation is left: its keys go in the next release. */
+  #onCollected(op: string): void {
+    if (!this.#settledOps.delete(op)) return;
+    if (this.#collected.push(op) === 1) setTimeout(() => void this.#releaseCollected(), 0);
+  }
+
+  /** Deletes the keys of collected operations (Redis unreachable: they expire instead). */
+  async #releaseCollected(): Promise<void> {
+    if (this.#closing) return; // the close deletes them with the rest
+    const keys = this.#opKeys(this.#collected.splice(0));
+    const cmd = this.#cmd;
+    if (!cmd) return;
+    try {
+      for (let i = 0; i < keys.length; i += 300) {
+        await cmd.sendCommand(["UNLINK", ...keys.slice(i, i + 300)]);
+      }
+    } catch {
+      // They expire after orphanTtl like any key of a settled operation.
+    }
+  }
+
+  /** The status, heartbeat and results hashes of operations. */
+  #opKeys(ops: Iterable<string>): string[] {
+    const keys: string[] = [];
+    for (const op of ops) {
+      keys.push(this.#keys.status(op), this.#keys.heartbeat(op), this.#keys.results(op));
+    }
+    return keys;
   }
 
   async #cancel(future: StreamFuture<unknown>, reason?: CancelledError): Promise<boolean> {
@@ -1830,10 +1887,7 @@ export class StreamFuturePool implements AsyncDisposable {
           await UNWATCH.run(this.#cmd, [], [this.app, this.#replyKey, ...this.#attached]);
         }
         await this.#cmd.sendCommand(["UNLINK", this.#replyKey]);
-        const keys: string[] = [];
-        for (const op of this.#ops.keys()) {
-          keys.push(this.#keys.status(op), this.#keys.heartbeat(op), this.#keys.results(op));
-        }
+        const keys = this.#opKeys([...this.#ops.keys(), ...this.#settledOps, ...this.#collected]);
         if (this.#keep) {
           // Kept keys outlive the pool: no orphan expiry for them.
           const cmd = this.#cmd;
