@@ -65,6 +65,51 @@ describe("Redis faults", () => {
     assert.ok(done === n);
   });
 
+  it("workers SIGKILLed and replaced and Redis SIGKILLed twice, all during one map: every future gets its own task's result", async () => {
+    const app = nextApp("chaos");
+    const workers: ChildProcessHandle[] = [];
+    for (let i = 0; i < 3; i++) {
+      workers.push(await startWorker(redis, app, ["--concurrency", "10"]));
+    }
+    children.push(...workers);
+    await using pool = faultPool(redis, app, { retries: 20 });
+    const n = 3_000;
+    const futures = pool.map<Trace>("nap", Array.from({ length: n }, (_, i) => [10 + (i % 20)]));
+    let done = 0;
+    for (const f of futures) f.addDoneCallback(() => done++);
+    /** Kills worker `i` with SIGKILL and starts a replacement. */
+    const replace = async (i: number) => {
+      workers[i].kill("SIGKILL");
+      await workers[i].exited;
+      workers[i] = await startWorker(redis, app, ["--concurrency", "10"]);
+      children.push(workers[i]);
+    };
+    // Each fault once the run is far enough along that it strikes tasks in every state.
+    const faults: [number, () => Promise<void>][] = [
+      [0.1, () => replace(0)],
+      [0.25, () => redis.restart("SIGKILL")],
+      [0.4, () => replace(1)],
+      [0.5, () => replace(2)],
+      [0.65, () => redis.restart("SIGKILL")],
+      [0.8, () => replace(0)],
+    ];
+    for (const [share, fault] of faults) {
+      await waitFor(() => done >= n * share, `${share * 100} % settled`, 60_000);
+      assert.ok(done < n, "the run ended before its faults");
+      await fault();
+    }
+    const settled = await Promise.allSettled(futures);
+    const failed = settled.filter((s) => s.status === "rejected");
+    assert.equal(failed.length, 0, `failed: ${failed.slice(0, 3).map((s) => String(s.reason))}`);
+    settled.forEach((s, i) => {
+      assert.equal((s as PromiseFulfilledResult<Trace>).value.taskId, futures[i].id);
+    });
+    assert.ok(
+      settled.some((s) => (s as PromiseFulfilledResult<Trace>).value.attempt > 1),
+      "some task ran again after a fault",
+    );
+  });
+
   it("Redis down longer than reconnectDeadline: futures and submits fail with ConnectionError", async () => {
     const app = nextApp("down");
     children.push(await startWorker(redis, app));
@@ -151,11 +196,15 @@ describe("Redis faults", () => {
       await lost;
       const results = await Promise.all(futures);
       assert.equal(results.length, 50);
-      assert.ok(calls() >= 2, `the call went again (${calls()} calls)`);
+      // The results may arrive (on the reply stream) before the call goes again.
+      await waitFor(() => calls() >= 2, "the call to go again");
+      // Submitted after the repeated call, so queued behind anything it could have written twice.
+      const marker = await pool.submit<Trace>("nap", [1]);
       const starts = new Map<string, number>();
       for (const line of await readTrace(file)) {
         if (line.event === "start") starts.set(line.taskId, (starts.get(line.taskId) ?? 0) + 1);
       }
+      assert.ok(!starts.has(marker.taskId));
       assert.deepEqual([...starts.keys()].sort(), futures.map((f) => f.id).sort());
       assert.deepEqual([...new Set(starts.values())], [1], "every task ran exactly once");
     } finally {
