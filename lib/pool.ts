@@ -814,7 +814,7 @@ export class StreamFuturePool implements AsyncDisposable {
   #releaseConsumed(op: string, ids: string[]): void {
     if (this.#keep || !this.#cmd) return;
     const cmd = this.#cmd;
-    for (const key of [this.#keys.status(op), this.#keys.heartbeat(op), this.#keys.results(op)]) {
+    for (const key of this.#opKeys([op])) {
       void cmd.sendCommand(["HDEL", key, ...ids]).catch(() => {});
     }
   }
@@ -1604,11 +1604,7 @@ export class StreamFuturePool implements AsyncDisposable {
     }
     if (this.#keep || !this.#cmd) return;
     const cmd = this.#cmd;
-    await Promise.all([
-      cmd.sendCommand(["HDEL", this.#keys.status(op), future.id]),
-      cmd.sendCommand(["HDEL", this.#keys.heartbeat(op), future.id]),
-      cmd.sendCommand(["HDEL", this.#keys.results(op), future.id]),
-    ]);
+    await Promise.all(this.#opKeys([op]).map((key) => cmd.sendCommand(["HDEL", key, future.id])));
   }
 
   async #start(): Promise<void> {
@@ -1707,8 +1703,7 @@ export class StreamFuturePool implements AsyncDisposable {
     const now = Date.now();
     for (const [op, info] of this.#ops) {
       if (info.open > 0 || info.pinned || this.#keep) {
-        keys.push(this.#keys.status(op), this.#keys.heartbeat(op), this.#keys.results(op));
-        keys.push(...info.extraKeys);
+        keys.push(...this.#opKeys([op]), ...info.extraKeys);
       } else if (now - info.settledAt > this.#orphanTtl) {
         this.#ops.delete(op);
       }
