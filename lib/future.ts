@@ -101,8 +101,6 @@ export class StreamFuture<T> implements PromiseLike<T> {
   #reject: ((error: unknown) => void) | undefined;
   #value: unknown = undefined;
   #hooks: FutureHooks;
-  /** Kept reachable while the future is: the pool's record of the task's operation. */
-  readonly #owner: object | undefined;
   #released = false;
   #attempt = 1;
   /** Read from the final notice when asked for (`"<wait>,<run>,<startedAt>"`). */
@@ -181,16 +179,11 @@ export class StreamFuture<T> implements PromiseLike<T> {
     controlOf = (future) => new Control(future);
   }
 
-  /**
-   * Futures are created by the pool; see `StreamFuturePool.submit`. `owner` is kept reachable for
-   * as long as the future is (the pool releases a task's entries in Redis once no future of its
-   * operation is left).
-   */
-  constructor(id: string, operationId: string, hooks: FutureHooks, owner?: object) {
+  /** Futures are created by the pool; see `StreamFuturePool.submit`. */
+  constructor(id: string, operationId: string, hooks: FutureHooks) {
     this.#id = id;
     this.#operationId = operationId;
     this.#hooks = hooks;
-    this.#owner = owner;
   }
 
   /**

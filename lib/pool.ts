@@ -119,7 +119,7 @@ export interface PoolOptions {
   requireWorkers?: boolean;
   /**
    * Keep the tasks' entries in Redis after the pool closes, and after their futures are disposed
-   * or dropped (default false).
+   * (default false).
    */
   keep?: boolean;
   /** Heartbeat interval of local listeners, ms (default 1000). */
@@ -327,6 +327,8 @@ interface OperationInfo {
   stream: string;
   /** Futures not settled yet. */
   open: number;
+  /** Its number: the operation id is `<clientId>-<n in base 36>`. */
+  n: number;
   /** When the last one settled (ms). */
   settledAt: number;
   /** Keys kept alive with the operation's: the records of its tasks that wait for parents. */
@@ -446,20 +448,19 @@ export class StreamFuturePool implements AsyncDisposable {
   #writing = new Map<string, Promise<void>>();
 
   /**
-   * This pool's operations with unsettled futures (and imap's while they run, and all of them with
-   * `keep`): their queue, how many of their futures are unsettled, and when the last one settled
-   * (for the TTL refresh and the close).
+   * This pool's operations with unsettled futures (and imap's until they are forgotten, and all of
+   * them with `keep`): their queue, how many of their futures are unsettled, and when the last one
+   * settled (for the TTL refresh and the close).
    */
   #ops = new Map<string, OperationInfo>();
   /**
-   * Operations whose futures have all settled, by id, while some future of theirs is still
-   * reachable: each future keeps its operation's record alive, and once the caller has dropped
-   * them all, the record is garbage-collected and `#finalizer` releases the operation's keys.
+   * The other operations whose keys may still exist (settled less than `orphanTtl` ago), for the
+   * close: their numbers, in the order they settled — a number each rather than a record, so that
+   * what a long-lived pool remembers does not grow with all it ran in the last `orphanTtl`.
    */
-  #settledOps = new Set<string>();
-  /** Collected operations whose keys are not released yet. */
-  #collected: string[] = [];
-  readonly #finalizer = new FinalizationRegistry<string>((op) => this.#onCollected(op));
+  #settled: number[] = [];
+  /** `[time, #settled.length]` at each TTL refresh: how to find the prefix that has expired. */
+  #settledMarks: [number, number][] = [];
   #outbox: Batch[] = [];
   #flushing: Promise<void> | undefined;
   #locals: LocalListeners | undefined;
@@ -1177,18 +1178,23 @@ export class StreamFuturePool implements AsyncDisposable {
   }
 
   #newOperation(queue: string, priority: number): string {
-    const op = `${this.clientId}-${(this.#counter++).toString(36)}`;
+    const n = this.#counter++;
+    const op = this.#opName(n);
     const stream = priority === 0 ? queue : `${queue}:p${priority}`;
-    this.#ops.set(op, { queue, stream, open: 0, settledAt: 0, extraKeys: [] });
+    this.#ops.set(op, { queue, stream, open: 0, n, settledAt: 0, extraKeys: [] });
     return op;
   }
 
+  /** The id of this pool's operation number `n`. */
+  #opName(n: number): string {
+    return `${this.clientId}-${n.toString(36)}`;
+  }
+
   #newFuture(id: string, op: string): StreamFuture<unknown> {
-    const info = this.#ops.get(op)!;
-    const future = new StreamFuture<unknown>(id, op, this.#hooks, info);
+    const future = new StreamFuture<unknown>(id, op, this.#hooks);
     this.#futures.add(future);
     this.#unsent.add(id);
-    info.open++;
+    this.#ops.get(op)!.open++;
     return future;
   }
 
@@ -1505,37 +1511,16 @@ export class StreamFuturePool implements AsyncDisposable {
   }
 
   /**
-   * The last future of an operation settled. An imap's operation stays while it runs (and is
-   * forgotten by the TTL refresh), every operation stays with `keep`; any other is now tracked
-   * only by its futures: once none is reachable, its keys are released (`#onCollected`).
+   * The last future of an operation settled. Its keys are no longer refreshed and stay readable
+   * until they expire; the pool keeps only its number, to delete them at close. An imap's
+   * operation stays a record while it runs (and is forgotten by the TTL refresh), and so does every
+   * operation with `keep`.
    */
   #retire(op: string, info: OperationInfo): void {
     info.settledAt = Date.now();
     if (info.pinned || this.#keep) return;
     this.#ops.delete(op);
-    this.#settledOps.add(op);
-    this.#finalizer.register(info, op);
-  }
-
-  /** No future of a settled operation is left: its keys go in the next release. */
-  #onCollected(op: string): void {
-    if (!this.#settledOps.delete(op)) return;
-    if (this.#collected.push(op) === 1) setTimeout(() => void this.#releaseCollected(), 0);
-  }
-
-  /** Deletes the keys of collected operations (Redis unreachable: they expire instead). */
-  async #releaseCollected(): Promise<void> {
-    if (this.#closing) return; // the close deletes them with the rest
-    const keys = this.#opKeys(this.#collected.splice(0));
-    const cmd = this.#cmd;
-    if (!cmd) return;
-    try {
-      for (let i = 0; i < keys.length; i += 300) {
-        await cmd.sendCommand(["UNLINK", ...keys.slice(i, i + 300)]);
-      }
-    } catch {
-      // They expire after orphanTtl like any key of a settled operation.
-    }
+    this.#settled.push(info.n);
   }
 
   /** The status, heartbeat and results hashes of operations. */
@@ -1708,6 +1693,7 @@ export class StreamFuturePool implements AsyncDisposable {
         this.#ops.delete(op);
       }
     }
+    this.#forgetExpired(now);
     try {
       for (let i = 0; i < keys.length; i += 3000) {
         await TOUCH.run(cmd, keys.slice(i, i + 3000), [String(this.#orphanTtl)]);
@@ -1715,6 +1701,21 @@ export class StreamFuturePool implements AsyncDisposable {
     } catch {
       // Redis is unreachable: the next refresh tries again, well within the time to live.
     }
+  }
+
+  /**
+   * Forgets the settled operations whose keys have expired: those settled before a refresh that
+   * lies more than `orphanTtl` back (their keys were last refreshed before they settled).
+   */
+  #forgetExpired(now: number): void {
+    const marks = this.#settledMarks;
+    let expired = 0;
+    while (marks.length > 0 && now - marks[0][0] > this.#orphanTtl) expired = marks.shift()![1];
+    if (expired > 0) {
+      this.#settled.splice(0, expired);
+      for (const mark of marks) mark[1] -= expired;
+    }
+    marks.push([now, this.#settled.length]);
   }
 
   async #readReplies(): Promise<void> {
@@ -1882,14 +1883,17 @@ export class StreamFuturePool implements AsyncDisposable {
           await UNWATCH.run(this.#cmd, [], [this.app, this.#replyKey, ...this.#attached]);
         }
         await this.#cmd.sendCommand(["UNLINK", this.#replyKey]);
-        const keys = this.#opKeys([...this.#ops.keys(), ...this.#settledOps, ...this.#collected]);
+        const ops = [...this.#ops.keys()];
+        const cmd = this.#cmd;
         if (this.#keep) {
           // Kept keys outlive the pool: no orphan expiry for them.
-          const cmd = this.#cmd;
-          await Promise.all(keys.map((key) => cmd.sendCommand(["PERSIST", key])));
+          await Promise.all(this.#opKeys(ops).map((key) => cmd.sendCommand(["PERSIST", key])));
         } else {
-          for (let i = 0; i < keys.length; i += 300) {
-            await this.#cmd.sendCommand(["UNLINK", ...keys.slice(i, i + 300)]);
+          // 100 operations (300 keys) per UNLINK; the settled ones named only when sent.
+          const unlink = (names: string[]) => cmd.sendCommand(["UNLINK", ...this.#opKeys(names)]);
+          for (let i = 0; i < ops.length; i += 100) await unlink(ops.slice(i, i + 100));
+          for (let i = 0; i < this.#settled.length; i += 100) {
+            await unlink(this.#settled.slice(i, i + 100).map((n) => this.#opName(n)));
           }
         }
       } finally {
