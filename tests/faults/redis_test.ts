@@ -6,6 +6,8 @@ import { startWorkerProcess, type TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
 import { startLossyProxy } from "./_proxy.ts";
 import { TAKE } from "../../lib/_lua/take.ts";
+import { COMMAND_TIMEOUT, connect, isConnectionError } from "../../lib/_redis.ts";
+import { TimeoutError as RedisTimeoutError } from "redis";
 import { SUBMIT_SOLO } from "../../lib/_lua/submit.ts";
 import { createHash } from "node:crypto";
 import {
@@ -287,6 +289,35 @@ describe("Redis faults", () => {
     redis.resume();
     const results = await Promise.all(futures);
     assert.equal(results.length, 200);
+  });
+
+  it("Redis paused longer than the command timeout: each unanswered command fails with node-redis' TimeoutError, then the connection works again", async () => {
+    const c = await connect(redis.url, "watch-test");
+    try {
+      assert.equal(await c.sendCommand(["PING"]), "PONG");
+      redis.pause();
+      const started = Date.now();
+      const errors = await Promise.all(
+        [c.sendCommand(["PING"]), c.sendCommand(["ECHO", "x"])].map((p) =>
+          p.then(() => undefined, (e) => e)
+        ),
+      );
+      const took = Date.now() - started;
+      redis.resume();
+      for (const error of errors) {
+        assert.ok(error instanceof RedisTimeoutError, String(error));
+        assert.ok(isConnectionError(error), "retried like a lost connection");
+      }
+      assert.ok(
+        took >= COMMAND_TIMEOUT && took < COMMAND_TIMEOUT + 1_500,
+        `failed after ${took} ms`,
+      );
+      // The late replies to the failed commands settle nothing; a new command gets its own.
+      assert.equal(await c.sendCommand(["ECHO", "after"]), "after");
+    } finally {
+      redis.resume();
+      c.close();
+    }
   });
 
   it("orphans: the keys of a client that died expire", async () => {
