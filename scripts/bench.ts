@@ -18,7 +18,9 @@
  *    commandstats, commands inside Lua included), by command too; and the CPU time of the producer
  *    and worker processes per task.
  * 3. Round-trip latency: 2,000 sequential `await pool.submit(noop, [])` after 200 (peers: add +
- *    wait for completion), one worker process at concurrency 1 for every system; p50 / p99. Then,
+ *    wait for completion), one worker process at concurrency 1 for every system; p50 / p99, each
+ *    the median over the runs (`--runs`, the systems taking turns, fresh processes each run: one
+ *    run of each swings by half from one minute to the next on this VM). Then,
  *    in the same phase of the machine, the floor of such a round trip with no queue at all: a
  *    `PING` round trip, and a ping-pong with another process through two streams, each side
  *    blocked in `XREAD` (scripts/_echo.ts): the two wakes any design pays whose producer and worker
@@ -367,6 +369,19 @@ interface Latency {
   p99Ms: number;
   meanMs: number;
   maxMs?: number;
+  /** Each run's figures, when there were several (the others are their medians, max the max). */
+  runs?: Latency[];
+}
+
+/** The medians of several runs' latencies (max: the largest), keeping the runs. */
+function latencyOfRuns(runs: Latency[]): Latency {
+  return {
+    p50Ms: median(runs.map((r) => r.p50Ms)),
+    p99Ms: median(runs.map((r) => r.p99Ms)),
+    meanMs: median(runs.map((r) => r.meanMs)),
+    maxMs: Math.max(...runs.map((r) => r.maxMs ?? 0)),
+    runs,
+  };
 }
 
 /** Sequential round trips of ours (Deno), with one worker process at {@link LATENCY_CONCURRENCY}. */
@@ -819,25 +834,35 @@ async function bench(params: Params, server: RedisServer, tmp: string): Promise<
   }
 
   const latency: Results["latency"] = {};
-  for (const system of systems.filter((s) => s !== "ours-node")) {
-    try {
-      latency[system] = system === "ours" ? await oursLatency(server.url) : await peerLatency(
-        system,
-        {
+  const latencySystems = systems.filter((s) => s !== "ours-node");
+  const latencyRuns = new Map<System, Latency[]>(latencySystems.map((s) => [s, []]));
+  const latencyErrors = new Map<System, string>();
+  for (let rep = 0; rep < params.runs; rep++) {
+    const order = latencySystems.map((_, i) => latencySystems[(i + rep) % latencySystems.length]);
+    for (const system of order) {
+      const what = `latency, ${NAMES[system]}, run ${rep + 1}/${params.runs}`;
+      try {
+        const l = system === "ours" ? await oursLatency(server.url) : await peerLatency(system, {
           url: server.url,
           samples: LATENCY_SAMPLES,
           warmup: LATENCY_WARMUP,
           concurrency: LATENCY_CONCURRENCY,
           timeoutMs: TIMEOUT_MS,
-        },
-      );
-      const l = latency[system] as Latency;
-      log(`latency, ${NAMES[system]}: p50 ${l.p50Ms.toFixed(3)} ms, p99 ${l.p99Ms.toFixed(3)} ms`);
-    } catch (error) {
-      latency[system] = { error: errorText(error) };
-      failures.push(`latency, ${NAMES[system]}: ${errorText(error)}`);
-      log(`latency, ${NAMES[system]} FAILED: ${errorText(error)}`);
+        });
+        latencyRuns.get(system)!.push(l);
+        log(`${what}: p50 ${l.p50Ms.toFixed(3)} ms, p99 ${l.p99Ms.toFixed(3)} ms`);
+      } catch (error) {
+        latencyErrors.set(system, errorText(error));
+        failures.push(`${what}: ${errorText(error)}`);
+        log(`${what} FAILED: ${errorText(error)}`);
+      }
     }
+  }
+  for (const system of latencySystems) {
+    const runs = latencyRuns.get(system)!;
+    latency[system] = runs.length > 0
+      ? (runs.length === 1 ? runs[0] : latencyOfRuns(runs))
+      : { error: latencyErrors.get(system) ?? "no run" };
   }
 
   let floor: Floor | Failed;
@@ -1241,8 +1266,29 @@ function markdown(r: Results): string {
   const lat = `${
     int(r.params.latencySamples)
   } sequential round trips, worker concurrency ${r.params.latencyConcurrency}`;
-  single(`round-trip latency p50 (${lat})`, r.latency, (x) => x.p50Ms, (n) => `**${ms(n)}**`);
-  single("round-trip latency p99", r.latency, (x) => x.p99Ms, (n) => `**${ms(n)}**`);
+  const latencyRow = (text: string, pick: (x: Latency) => number) => {
+    rows.push([
+      text,
+      ...systems.map((s) => {
+        const x = r.latency[s];
+        if (x === undefined) return "–";
+        if (isFailed(x)) return "failed";
+        const l = x as Latency;
+        const each = l.runs ? ` (${l.runs.map((run) => pick(run).toFixed(3)).join(", ")})` : "";
+        return `**${ms(pick(l))}**${each}`;
+      }),
+      ...ratioPeers.map((p) => {
+        const a = r.latency.ours;
+        const b = r.latency[p];
+        return a === undefined || b === undefined || isFailed(a) || isFailed(b)
+          ? "–"
+          : ratioText(pick(a as Latency) / pick(b as Latency));
+      }),
+    ]);
+  };
+  const medianOfRuns = r.params.runs > 1 ? `, median of ${r.params.runs} runs` : "";
+  latencyRow(`round-trip latency p50 (${lat}${medianOfRuns})`, (x) => x.p50Ms);
+  latencyRow("round-trip latency p99", (x) => x.p99Ms);
   single("round-trip latency mean", r.latency, (x) => x.meanMs, ms);
   const n = int(r.params.memoryTasks);
   single(
