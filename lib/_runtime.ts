@@ -336,6 +336,58 @@ async function kill(
   await child.status.catch(() => {});
 }
 
+/**
+ * The parent's handle on an executor process, whatever carries its messages: the handlers the
+ * transport's reader calls, the report of an exit nobody asked for, and the kill.
+ */
+class ProcessThread implements ThreadHandle {
+  /** What the reader hands each message to. */
+  message: (m: unknown) => void = () => {};
+  /** What the reader and an unexpected exit report to. */
+  error: (e: unknown) => void = () => {};
+  terminated = false;
+
+  /**
+   * `exited` runs when the process has exited, before the error report; `closed` after a
+   * {@link terminate}.
+   */
+  constructor(
+    readonly child: { kill(signal?: string): void; status: Promise<ProcessStatus> },
+    readonly post: (message: unknown) => void,
+    readonly closed?: () => void,
+    exited?: () => void,
+  ) {
+    void child.status.then((status) => {
+      exited?.();
+      if (!this.terminated) {
+        this.error(
+          new Error(`the executor process exited (code ${status.code}, ${status.signal})`),
+        );
+      }
+    });
+  }
+
+  onMessage(handler: (message: unknown) => void): void {
+    this.message = handler;
+  }
+
+  onError(handler: (error: unknown) => void): void {
+    this.error = handler;
+  }
+
+  async terminate(): Promise<void> {
+    this.terminated = true;
+    await kill(this.child);
+    this.closed?.();
+  }
+}
+
+/** How a child process ended. */
+interface ProcessStatus {
+  code: number;
+  signal: string | null;
+}
+
 let sharedStdout: WritableStreamDefaultWriter<Uint8Array> | undefined;
 /** One writer of this process's stdout, shared (a stream has one writer at a time). */
 function stdoutWriter(): WritableStreamDefaultWriter<Uint8Array> {
@@ -359,12 +411,9 @@ async function startPipeProcessThread(url: URL, data: unknown): Promise<ThreadHa
   }).spawn();
   const writer = child.stdin.getWriter();
   const encoder = new TextEncoder();
-  let onMessage: (m: unknown) => void = () => {};
-  let onError: (e: unknown) => void = () => {};
-  let terminated = false;
-  const post = (message: unknown) => {
+  const handle = new ProcessThread(child, (message: unknown) => {
     writer.write(encoder.encode(JSON.stringify(message) + "\n")).catch(() => {});
-  };
+  });
   const passThrough = stdoutWriter();
   void (async () => {
     const decoder = new TextDecoder();
@@ -389,25 +438,12 @@ async function startPipeProcessThread(url: URL, data: unknown): Promise<ThreadHa
           continue;
         }
         if (mark > 0) passThrough.write(encoder.encode(line.slice(0, mark))).catch(() => {});
-        onMessage(message);
+        handle.message(message);
       }
     }
-  })().catch((error) => onError(error));
-  void child.status.then((status) => {
-    if (!terminated) {
-      onError(new Error(`the executor process exited (code ${status.code}, ${status.signal})`));
-    }
-  });
-  post({ init: data });
-  return {
-    post,
-    onMessage: (h) => (onMessage = h),
-    onError: (h) => (onError = h),
-    terminate: async () => {
-      terminated = true;
-      await kill(child);
-    },
-  };
+  })().catch((error) => handle.error(error));
+  handle.post({ init: data });
+  return handle;
 }
 
 /**
@@ -463,9 +499,6 @@ export async function startProcessThread(url: URL, data: unknown): Promise<Threa
     stderr: "inherit",
   }).spawn();
   const encoder = new TextEncoder();
-  let onMessage: (m: unknown) => void = () => {};
-  let onError: (e: unknown) => void = () => {};
-  let terminated = false;
   let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   let conn: { close(): void } | undefined;
   /** Messages posted before the process connected. */
@@ -483,39 +516,27 @@ export async function startProcessThread(url: URL, data: unknown): Promise<Threa
     }
     deno.remove(dir, { recursive: true }).catch(() => {});
   };
-  void child.status.then((status) => {
-    closeListener();
-    if (!terminated) {
-      onError(new Error(`the executor process exited (code ${status.code}, ${status.signal})`));
+  const handle = new ProcessThread(child, post, () => {
+    try {
+      conn?.close();
+    } catch {
+      // closed already
     }
-  });
+  }, closeListener);
   void (async () => {
     const accepted = await listener.accept();
     closeListener();
     conn = accepted;
-    if (terminated) return accepted.close();
+    if (handle.terminated) return accepted.close();
     const w = accepted.writable.getWriter();
     writer = w;
     for (const bytes of waiting.splice(0)) w.write(bytes).catch(() => {});
-    await readJsonLines(accepted.readable, (m) => onMessage(m));
+    await readJsonLines(accepted.readable, (m) => handle.message(m));
   })().catch((error) => {
-    if (!terminated) onError(error);
+    if (!handle.terminated) handle.error(error);
   });
   post({ init: data });
-  return {
-    post,
-    onMessage: (h) => (onMessage = h),
-    onError: (h) => (onError = h),
-    terminate: async () => {
-      terminated = true;
-      await kill(child);
-      try {
-        conn?.close();
-      } catch {
-        // closed already
-      }
-    },
-  };
+  return handle;
 }
 
 /** The parent side of a thread, seen from inside it. */
