@@ -190,37 +190,42 @@ interface Unanswered {
  * oldest unanswered one once it has waited too long. node-redis' own per-command timeout makes an
  * `AbortSignal.timeout` for every command, which cost 20–35 µs of CPU per command on this
  * project's machine (a node-redis `PING` round trip: 80–84 µs of CPU with it, 48–61 µs without,
- * Deno and Node alike); Redis answers a connection's commands in order, so one look at the oldest
- * unanswered command every 250 ms keeps the same promise (a command fails with node-redis'
- * `TimeoutError` once unanswered for {@link COMMAND_TIMEOUT} ms beyond its `BLOCK` time, up to 250
- * ms later) for the price of an array push. (While the connection is down, node-redis queues new
- * commands until it is back: this timeout is what fails them meanwhile.)
+ * Deno and Node alike); instead, a look at the unanswered commands every 250 ms keeps the same
+ * promise (a command fails with node-redis' `TimeoutError` once unanswered for
+ * {@link COMMAND_TIMEOUT} ms beyond its `BLOCK` time, up to 250 ms later) for the price of an array
+ * push, and the list stays short because Redis answers a connection's commands in order. While the
+ * connection is down, node-redis queues new commands until it is back: they fail after
+ * `downLimit`.
  */
 class CommandWatch {
   #sent: Unanswered[] = [];
   #head = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
 
-  constructor(readonly timeoutError: () => Error) {}
+  /**
+   * `downLimit`: how long a command sent while the connection is down may wait for it to come
+   * back (ms).
+   */
+  constructor(readonly timeoutError: () => Error, readonly downLimit: number) {}
 
   /**
-   * Sends through `send`, failing the command if it stays unanswered too long. A blocking read
-   * gets its `BLOCK` time on top, unless the connection is `down`: then it waits in node-redis'
-   * queue, not in Redis.
+   * Sends through `send`, failing the command if it stays unanswered too long: a blocking read
+   * gets its `BLOCK` time on top. A command sent while the connection is `down` waits in
+   * node-redis' queue, not in Redis, for at most `downLimit`.
    */
   run(
     args: readonly string[],
     send: (args: string[]) => Promise<unknown>,
     down: boolean,
   ): Promise<unknown> {
-    let block = 0;
+    let wait = down ? this.downLimit : COMMAND_TIMEOUT;
     if (!down && (args[0] === "XREAD" || args[0] === "XREADGROUP")) {
       const at = args.indexOf("BLOCK");
-      if (at > 0) block = Number(args[at + 1]) || 0;
+      if (at > 0) wait += Number(args[at + 1]) || 0;
     }
     return new Promise((resolve, reject) => {
       const entry: Unanswered = {
-        until: Date.now() + COMMAND_TIMEOUT + block,
+        until: Date.now() + wait,
         answered: false,
         reject,
       };
@@ -266,15 +271,15 @@ class CommandWatch {
   #check(): void {
     const sent = this.#sent;
     const now = Date.now();
-    let head = this.#head;
-    for (; head < sent.length; head++) {
-      const oldest = sent[head];
-      if (oldest.answered) continue;
-      if (now <= oldest.until) break;
+    for (let i = this.#head; i < sent.length; i++) {
+      const entry = sent[i];
+      if (entry.answered || now <= entry.until) continue;
       // Its reply, if it ever comes, settles nothing.
-      oldest.answered = true;
-      oldest.reject(this.timeoutError());
+      entry.answered = true;
+      entry.reject(this.timeoutError());
     }
+    let head = this.#head;
+    while (head < sent.length && sent[head].answered) head++;
     if (head === sent.length) {
       sent.length = 0;
       head = 0;
@@ -298,7 +303,9 @@ export async function connect(
 ): Promise<RedisConnection> {
   const client = await createRedisClient(options, name, { timeout: 0 });
   const { TimeoutError } = await loadRedis();
-  const watch = new CommandWatch(() => new TimeoutError());
+  // While the connection is down, a command waits at most `deadline` (the caller's
+  // reconnectDeadline) for it: its caller gives up then anyway.
+  const watch = new CommandWatch(() => new TimeoutError(), Math.min(COMMAND_TIMEOUT, deadline));
   let downSince: number | undefined;
   let lastError: unknown;
   // Errors are reported through command rejections; node-redis reconnects by itself.
