@@ -56,6 +56,11 @@ export function faultHooks(
   });
 }
 
+/** The worker arguments that serve the fault tasks of `app` from `redis`. */
+export function faultWorkerArgs(redis: TestRedis, app: string): string[] {
+  return ["--tasks", FAULT_TASKS.href, "--url", redis.url, "--app", app];
+}
+
 /** Starts a worker process serving the fault tasks with short heartbeats. */
 export function startWorker(
   redis: TestRedis,
@@ -65,12 +70,7 @@ export function startWorker(
 ): Promise<ChildProcessHandle> {
   return startWorkerProcess(
     [
-      "--tasks",
-      FAULT_TASKS.href,
-      "--url",
-      redis.url,
-      "--app",
-      app,
+      ...faultWorkerArgs(redis, app),
       "--heartbeat-interval",
       String(BEAT / 1000),
       "--heartbeat-timeout",

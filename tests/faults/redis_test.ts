@@ -14,6 +14,7 @@ import {
   FAULT_TASKS,
   faultHooks,
   faultPool,
+  faultWorkerArgs,
   nextApp,
   readTrace,
   startScript,
@@ -40,18 +41,9 @@ describe("Redis faults", () => {
   it("a map running across a Redis restart (AOF, appendfsync always) completes with zero lost tasks", async () => {
     const app = nextApp("aof");
     // Heartbeats tolerant of the outage: a restart must not look like dead workers.
-    const args = (id: string) => [
-      "--tasks",
-      FAULT_TASKS.href,
-      "--url",
-      redis.url,
-      "--app",
-      app,
-      "--id",
-      id,
-      "--concurrency",
-      "16",
-    ];
+    const args = (
+      id: string,
+    ) => [...faultWorkerArgs(redis, app), "--id", id, "--concurrency", "16"];
     children.push(await startWorkerProcess(args("w1")), await startWorkerProcess(args("w2")));
     await using pool = new StreamFuturePool({ url: redis.url, app, tasks: FAULT_TASKS });
     const n = 3_000;
