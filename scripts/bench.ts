@@ -1241,7 +1241,7 @@ function markdown(r: Results): string {
     text: string,
     table: Partial<Record<System, object>>,
     pick: (x: Latency & Memory) => number | undefined,
-    format: (n: number) => string,
+    format: (n: number, x: Latency & Memory) => string,
   ) => {
     const value = (s: System): number | undefined => {
       const x = table[s];
@@ -1253,7 +1253,7 @@ function markdown(r: Results): string {
         const x = table[s];
         if (x !== undefined && isFailed(x)) return "failed";
         const v = value(s);
-        return v === undefined ? "–" : format(v);
+        return v === undefined ? "–" : format(v, x as Latency & Memory);
       }),
       ...ratioPeers.map((p) => {
         const a = value("ours");
@@ -1266,29 +1266,14 @@ function markdown(r: Results): string {
   const lat = `${
     int(r.params.latencySamples)
   } sequential round trips, worker concurrency ${r.params.latencyConcurrency}`;
-  const latencyRow = (text: string, pick: (x: Latency) => number) => {
-    rows.push([
-      text,
-      ...systems.map((s) => {
-        const x = r.latency[s];
-        if (x === undefined) return "–";
-        if (isFailed(x)) return "failed";
-        const l = x as Latency;
-        const each = l.runs ? ` (${l.runs.map((run) => pick(run).toFixed(3)).join(", ")})` : "";
-        return `**${ms(pick(l))}**${each}`;
-      }),
-      ...ratioPeers.map((p) => {
-        const a = r.latency.ours;
-        const b = r.latency[p];
-        return a === undefined || b === undefined || isFailed(a) || isFailed(b)
-          ? "–"
-          : ratioText(pick(a as Latency) / pick(b as Latency));
-      }),
-    ]);
-  };
+  /** A latency figure in bold, each run's in brackets when there were several. */
+  const withRuns = (pick: (x: Latency) => number) => (n: number, x: Latency) =>
+    `**${ms(n)}**${x.runs ? ` (${x.runs.map((run) => pick(run).toFixed(3)).join(", ")})` : ""}`;
   const medianOfRuns = r.params.runs > 1 ? `, median of ${r.params.runs} runs` : "";
-  latencyRow(`round-trip latency p50 (${lat}${medianOfRuns})`, (x) => x.p50Ms);
-  latencyRow("round-trip latency p99", (x) => x.p99Ms);
+  const p50 = (x: Latency) => x.p50Ms;
+  const p99 = (x: Latency) => x.p99Ms;
+  single(`round-trip latency p50 (${lat}${medianOfRuns})`, r.latency, p50, withRuns(p50));
+  single("round-trip latency p99", r.latency, p99, withRuns(p99));
   single("round-trip latency mean", r.latency, (x) => x.meanMs, ms);
   const n = int(r.params.memoryTasks);
   single(
