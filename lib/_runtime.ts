@@ -415,32 +415,25 @@ async function startPipeProcessThread(url: URL, data: unknown): Promise<ThreadHa
     writer.write(encoder.encode(JSON.stringify(message) + "\n")).catch(() => {});
   });
   const passThrough = stdoutWriter();
-  void (async () => {
-    const decoder = new TextDecoder();
-    let buffer = "";
-    for await (const chunk of child.stdout) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let newline;
-      while ((newline = buffer.indexOf("\n")) !== -1) {
-        const line = buffer.slice(0, newline);
-        buffer = buffer.slice(newline + 1);
-        const mark = line.indexOf(MARK);
-        if (mark === -1) {
-          passThrough.write(encoder.encode(line + "\n")).catch(() => {});
-          continue;
-        }
-        let message: unknown;
-        try {
-          message = JSON.parse(line.slice(mark + MARK.length));
-        } catch {
-          // Not one of ours after all (a task printed the marker): it is output.
-          passThrough.write(encoder.encode(line + "\n")).catch(() => {});
-          continue;
-        }
-        if (mark > 0) passThrough.write(encoder.encode(line.slice(0, mark))).catch(() => {});
-        handle.message(message);
-      }
+  const split = lineSplitter((line) => {
+    const mark = line.indexOf(MARK);
+    if (mark === -1) {
+      passThrough.write(encoder.encode(line + "\n")).catch(() => {});
+      return;
     }
+    let message: unknown;
+    try {
+      message = JSON.parse(line.slice(mark + MARK.length));
+    } catch {
+      // Not one of ours after all (a task printed the marker): it is output.
+      passThrough.write(encoder.encode(line + "\n")).catch(() => {});
+      return;
+    }
+    if (mark > 0) passThrough.write(encoder.encode(line.slice(0, mark))).catch(() => {});
+    handle.message(message);
+  });
+  void (async () => {
+    for await (const chunk of child.stdout) split(chunk);
   })().catch((error) => handle.error(error));
   handle.post({ init: data });
   return handle;
@@ -454,18 +447,36 @@ async function readJsonLines(
   readable: ReadableStream<Uint8Array>,
   onMessage: (m: unknown) => void,
 ): Promise<void> {
+  const split = lineSplitter((line) => onMessage(JSON.parse(line)));
+  for await (const chunk of readable) split(chunk);
+}
+
+/**
+ * Returns a function that takes the chunks of a UTF-8 stream and calls `onLine` with each
+ * complete line (without its newline). Each chunk is searched once, and a line that spans
+ * chunks is joined once, when its end arrives: a message of megabytes (a batch of tasks with
+ * long arguments) arrives in chunks of 64 KB, and searching or copying all that was buffered at
+ * every chunk cost time quadratic in its length.
+ */
+export function lineSplitter(onLine: (line: string) => void): (chunk: Uint8Array) => void {
   const decoder = new TextDecoder();
-  let buffer = "";
-  for await (const chunk of readable) {
-    buffer += decoder.decode(chunk, { stream: true });
+  let parts: string[] = [];
+  return (chunk) => {
+    const text = decoder.decode(chunk, { stream: true });
     let start = 0;
     let newline;
-    while ((newline = buffer.indexOf("\n", start)) !== -1) {
-      onMessage(JSON.parse(buffer.slice(start, newline)));
+    while ((newline = text.indexOf("\n", start)) !== -1) {
+      let line = text.slice(start, newline);
+      if (parts.length > 0) {
+        parts.push(line);
+        line = parts.join("");
+        parts = [];
+      }
       start = newline + 1;
+      onLine(line);
     }
-    buffer = buffer.slice(start);
-  }
+    if (start < text.length) parts.push(start === 0 ? text : text.slice(start));
+  };
 }
 
 /**
