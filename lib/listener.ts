@@ -25,7 +25,7 @@ import {
   type RunMessage,
 } from "./_executor.ts";
 import { SEP } from "./_executor_codec.ts";
-import { GROUP, Keys, PROTOCOL_VERSION } from "./_keys.ts";
+import { ARGS_ASIDE, GROUP, Keys, PROTOCOL_VERSION } from "./_keys.ts";
 import { FINISH } from "./_lua/finish.ts";
 import { HEARTBEAT } from "./_lua/heartbeat.ts";
 import { PROMOTE } from "./_lua/promote.ts";
@@ -164,6 +164,10 @@ interface Task {
   readonly retries: number;
   readonly retryOnError: boolean;
   readonly timeout: number | undefined;
+  /** Its arguments are stored beside its entry ({@link ARGS_ASIDE}). */
+  readonly aside: boolean;
+  /** Why its arguments stored beside the entry could not be read; it fails instead of running. */
+  argsError: RemoteErrorInfo | undefined;
   /** `reserved`: claimed (prefetched), waiting for a free slot to run. */
   state: "starting" | "reserved" | "running" | "finishing";
   /** `performance.now()` at which the task times out. */
@@ -1159,6 +1163,8 @@ export class Listener {
       retries: Math.floor(nonNegative(fields.retries) ?? 0),
       retryOnError: fields.retryOn === "error",
       timeout,
+      aside: fields.args === ARGS_ASIDE,
+      argsError: undefined,
       state: "starting",
       deadline: undefined,
       stop: undefined,
@@ -1216,6 +1222,63 @@ export class Listener {
    * releases the others.
    */
   #launch(tasks: Task[], verdicts: unknown[], startedAt: number): void {
+    const aside = tasks.filter((task, i) => verdicts[i] === 1 && task.aside);
+    if (aside.length > 0) {
+      void this.#fetchAside(aside).then(() => this.#launchNow(tasks, verdicts, startedAt));
+    } else {
+      this.#launchNow(tasks, verdicts, startedAt);
+    }
+  }
+
+  /**
+   * Reads the arguments stored beside the entries of `tasks` (one `HMGET` per operation) into
+   * their `args` field. A task whose arguments are gone (expired, deleted) or cannot be read
+   * within the reconnect deadline gets an `argsError` and fails instead of running (retried, if
+   * it has attempts left, when Redis was unreachable).
+   */
+  async #fetchAside(tasks: Task[]): Promise<void> {
+    const cmd = this.#cmd!;
+    const byOp = new Map<string, Task[]>();
+    for (const task of tasks) {
+      const list = byOp.get(task.op);
+      if (list) list.push(task);
+      else byOp.set(task.op, [task]);
+    }
+    await Promise.all([...byOp].map(async ([op, list]) => {
+      const key = this.#keys.args(op);
+      try {
+        const values = await withReconnect(
+          cmd,
+          () => cmd.sendCommand(["HMGET", key, ...list.map((t) => t.taskId)]),
+          this.#reconnectDeadline,
+          "reading task arguments",
+        ) as unknown[];
+        list.forEach((task, i) => {
+          const value = values[i];
+          if (typeof value === "string") {
+            task.fields.args = value;
+          } else {
+            task.argsError = {
+              name: "ProtocolError",
+              message: `the arguments of task ${task.taskId} are gone: they were stored beside ` +
+                `its entry, in ${key}, which expired or was deleted`,
+            };
+          }
+        });
+      } catch (error) {
+        for (const task of list) {
+          task.argsError = {
+            name: "ConnectionError",
+            message: `could not read the arguments of task ${task.taskId} from ${key}: ${
+              (error as Error)?.message ?? error
+            }`,
+          };
+        }
+      }
+    }));
+  }
+
+  #launchNow(tasks: Task[], verdicts: unknown[], startedAt: number): void {
     const now = performance.now();
     this.#startingTasks -= tasks.length;
     const allowed: Task[] = [];
@@ -1285,6 +1348,11 @@ export class Listener {
     for (const task of tasks) {
       task.state = "running";
       const now = task.runStart;
+      if (task.argsError) {
+        const retryable = task.argsError.name === "ConnectionError";
+        rejected.push([task, this.#failure(task, task.argsError, retryable)]);
+        continue;
+      }
       if (task.fields.v !== PROTOCOL_VERSION) {
         const error = {
           name: "ProtocolError",
@@ -1549,6 +1617,7 @@ export class Listener {
         "recording results",
       ) as number[];
       const debug = this.#logger.enabled("debug");
+      const asideDone: Task[] = [];
       items.forEach(([task, record], i) => {
         const result = Number(results[i]);
         const outcome = record[4] === "c" ? "completed" : "failed";
@@ -1581,9 +1650,11 @@ export class Listener {
           );
         }
         if (result !== 1) return;
+        if (task.aside && record[4] !== "x" && record[4] !== "q") asideDone.push(task);
         if (record[4] === "c") this.#completed++;
         else if (record[4] !== "x") this.#failed++;
       });
+      if (asideDone.length > 0) this.#dropAside(asideDone);
     } catch (error) {
       const why = error instanceof ConnectionError
         ? error.message
@@ -1595,6 +1666,23 @@ export class Listener {
     } finally {
       this.#recording -= items.length;
       for (const [task] of items) this.#release(task);
+    }
+  }
+
+  /**
+   * Deletes the arguments stored beside the entries of tasks that have their final outcome
+   * (best effort: what is left goes with the operation's keys).
+   */
+  #dropAside(tasks: Task[]): void {
+    const byKey = new Map<string, string[]>();
+    for (const task of tasks) {
+      const key = this.#keys.args(task.op);
+      const ids = byKey.get(key);
+      if (ids) ids.push(task.taskId);
+      else byKey.set(key, [task.taskId]);
+    }
+    for (const [key, ids] of byKey) {
+      void this.#cmd!.sendCommand(["HDEL", key, ...ids]).catch(() => {});
     }
   }
 

@@ -35,7 +35,7 @@ import {
   type LogLevel,
 } from "./_log.ts";
 import { KeyValueStore } from "./kv.ts";
-import { GROUP, Keys, Status } from "./_keys.ts";
+import { ARGS_ASIDE, ARGS_ASIDE_MIN, GROUP, Keys, Status } from "./_keys.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, type ListenerOptions } from "./listener.ts";
 import { type LocalListeners, startLocalListeners } from "./_local_listeners.ts";
 import { executorMode } from "./_executor.ts";
@@ -1340,16 +1340,28 @@ export class StreamFuturePool implements AsyncDisposable {
     ];
     const send = async (start: number, end: number): Promise<void> => {
       const args = head.slice();
-      for (let i = start; i < end; i++) args.push(items[i].future.id, names[i], items[i].args);
+      const aside = new Map<string, string[]>();
+      for (let i = start; i < end; i++) {
+        const { future } = items[i];
+        const long = items[i].args.length >= ARGS_ASIDE_MIN;
+        if (long) aside.set(this.#keys.args(future.operationId), [future.id, items[i].args]);
+        args.push(future.id, names[i], long ? ARGS_ASIDE : items[i].args);
+      }
       try {
         // Idempotent (see SUBMIT_SOLO), so a call cut by a lost connection is simply sent again.
         const written = await withReconnect(
           cmd,
-          () => SUBMIT_SOLO.run(cmd, keys, args),
+          async () => {
+            await this.#storeAside(aside);
+            return SUBMIT_SOLO.run(cmd, keys, args);
+          },
           this.#reconnectDeadline,
           `submitting to queue "${queue}"`,
         );
-        if (written === -1) this.#failBatch(items.slice(start, end), this.#noWorkers(queue));
+        if (written === -1) {
+          this.#dropAside(aside);
+          this.#failBatch(items.slice(start, end), this.#noWorkers(queue));
+        }
       } catch (error) {
         this.#failBatch(items.slice(start, end), error);
       }
@@ -1365,6 +1377,28 @@ export class StreamFuturePool implements AsyncDisposable {
       for (const batch of batches) this.#writing.delete(batch.op);
     });
     return written;
+  }
+
+  /**
+   * Stores long arguments beside their entries (`{args key: [taskId, args, ...]}`, see
+   * {@link ARGS_ASIDE}) with the operation's time to live, before the SUBMIT call that writes the
+   * entries (on the same connection, so a worker that reads an entry finds them). Plain `HSET`s:
+   * in a script, Redis would hash every byte of them.
+   */
+  async #storeAside(aside: Map<string, string[]>): Promise<void> {
+    if (aside.size === 0) return;
+    const cmd = this.#cmd!;
+    const ttl = String(this.#orphanTtl);
+    const writes: Promise<unknown>[] = [];
+    for (const [key, pairs] of aside) {
+      writes.push(cmd.sendCommand(["HSET", key, ...pairs]), cmd.sendCommand(["PEXPIRE", key, ttl]));
+    }
+    await Promise.all(writes);
+  }
+
+  /** Deletes arguments stored for tasks that were refused (best effort: they expire anyway). */
+  #dropAside(aside: Map<string, string[]>): void {
+    if (aside.size > 0) void this.#cmd!.sendCommand(["UNLINK", ...aside.keys()]).catch(() => {});
   }
 
   /** The error of tasks refused because no live worker serves `queue`. */
@@ -1415,13 +1449,21 @@ export class StreamFuturePool implements AsyncDisposable {
         ...extra,
       ];
       if (general) args.push(batch.onParentError, String(batch.dedupe.ttl));
+      // A deduplicated call may come to stand for another task: its arguments stay in the entry.
+      const aside: string[] = [];
       slice.forEach((item, i) => {
-        args.push(item.future.id, names[start + i], item.args);
+        const long = dedupe === "" && item.args.length >= ARGS_ASIDE_MIN;
+        if (long) aside.push(item.future.id, item.args);
+        args.push(item.future.id, names[start + i], long ? ARGS_ASIDE : item.args);
         if (general) args.push(item.parents.join(" "), dedupe);
       });
+      const stored = new Map(aside.length > 0 ? [[this.#keys.args(op), aside]] : []);
       return withReconnect(
         cmd,
-        () => (general ? SUBMIT_EX : SUBMIT).run(cmd, keys, args),
+        async () => {
+          await this.#storeAside(stored);
+          return (general ? SUBMIT_EX : SUBMIT).run(cmd, keys, args);
+        },
         this.#reconnectDeadline,
         `submitting to queue "${queue}"`,
       );
@@ -1429,6 +1471,7 @@ export class StreamFuturePool implements AsyncDisposable {
     try {
       const written = await chunk(0, FIRST_CHUNK, this.#requireWorkers);
       if (written === -1) {
+        this.#dropAside(new Map([[this.#keys.args(op), []]]));
         this.#failBatch(items, this.#noWorkers(queue));
         return;
       }
@@ -1523,11 +1566,12 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#settled.push(info.n);
   }
 
-  /** The status, heartbeat and results hashes of operations. */
+  /** The status, heartbeat, results and arguments hashes of operations. */
   #opKeys(ops: Iterable<string>): string[] {
     const keys: string[] = [];
     for (const op of ops) {
-      keys.push(this.#keys.status(op), this.#keys.heartbeat(op), this.#keys.results(op));
+      const k = this.#keys;
+      keys.push(k.status(op), k.heartbeat(op), k.results(op), k.args(op));
     }
     return keys;
   }
@@ -1889,7 +1933,7 @@ export class StreamFuturePool implements AsyncDisposable {
           // Kept keys outlive the pool: no orphan expiry for them.
           await Promise.all(this.#opKeys(ops).map((key) => cmd.sendCommand(["PERSIST", key])));
         } else {
-          // 100 operations (300 keys) per UNLINK; the settled ones named only when sent.
+          // 100 operations (400 keys) per UNLINK; the settled ones named only when sent.
           const unlink = (names: string[]) => cmd.sendCommand(["UNLINK", ...this.#opKeys(names)]);
           for (let i = 0; i < ops.length; i += 100) await unlink(ops.slice(i, i + 100));
           for (let i = 0; i < this.#settled.length; i += 100) {

@@ -402,6 +402,22 @@ local function flush(group)
   end
 end
 
+-- Adds a dead-letter entry: 'fields', then the task's entry 'flat', whose arguments, if they were
+-- stored beside it (ARGS_ASIDE), are put back in: they go when the task's operation does.
+local function dead_letter(fields, flat, op, tid)
+  local n = #fields
+  for _, v in ipairs(flat) do fields[#fields + 1] = v end
+  for i = n + 1, #fields - 1, 2 do
+    if fields[i] == 'args' then
+      if fields[i + 1] == ARGS_ASIDE then
+        fields[i + 1] = redis.call('HGET', k_args(op), tid) or ARGS_ASIDE
+      end
+      break
+    end
+  end
+  redis.call('XADD', k_dead(), 'MAXLEN', '~', '10000', '*', unpack(fields))
+end
+
 -- Records a final failure written by the library itself (not by the task): status 3, the results
 -- line, a reply notice; with a dead-letter reason, also an entry in the dead-letter stream.
 local function fail(op, tid, reply, queue, flat, name, message, attempt, dead_reason)
@@ -412,10 +428,8 @@ local function fail(op, tid, reply, queue, flat, name, message, attempt, dead_re
   notice(reply, 't', tid, 's', '3', 'p', payload)
   on_final(op, tid, '3', line, payload)
   if dead_reason then
-    local fields = {'queue', queue, 'error', line, 'attempts', tostring(attempt), 'reason',
-      dead_reason}
-    for _, v in ipairs(flat) do fields[#fields + 1] = v end
-    redis.call('XADD', k_dead(), 'MAXLEN', '~', '10000', '*', unpack(fields))
+    dead_letter({'queue', queue, 'error', line, 'attempts', tostring(attempt), 'reason',
+      dead_reason}, flat, op, tid)
   end
 end
 

@@ -108,10 +108,8 @@ for _, op in ipairs(ops) do
             if info.name == 'TaskTimeoutError' then reason = 'timeout' end
             if info.name == 'WorkerInterrupted' then reason = 'interrupted' end
           end
-          local fields = {'queue', queue, 'error', ARGV[b + 6], 'attempts',
-            get_field(flat, 'attempt') or '1', 'reason', reason}
-          for _, v in ipairs(flat) do fields[#fields + 1] = v end
-          redis.call('XADD', k_dead(), 'MAXLEN', '~', '10000', '*', unpack(fields))
+          dead_letter({'queue', queue, 'error', ARGV[b + 6], 'attempts',
+            get_field(flat, 'attempt') or '1', 'reason', reason}, flat, op, tid)
         end
         results[i] = 1
       elseif action == 'r' or action == 'q' then
