@@ -100,6 +100,27 @@ describe("long arguments stored beside the entry", () => {
     await waitFor(async () => (await c.sendCommand(["EXISTS", key])) === 0, "args deleted");
   });
 
+  it("a child whose long arguments hold its parent's future gets the parent's value in their place", async () => {
+    const app = "AsideChild";
+    await using pool = new StreamFuturePool({
+      url: redis.url,
+      app,
+      requireWorkers: false,
+      tasks: TASKS,
+    });
+    const parent = pool.submit(tasks.echo, [long("p")]);
+    const child = pool.submit(tasks.echo, [[long("c"), parent]]);
+    const key = `${app}:${child.operationId}:args`;
+    await waitFor(
+      async () => (await c.sendCommand(["HEXISTS", key, child.id])) === 1,
+      "the child's arguments set aside",
+    );
+    await using serving = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
+    await serving.ready();
+    assert.deepEqual(await child, [long("c"), long("p")]);
+    await waitFor(async () => (await c.sendCommand(["EXISTS", key])) === 0, "args deleted");
+  });
+
   it("arguments gone from Redis: the task fails with a ProtocolError that says so, and the worker goes on", async () => {
     const app = "AsideGone";
     await using pool = new StreamFuturePool({
