@@ -470,7 +470,8 @@ export class Listener {
     // End the blocking read now; entries it already received are still run.
     if (this.#cmd) await this.#reader?.unblock(this.#cmd).catch(() => {});
     await this.#loop?.catch(() => {});
-    await Promise.all(this.#starting);
+    // (A claim whose tasks' arguments are being read adds that read when it returns.)
+    while (this.#starting.size > 0) await Promise.all(this.#starting);
     if (this.#reserved.length > 0) {
       // Prefetched tasks never ran: back to the queue, same attempt, for another worker.
       const back = this.#reserved;
@@ -1224,7 +1225,12 @@ export class Listener {
   #launch(tasks: Task[], verdicts: unknown[], startedAt: number): void {
     const aside = tasks.filter((task, i) => verdicts[i] === 1 && task.aside);
     if (aside.length > 0) {
-      void this.#fetchAside(aside).then(() => this.#launchNow(tasks, verdicts, startedAt));
+      // Counted as starting, so that stopping waits for them to be launched.
+      const fetched = this.#fetchAside(aside).then(() =>
+        this.#launchNow(tasks, verdicts, startedAt)
+      );
+      this.#starting.add(fetched);
+      void fetched.finally(() => this.#starting.delete(fetched));
     } else {
       this.#launchNow(tasks, verdicts, startedAt);
     }
@@ -1278,6 +1284,7 @@ export class Listener {
     }));
   }
 
+  /** {@link #launch}, once every task that may run has its arguments. */
   #launchNow(tasks: Task[], verdicts: unknown[], startedAt: number): void {
     const now = performance.now();
     this.#startingTasks -= tasks.length;
