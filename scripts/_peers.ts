@@ -64,6 +64,8 @@ export interface PeerThroughputOptions {
   taskMs: number;
   /** Jobs run through the same processes before the measured run (default `min(2000, jobs)`). */
   warmup?: number;
+  /** Each job's data holds a string of this many characters (default 0: empty data). */
+  payload?: number;
   /** Deadline of each wait in ms (default {@link DEFAULT_TIMEOUT_MS}). */
   timeoutMs?: number;
 }
@@ -134,6 +136,7 @@ export function peerThroughput(
         jobs: String(jobs),
         warmup: String(warmup),
         "timeout-ms": String(timeoutMs),
+        ...(opts.payload ? { payload: String(nonNegative(opts.payload, "payload")) } : {}),
       }, { gate: true }),
     stopWorker: async (worker, ms) => (await worker.stop(ms)).processed,
   });

@@ -14,6 +14,8 @@
  *    Each run starts fresh processes and warms them up with 2,000 tasks first (`--warmup N`:
  *    N instead, for every system; a warm-up as large as the timed run measures processes whose
  *    JIT and heap have seen a run of that size, nearer a long-running worker and client).
+ *    And long arguments: 2,000 no-op tasks whose one argument (peers: job data) is a string of
+ *    100,000 characters, with 200 to warm up, Redis' and every process's CPU per task.
  * 2. Redis cost per task over the no-op, 1-worker runs: CPU (INFO cpu) and commands (INFO
  *    commandstats, commands inside Lua included), by command too; and the CPU time of the producer
  *    and worker processes per task.
@@ -134,7 +136,16 @@ interface Variant {
   systems: readonly System[];
   /** Our workers' `--prefetch` (ours only). */
   prefetch?: number;
+  /** Each task's argument (job data for the peers) holds a string of this many characters. */
+  payload?: number;
+  /** Tasks of each run and of its warm-up, instead of `--tasks` and `--warmup`. */
+  tasks?: number;
+  warmup?: number;
 }
+
+/** The argument size of the long-arguments setting, and its tasks per run. */
+const PAYLOAD = 100_000;
+const PAYLOAD_TASKS = 2_000;
 
 /** The `--prefetch` of our workers in the prefetch settings: 10 ms tasks, no-op tasks. */
 const PREFETCH = 25;
@@ -151,6 +162,16 @@ const VARIANTS: readonly Variant[] = [
     taskMs: 10,
     workers: 1,
     systems: SYSTEMS,
+  },
+  {
+    id: "payload-1",
+    label: "no-op tasks with a 100 KB argument, 1 worker process",
+    taskMs: 0,
+    workers: 1,
+    systems: SYSTEMS,
+    payload: PAYLOAD,
+    tasks: PAYLOAD_TASKS,
+    warmup: PAYLOAD_TASKS / 10,
   },
   {
     id: "noop-1-prefetch",
@@ -352,6 +373,7 @@ function oursThroughput(
         String(warmup),
         "--task-ms",
         String(variant.taskMs),
+        ...(variant.payload ? ["--payload", String(variant.payload)] : []),
         "--timeout-ms",
         String(TIMEOUT_MS),
         "--gate",
@@ -804,16 +826,17 @@ async function bench(params: Params, server: RedisServer, tmp: string): Promise<
               npm,
               server.url,
               variant,
-              params.tasks,
-              params.warmup,
+              variant.tasks ?? params.tasks,
+              variant.warmup ?? params.warmup,
             )
             : await peerThroughput(system, {
               url: server.url,
-              jobs: params.tasks,
+              jobs: variant.tasks ?? params.tasks,
               workers: variant.workers,
               concurrency: CONCURRENCY,
               taskMs: variant.taskMs,
-              warmup: params.warmup,
+              payload: variant.payload,
+              warmup: variant.warmup ?? params.warmup,
               timeoutMs: TIMEOUT_MS,
             });
           byRun[system]!.runs.push(r);
@@ -1198,16 +1221,19 @@ function markdown(r: Results): string {
     text: string,
     pick: (m: Medians) => number | undefined,
     format: (n: number) => string,
+    id = HEADLINE,
   ) => {
+    const of = medians[id] ?? {};
+    if (Object.keys(of).length === 0) return;
     rows.push([
       text,
       ...systems.map((s) => {
-        const v = head[s] ? pick(head[s]!) : undefined;
+        const v = of[s] ? pick(of[s]!) : undefined;
         return v === undefined ? "–" : format(v);
       }),
       ...ratioPeers.map((p) => {
-        const a = head.ours ? pick(head.ours) : undefined;
-        const b = head[p] ? pick(head[p]!) : undefined;
+        const a = of.ours ? pick(of.ours) : undefined;
+        const b = of[p] ? pick(of[p]!) : undefined;
         return a === undefined || b === undefined ? "–" : ratioText(a / b);
       }),
     ]);
@@ -1235,6 +1261,21 @@ function markdown(r: Results): string {
         ? undefined
         : m.producerCpuUs + m.workerCpuUs + m.redisCpuUs,
     (n) => `${n.toFixed(1)} µs`,
+  );
+  costRow(
+    "Redis CPU per task (100 KB argument, 1 worker)",
+    (m) => m.redisCpuUs,
+    (n) => `${n.toFixed(1)} µs`,
+    "payload-1",
+  );
+  costRow(
+    "CPU per task, all processes (100 KB argument)",
+    (m) =>
+      m.producerCpuUs === undefined || m.workerCpuUs === undefined
+        ? undefined
+        : m.producerCpuUs + m.workerCpuUs + m.redisCpuUs,
+    (n) => `${n.toFixed(1)} µs`,
+    "payload-1",
   );
 
   const single = (

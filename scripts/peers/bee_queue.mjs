@@ -3,7 +3,8 @@
  * Run with Node, bee-queue's native runtime; driven by scripts/_peers.ts.
  *
  *   node scripts/peers/bee_queue.mjs worker     --url U --queue Q [--concurrency 100] [--task-ms 0]
- *   node scripts/peers/bee_queue.mjs throughput --url U --queue Q [--jobs 20000] [--warmup 0] [--gate]
+ *   node scripts/peers/bee_queue.mjs throughput --url U --queue Q [--jobs 20000] [--warmup 0]
+ *     [--payload 0] [--gate]
  *   node scripts/peers/bee_queue.mjs latency    --url U --queue Q [--samples 2000] [--warmup 200]
  *   node scripts/peers/bee_queue.mjs fill       --url U --queue Q [--jobs 100000]
  *
@@ -50,6 +51,7 @@ const { positionals, values } = parseArgs({
     queue: { type: "string", default: "bench" },
     concurrency: { type: "string", default: "100" },
     "task-ms": { type: "string", default: "0" },
+    payload: { type: "string", default: "0" },
     jobs: { type: "string", default: "20000" },
     chunk: { type: "string", default: "1000" },
     samples: { type: "string", default: "2000" },
@@ -106,6 +108,16 @@ async function worker() {
   console.error("ready");
 }
 
+/**
+ * A job's data: `{}`, or with `--payload N` `{ s: <N characters> }` (the no-op processor ignores
+ * it), the same string for every job.
+ */
+function jobData() {
+  const n = int("payload");
+  return n > 0 ? { s: payloadText ??= "x".repeat(n) } : {};
+}
+let payloadText;
+
 /** Saves `n` jobs with `saveAll` in chunks, awaited in turn; with `keep`, returns the Jobs. */
 async function saveJobs(queue, n, keep) {
   const chunk = Math.max(1, int("chunk"));
@@ -113,7 +125,7 @@ async function saveJobs(queue, n, keep) {
   for (let done = 0; done < n;) {
     const size = Math.min(chunk, n - done);
     const jobs = new Array(size);
-    for (let i = 0; i < size; i++) jobs[i] = queue.createJob({});
+    for (let i = 0; i < size; i++) jobs[i] = queue.createJob(jobData());
     const errors = await queue.saveAll(jobs);
     if (errors.size > 0) {
       const [job, error] = errors.entries().next().value;

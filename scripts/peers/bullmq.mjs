@@ -3,7 +3,8 @@
  * Run with Node, BullMQ's native runtime; driven by scripts/_peers.ts.
  *
  *   node scripts/peers/bullmq.mjs worker     --url U --queue Q [--concurrency 100] [--task-ms 0]
- *   node scripts/peers/bullmq.mjs throughput --url U --queue Q [--jobs 20000] [--warmup 0] [--gate]
+ *   node scripts/peers/bullmq.mjs throughput --url U --queue Q [--jobs 20000] [--warmup 0]
+ *     [--payload 0] [--gate]
  *   node scripts/peers/bullmq.mjs latency    --url U --queue Q [--samples 2000] [--warmup 200]
  *   node scripts/peers/bullmq.mjs fill       --url U --queue Q [--jobs 100000]
  *
@@ -51,6 +52,7 @@ const { positionals, values } = parseArgs({
     queue: { type: "string", default: "bench" },
     concurrency: { type: "string", default: "100" },
     "task-ms": { type: "string", default: "0" },
+    payload: { type: "string", default: "0" },
     jobs: { type: "string", default: "20000" },
     chunk: { type: "string", default: "1000" },
     samples: { type: "string", default: "2000" },
@@ -137,6 +139,16 @@ async function producer() {
 
 const THROUGHPUT_JOB_OPTS = { removeOnComplete: true };
 
+/**
+ * A job's data: `{}`, or with `--payload N` `{ s: <N characters> }` (the no-op processor ignores
+ * it), the same string for every job.
+ */
+function jobData() {
+  const n = int("payload");
+  return n > 0 ? { s: payloadText ??= "x".repeat(n) } : {};
+}
+let payloadText;
+
 /** Adds `n` jobs with `addBulk` in chunks, awaited in turn; with `keep`, returns the Jobs. */
 async function addJobs(queue, n, opts, keep) {
   const chunk = Math.max(1, int("chunk"));
@@ -144,7 +156,7 @@ async function addJobs(queue, n, opts, keep) {
   for (let done = 0; done < n;) {
     const size = Math.min(chunk, n - done);
     const batch = new Array(size);
-    for (let i = 0; i < size; i++) batch[i] = { name: "noop", data: {}, opts };
+    for (let i = 0; i < size; i++) batch[i] = { name: "noop", data: jobData(), opts };
     const jobs = await queue.addBulk(batch);
     if (keep) added.push(...jobs);
     done += size;

@@ -5,7 +5,7 @@
  * Node.
  *
  *   deno run -A tests/bench/_client.ts throughput --url U --app A [--jobs 20000] [--warmup 2000]
- *     [--task-ms 0] [--gate]
+ *     [--task-ms 0] [--payload 0] [--gate]
  *   deno run -A tests/bench/_client.ts latency --url U --app A [--samples 2000] [--warmup 200]
  *   deno run -A --v8-flags=--expose-gc tests/bench/_client.ts fill --url U --app A [--jobs 100000]
  *   node [--expose-gc] npm/tests/bench/_client.js <role> ...
@@ -14,7 +14,8 @@
  *
  * - throughput: warms up with `--warmup` tasks, says "ready" on stderr, waits for a line on stdin
  *   with `--gate` (so the driver can reset Redis' statistics), then times one
- *   `pool.map(tasks.noop | tasks.sleep, ...)` of `--jobs` tasks from the call until every future
+ *   `pool.map(tasks.noop | tasks.sleep, ...)` (with `--payload N`: the no-op called with a string of
+ *   N characters) of `--jobs` tasks from the call until every future
  *   has its result (each one checked). Result: `{ seconds, jobs, cpuMicros }` (`cpuMicros`: this
  *   process's CPU time over the timed part).
  * - latency: `--warmup` then `--samples` sequential `await pool.submit(tasks.noop, [])`. Result:
@@ -50,13 +51,14 @@ const { positionals, values } = parseArgs({
     jobs: { type: "string", default: "20000" },
     warmup: { type: "string", default: "0" },
     "task-ms": { type: "string", default: "0" },
+    payload: { type: "string", default: "0" },
     samples: { type: "string", default: "2000" },
     gate: { type: "boolean", default: false },
     "timeout-ms": { type: "string", default: "120000" },
   },
 });
 
-type IntOption = "jobs" | "warmup" | "task-ms" | "samples" | "timeout-ms";
+type IntOption = "jobs" | "warmup" | "task-ms" | "payload" | "samples" | "timeout-ms";
 
 /** A non-negative integer option. */
 function int(name: IntOption): number {
@@ -121,12 +123,24 @@ function check(results: readonly unknown[], expected: unknown, what: string): vo
 }
 
 /** `map`s `n` tasks and waits for every result; the `map` call is inside the timed part. */
-async function mapRun(pool: StreamFuturePool, n: number, taskMs: number, what: string) {
+async function mapRun(
+  pool: StreamFuturePool,
+  n: number,
+  taskMs: number,
+  payload: number,
+  what: string,
+) {
   let futures: StreamFuture<unknown>[];
   if (taskMs > 0) {
     const argsList = new Array<[number]>(n);
     for (let i = 0; i < n; i++) argsList[i] = [taskMs];
     futures = pool.map(tasks.sleep, argsList);
+  } else if (payload > 0) {
+    // The no-op task called with one string argument of `--payload` characters (it ignores it).
+    const text = "x".repeat(payload);
+    const argsList = new Array<[string]>(n);
+    for (let i = 0; i < n; i++) argsList[i] = [text];
+    futures = pool.map("noop", argsList);
   } else {
     const argsList = new Array<[]>(n);
     for (let i = 0; i < n; i++) argsList[i] = [];
@@ -140,14 +154,15 @@ async function throughput(): Promise<unknown> {
   const jobs = int("jobs");
   const warmup = int("warmup");
   const taskMs = int("task-ms");
+  const payload = int("payload");
   const pool = newPool();
   try {
     await deadline(pool.ready(), timeoutMs, "pool ready");
-    if (warmup > 0) await mapRun(pool, warmup, taskMs, "warm-up");
+    if (warmup > 0) await mapRun(pool, warmup, taskMs, payload, "warm-up");
     await gate("ready");
     const cpu = process.cpuUsage();
     const start = performance.now();
-    await mapRun(pool, jobs, taskMs, "throughput run");
+    await mapRun(pool, jobs, taskMs, payload, "throughput run");
     const seconds = (performance.now() - start) / 1000;
     const used = process.cpuUsage(cpu);
     return { seconds, jobs, cpuMicros: used.user + used.system };
