@@ -195,6 +195,48 @@ describe("KeyValueStore (lib/kv.ts)", () => {
       other.close();
     });
 
+    it("reads run no script: Redis' Lua would hash every byte of the value", async () => {
+      const kv = store();
+      const big = "x".repeat(1 << 20);
+      await kv.set("big", big);
+      await kv.set("bigs", [big, big]);
+      await raw(["CONFIG", "RESETSTAT"]);
+      assert.equal(await kv.get("big"), big);
+      assert.deepEqual(await kv.get("bigs"), [big, big]);
+      assert.equal(await kv.get("nothing"), undefined);
+      const read = new Map<string, unknown>();
+      for await (const [key, value] of kv.entries("big")) read.set(key, value);
+      assert.deepEqual(read, new Map<string, unknown>([["big", big], ["bigs", [big, big]]]));
+      const stats = String(await raw(["INFO", "commandstats"]));
+      assert.doesNotMatch(stats, /cmdstat_(fcall|evalsha|eval):/, "no script ran");
+      assert.match(stats, /cmdstat_mget:calls=1,/, "entries reads strings with MGET");
+    });
+
+    it("a key that keeps changing type between the plain reads is read by a script at last", async () => {
+      const app = `kv${apps++}`;
+      const name = `${app}:kv:flip`;
+      await raw(["HSET", name, "f", "1"]);
+      // Whenever the store asks for the key's type, the key is a string for that moment only:
+      // GET and LRANGE both find a hash, TYPE a string, and so on, until the store gives up.
+      const commander = {
+        sendCommand: async (args: string[]) => {
+          if (args[0] !== "TYPE") return await c.sendCommand(args);
+          await raw(["SET", name, '"now a string"']);
+          const reply = await c.sendCommand(args);
+          await raw(["DEL", name]);
+          await raw(["HSET", name, "f", "1"]);
+          return reply;
+        },
+      };
+      const kv = new KeyValueStore(commander, app);
+      await raw(["CONFIG", "RESETSTAT"]);
+      await assert.rejects(kv.get("flip"), { name: "ProtocolError", message: /a Redis hash/ });
+      const stats = String(await raw(["INFO", "commandstats"]));
+      assert.match(stats, /cmdstat_get:calls=10,/, "ten plain reads");
+      // (FCALL, once more after loading the library if this Redis had not run it yet.)
+      assert.match(stats, /cmdstat_(fcall|evalsha|eval):calls=\d+,/, "read by script at last");
+    });
+
     it("values the codec rejects throw its TypeError naming the path; nothing is written", async () => {
       const kv = store();
       await assert.rejects(kv.set("f", { ok: 1, f: () => 1 }), {
