@@ -50,6 +50,7 @@ interface DenoConn {
   readable: ReadableStream<Uint8Array>;
   writable: WritableStream<Uint8Array>;
   read(buffer: Uint8Array): Promise<number | null>;
+  write(buffer: Uint8Array): Promise<number>;
   close(): void;
 }
 
@@ -464,6 +465,47 @@ async function readJsonLines(
 const READ_BUFFER = 1 << 20;
 
 /**
+ * Writes to a socket in order with `write()`, the messages queued while a write is in progress
+ * going out together in the next one (its WritableStream costs more per message). Errors (the
+ * other side gone) end the writing silently: the reader sees the socket close.
+ */
+function connWriter(conn: DenoConn): (bytes: Uint8Array) => void {
+  let queue: Uint8Array[] = [];
+  let writing = false;
+  const pump = async () => {
+    writing = true;
+    try {
+      while (queue.length > 0) {
+        let chunk = queue.length === 1 ? queue[0] : concatBytes(queue);
+        queue = [];
+        while (chunk.length > 0) chunk = chunk.subarray(await conn.write(chunk));
+      }
+    } catch {
+      queue = [];
+    } finally {
+      writing = false;
+    }
+  };
+  return (bytes) => {
+    queue.push(bytes);
+    if (!writing) void pump();
+  };
+}
+
+/** The bytes of `parts`, in order, in one array. */
+function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/**
  * Returns a function that takes the chunks of a UTF-8 stream and calls `onLine` with each
  * complete line (without its newline). Each chunk is searched once, and a line that spans
  * chunks is joined once, when its end arrives: a message of megabytes (a batch of tasks with
@@ -522,13 +564,13 @@ export async function startProcessThread(url: URL, data: unknown): Promise<Threa
     stderr: "inherit",
   }).spawn();
   const encoder = new TextEncoder();
-  let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  let write: ((bytes: Uint8Array) => void) | undefined;
   let conn: { close(): void } | undefined;
   /** Messages posted before the process connected. */
   const waiting: Uint8Array[] = [];
   const post = (message: unknown) => {
     const bytes = encoder.encode(JSON.stringify(message) + "\n");
-    if (writer) writer.write(bytes).catch(() => {});
+    if (write) write(bytes);
     else waiting.push(bytes);
   };
   const closeListener = () => {
@@ -551,9 +593,9 @@ export async function startProcessThread(url: URL, data: unknown): Promise<Threa
     closeListener();
     conn = accepted;
     if (handle.terminated) return accepted.close();
-    const w = accepted.writable.getWriter();
-    writer = w;
-    for (const bytes of waiting.splice(0)) w.write(bytes).catch(() => {});
+    const w = connWriter(accepted);
+    write = w;
+    for (const bytes of waiting.splice(0)) w(bytes);
     await readJsonLines(accepted, (m) => handle.message(m));
   })().catch((error) => {
     if (!handle.terminated) handle.error(error);
@@ -582,7 +624,10 @@ export async function threadPort(): Promise<ThreadPort> {
     // startPipeProcessThread, on stdin / stdout (its lines marked, as tasks print there too).
     const path = getEnv(PROCESS_SOCKET);
     const conn = path ? await deno.connect({ transport: "unix", path }) : undefined;
-    const writer = conn ? conn.writable.getWriter() : stdoutWriter();
+    const stdout = conn ? undefined : stdoutWriter();
+    const write = conn
+      ? connWriter(conn)
+      : (bytes: Uint8Array) => void stdout!.write(bytes).catch(() => {});
     const mark = conn ? "" : MARK;
     const encoder = new TextEncoder();
     let init!: (data: unknown) => void;
@@ -598,7 +643,7 @@ export async function threadPort(): Promise<ThreadPort> {
     return {
       data: await data,
       post: (m) => {
-        writer.write(encoder.encode(mark + JSON.stringify(m) + "\n")).catch(() => {});
+        write(encoder.encode(mark + JSON.stringify(m) + "\n"));
       },
       onMessage: (h) => (handler = h),
       close: () => deno.exit(0),
