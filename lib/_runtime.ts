@@ -47,8 +47,6 @@ interface DenoLike {
 
 /** A connection of `Deno.listen` / `Deno.connect`. */
 interface DenoConn {
-  readable: ReadableStream<Uint8Array>;
-  writable: WritableStream<Uint8Array>;
   read(buffer: Uint8Array): Promise<number | null>;
   write(buffer: Uint8Array): Promise<number>;
   close(): void;
@@ -509,8 +507,8 @@ function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
  * Returns a function that takes the chunks of a UTF-8 stream and calls `onLine` with each
  * complete line (without its newline). Each chunk is searched once, and a line that spans
  * chunks is joined once, when its end arrives: a message of megabytes (a batch of tasks with
- * long arguments) arrives in chunks of 64 KB, and searching or copying all that was buffered at
- * every chunk cost time quadratic in its length.
+ * long arguments) arrives in many chunks, and searching or copying all that was buffered at every
+ * chunk cost time quadratic in its length.
  */
 export function lineSplitter(onLine: (line: string) => void): (chunk: Uint8Array) => void {
   const decoder = new TextDecoder();

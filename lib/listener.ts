@@ -185,6 +185,17 @@ interface Task {
   runMs: number;
 }
 
+/** Tasks grouped by operation, in order. */
+function byOp(tasks: readonly Task[]): Map<string, Task[]> {
+  const groups = new Map<string, Task[]>();
+  for (const task of tasks) {
+    const list = groups.get(task.op);
+    if (list) list.push(task);
+    else groups.set(task.op, [task]);
+  }
+  return groups;
+}
+
 /** One outcome for FINISH: entry id, op, task id, reply, action, a, b, timings. */
 type FinishRecord = [string, string, string, string, string, string, string, string];
 
@@ -1244,13 +1255,7 @@ export class Listener {
    */
   async #fetchAside(tasks: Task[]): Promise<void> {
     const cmd = this.#cmd!;
-    const byOp = new Map<string, Task[]>();
-    for (const task of tasks) {
-      const list = byOp.get(task.op);
-      if (list) list.push(task);
-      else byOp.set(task.op, [task]);
-    }
-    await Promise.all([...byOp].map(async ([op, list]) => {
+    await Promise.all([...byOp(tasks)].map(async ([op, list]) => {
       const key = this.#keys.args(op);
       try {
         const values = await withReconnect(
@@ -1681,15 +1686,9 @@ export class Listener {
    * (best effort: what is left goes with the operation's keys).
    */
   #dropAside(tasks: Task[]): void {
-    const byKey = new Map<string, string[]>();
-    for (const task of tasks) {
-      const key = this.#keys.args(task.op);
-      const ids = byKey.get(key);
-      if (ids) ids.push(task.taskId);
-      else byKey.set(key, [task.taskId]);
-    }
-    for (const [key, ids] of byKey) {
-      void this.#cmd!.sendCommand(["HDEL", key, ...ids]).catch(() => {});
+    for (const [op, list] of byOp(tasks)) {
+      const ids = list.map((t) => t.taskId);
+      void this.#cmd!.sendCommand(["HDEL", this.#keys.args(op), ...ids]).catch(() => {});
     }
   }
 

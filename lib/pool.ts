@@ -1343,9 +1343,7 @@ export class StreamFuturePool implements AsyncDisposable {
       const aside = new Map<string, string[]>();
       for (let i = start; i < end; i++) {
         const { future } = items[i];
-        const long = items[i].args.length >= ARGS_ASIDE_MIN;
-        if (long) aside.set(this.#keys.args(future.operationId), [future.id, items[i].args]);
-        args.push(future.id, names[i], long ? ARGS_ASIDE : items[i].args);
+        args.push(future.id, names[i], this.#argsField(aside, future, items[i].args));
       }
       try {
         // Idempotent (see SUBMIT_SOLO), so a call cut by a lost connection is simply sent again.
@@ -1359,7 +1357,7 @@ export class StreamFuturePool implements AsyncDisposable {
           `submitting to queue "${queue}"`,
         );
         if (written === -1) {
-          this.#dropAside(aside);
+          this.#dropAside(aside.keys());
           this.#failBatch(items.slice(start, end), this.#noWorkers(queue));
         }
       } catch (error) {
@@ -1380,10 +1378,24 @@ export class StreamFuturePool implements AsyncDisposable {
   }
 
   /**
-   * Stores long arguments beside their entries (`{args key: [taskId, args, ...]}`, see
-   * {@link ARGS_ASIDE}) with the operation's time to live, before the SUBMIT call that writes the
-   * entries (on the same connection, so a worker that reads an entry finds them). Plain `HSET`s:
-   * in a script, Redis would hash every byte of them.
+   * The `args` field of a task's entry: its encoded arguments, or {@link ARGS_ASIDE} when they
+   * are long enough to be stored beside the entry (they are then added to `aside`, `{args key:
+   * [taskId, args, ...]}`, for {@link #storeAside}).
+   */
+  #argsField(aside: Map<string, string[]>, future: StreamFuture<unknown>, args: string): string {
+    if (args.length < ARGS_ASIDE_MIN) return args;
+    const key = this.#keys.args(future.operationId);
+    const pairs = aside.get(key);
+    if (pairs) pairs.push(future.id, args);
+    else aside.set(key, [future.id, args]);
+    return ARGS_ASIDE;
+  }
+
+  /**
+   * Stores long arguments beside their entries (see {@link #argsField}) with the operation's time
+   * to live, before the SUBMIT call that writes the entries (on the same connection, so a worker
+   * that reads an entry finds them). Plain `HSET`s: in a script, Redis would hash every byte of
+   * them.
    */
   async #storeAside(aside: Map<string, string[]>): Promise<void> {
     if (aside.size === 0) return;
@@ -1396,9 +1408,13 @@ export class StreamFuturePool implements AsyncDisposable {
     await Promise.all(writes);
   }
 
-  /** Deletes arguments stored for tasks that were refused (best effort: they expire anyway). */
-  #dropAside(aside: Map<string, string[]>): void {
-    if (aside.size > 0) void this.#cmd!.sendCommand(["UNLINK", ...aside.keys()]).catch(() => {});
+  /**
+   * Deletes the arguments hashes of operations that were refused (best effort: they expire
+   * anyway).
+   */
+  #dropAside(keys: Iterable<string>): void {
+    const names = [...keys];
+    if (names.length > 0) void this.#cmd!.sendCommand(["UNLINK", ...names]).catch(() => {});
   }
 
   /** The error of tasks refused because no live worker serves `queue`. */
@@ -1450,18 +1466,16 @@ export class StreamFuturePool implements AsyncDisposable {
       ];
       if (general) args.push(batch.onParentError, String(batch.dedupe.ttl));
       // A deduplicated call may come to stand for another task: its arguments stay in the entry.
-      const aside: string[] = [];
+      const aside = new Map<string, string[]>();
       slice.forEach((item, i) => {
-        const long = dedupe === "" && item.args.length >= ARGS_ASIDE_MIN;
-        if (long) aside.push(item.future.id, item.args);
-        args.push(item.future.id, names[start + i], long ? ARGS_ASIDE : item.args);
+        const field = dedupe === "" ? this.#argsField(aside, item.future, item.args) : item.args;
+        args.push(item.future.id, names[start + i], field);
         if (general) args.push(item.parents.join(" "), dedupe);
       });
-      const stored = new Map(aside.length > 0 ? [[this.#keys.args(op), aside]] : []);
       return withReconnect(
         cmd,
         async () => {
-          await this.#storeAside(stored);
+          await this.#storeAside(aside);
           return (general ? SUBMIT_EX : SUBMIT).run(cmd, keys, args);
         },
         this.#reconnectDeadline,
@@ -1471,7 +1485,7 @@ export class StreamFuturePool implements AsyncDisposable {
     try {
       const written = await chunk(0, FIRST_CHUNK, this.#requireWorkers);
       if (written === -1) {
-        this.#dropAside(new Map([[this.#keys.args(op), []]]));
+        this.#dropAside([this.#keys.args(op)]);
         this.#failBatch(items, this.#noWorkers(queue));
         return;
       }
