@@ -1254,29 +1254,14 @@ function markdown(r: Results): string {
     (m) => m.workerCpuUs,
     (n) => `${n.toFixed(1)} µs`,
   );
-  costRow(
-    "CPU per task, all processes (producer + worker + Redis)",
-    (m) =>
-      m.producerCpuUs === undefined || m.workerCpuUs === undefined
-        ? undefined
-        : m.producerCpuUs + m.workerCpuUs + m.redisCpuUs,
-    (n) => `${n.toFixed(1)} µs`,
-  );
-  costRow(
-    "Redis CPU per task (100 KB argument, 1 worker)",
-    (m) => m.redisCpuUs,
-    (n) => `${n.toFixed(1)} µs`,
-    "payload-1",
-  );
-  costRow(
-    "CPU per task, all processes (100 KB argument)",
-    (m) =>
-      m.producerCpuUs === undefined || m.workerCpuUs === undefined
-        ? undefined
-        : m.producerCpuUs + m.workerCpuUs + m.redisCpuUs,
-    (n) => `${n.toFixed(1)} µs`,
-    "payload-1",
-  );
+  const allCpu = (m: Medians) =>
+    m.producerCpuUs === undefined || m.workerCpuUs === undefined
+      ? undefined
+      : m.producerCpuUs + m.workerCpuUs + m.redisCpuUs;
+  const us = (n: number) => `${n.toFixed(1)} µs`;
+  costRow("CPU per task, all processes (producer + worker + Redis)", allCpu, us);
+  costRow("Redis CPU per task (100 KB argument, 1 worker)", (m) => m.redisCpuUs, us, "payload-1");
+  costRow("CPU per task, all processes (100 KB argument)", allCpu, us, "payload-1");
 
   const single = (
     text: string,

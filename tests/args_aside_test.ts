@@ -32,15 +32,19 @@ describe("long arguments stored beside the entry", () => {
   });
 
   const long = (ch: string, n = ARGS_ASIDE_MIN) => ch.repeat(n);
+  /** A pool that lets work wait for a worker. */
+  const waiting = (app: string) =>
+    new StreamFuturePool({ url: redis.url, app, requireWorkers: false, tasks: TASKS });
+  /** A pool with a local worker, ready. */
+  const serving = async (app: string) => {
+    const pool = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
+    await pool.ready();
+    return pool;
+  };
 
   it("a map: long arguments go to the operation's args hash, short ones stay in the entry; each is read by the worker and deleted once done", async () => {
     const app = "AsideMap";
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app,
-      requireWorkers: false,
-      tasks: TASKS,
-    });
+    await using pool = waiting(app);
     const values = [long("a"), "short", long("é", ARGS_ASIDE_MIN * 4), { list: [long("b")] }];
     const futures = pool.map(tasks.echo, values.map((v) => [v]));
     const op = futures[0].operationId;
@@ -63,16 +67,14 @@ describe("long arguments stored beside the entry", () => {
     assert.deepEqual(JSON.parse(stored[futures[2].id]), [values[2]]);
     assert.ok(Number(await c.sendCommand(["PTTL", key])) > 0, "the args hash expires");
 
-    await using serving = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
-    await serving.ready();
+    await using _worker = await serving(app);
     assert.deepEqual(await Promise.all(futures), values);
     await waitFor(async () => (await c.sendCommand(["EXISTS", key])) === 0, "args deleted");
   });
 
   it("lone submits: each operation its own args hash; a run of them in one turn", async () => {
     const app = "AsideSolo";
-    await using pool = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
-    await pool.ready();
+    await using pool = await serving(app);
     const values = Array.from({ length: 5 }, (_, i) => (i % 2 ? `small ${i}` : long(`${i}`)));
     const futures = values.map((v) => pool.submit(tasks.echo, [v]));
     assert.deepEqual(await Promise.all(futures), values);
@@ -84,8 +86,7 @@ describe("long arguments stored beside the entry", () => {
 
   it("a task retried after failing reads its arguments again; dead-lettered, its entry has them back", async () => {
     const app = "AsideDead";
-    await using pool = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
-    await pool.ready();
+    await using pool = await serving(app);
     const message = long("m");
     const f = pool.submit(tasks.fail, [message], { retries: 1, retryOn: "error" });
     const error = await f.then(() => undefined, (e) => e);
@@ -102,12 +103,7 @@ describe("long arguments stored beside the entry", () => {
 
   it("a child whose long arguments hold its parent's future gets the parent's value in their place", async () => {
     const app = "AsideChild";
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app,
-      requireWorkers: false,
-      tasks: TASKS,
-    });
+    await using pool = waiting(app);
     const parent = pool.submit(tasks.echo, [long("p")]);
     const child = pool.submit(tasks.echo, [[long("c"), parent]]);
     const key = `${app}:${child.operationId}:args`;
@@ -115,20 +111,14 @@ describe("long arguments stored beside the entry", () => {
       async () => (await c.sendCommand(["HEXISTS", key, child.id])) === 1,
       "the child's arguments set aside",
     );
-    await using serving = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
-    await serving.ready();
+    await using _worker = await serving(app);
     assert.deepEqual(await child, [long("c"), long("p")]);
     await waitFor(async () => (await c.sendCommand(["EXISTS", key])) === 0, "args deleted");
   });
 
   it("arguments gone from Redis: the task fails with a ProtocolError that says so, and the worker goes on", async () => {
     const app = "AsideGone";
-    await using pool = new StreamFuturePool({
-      url: redis.url,
-      app,
-      requireWorkers: false,
-      tasks: TASKS,
-    });
+    await using pool = waiting(app);
     const f = pool.submit(tasks.echo, [long("g")]);
     const key = `${app}:${f.operationId}:args`;
     await waitFor(async () => (await c.sendCommand(["EXISTS", key])) === 1, "args stored");
@@ -137,8 +127,7 @@ describe("long arguments stored beside the entry", () => {
       "entry written",
     );
     await c.sendCommand(["DEL", key]);
-    await using serving = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
-    await serving.ready();
+    await using _worker = await serving(app);
     const error = await f.then(() => undefined, (e) => e);
     assert.ok(error instanceof RemoteTaskError, String(error));
     assert.equal(error.remoteName, "ProtocolError");
