@@ -405,16 +405,10 @@ end
 -- Adds a dead-letter entry: 'fields', then the task's entry 'flat', whose arguments, if they were
 -- stored beside it (ARGS_ASIDE), are put back in: they go when the task's operation does.
 local function dead_letter(fields, flat, op, tid)
-  local n = #fields
-  for _, v in ipairs(flat) do fields[#fields + 1] = v end
-  for i = n + 1, #fields - 1, 2 do
-    if fields[i] == 'args' then
-      if fields[i + 1] == ARGS_ASIDE then
-        fields[i + 1] = redis.call('HGET', k_args(op), tid) or ARGS_ASIDE
-      end
-      break
-    end
+  if get_field(flat, 'args') == ARGS_ASIDE then
+    set_field(flat, 'args', redis.call('HGET', k_args(op), tid) or ARGS_ASIDE)
   end
+  for _, v in ipairs(flat) do fields[#fields + 1] = v end
   redis.call('XADD', k_dead(), 'MAXLEN', '~', '10000', '*', unpack(fields))
 end
 
