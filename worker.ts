@@ -18,7 +18,7 @@
 
 import { parseArgs } from "node:util";
 import { Listener, type ListenerOptions } from "./lib/listener.ts";
-import { exit, getArgs, getEnv, isMainModule, onSignal } from "./lib/_runtime.ts";
+import { exit, getArgs, getEnv, isMainModule, onSignal, onUncaught } from "./lib/_runtime.ts";
 import {
   CONFIG_OPTIONS,
   formatConfig,
@@ -42,8 +42,11 @@ Options (durations: seconds, or a number with a unit: 500ms, 10s, 2m, 1h):
   --queue <name>            queue to serve (repeatable; default "default")
   --concurrency <n>         tasks run at once (default 8)
   --executors <n>           executors the tasks run on (default: CPUs, at most concurrency)
-  --executor-mode <mode>    thread or process (default: thread on Node, process on Deno, whose
-                            threads cannot be stopped in a synchronous loop)
+  --executor-mode <mode>    thread, process or inline (default: thread on Node, process on Deno,
+                            whose threads cannot be stopped in a synchronous loop); inline runs
+                            tasks on the worker's own thread: fastest, for asynchronous tasks
+                            only (one that ignores its abort signal cannot be stopped, and a
+                            synchronous one holds up heartbeats)
   --prefetch <n>            tasks claimed beyond concurrency, started as soon as a slot frees
                             (default 0; for short tasks; they count as running while they wait)
   --task-timeout <time>     time limit of tasks submitted without a timeout (default: none)
@@ -184,6 +187,7 @@ export async function workerConfig(
  */
 export async function main(args: readonly string[]): Promise<number> {
   let listener: Listener;
+  let inline = false;
   try {
     const parsed = parseWorkerArgs(args);
     if (parsed.help) {
@@ -202,6 +206,7 @@ export async function main(args: readonly string[]): Promise<number> {
       );
     }
     listener = new Listener(options as unknown as ListenerOptions);
+    inline = options.executorMode === "inline";
   } catch (error) {
     console.error(`streamfutures-worker: ${(error as Error).message}\n\n${USAGE}`);
     return 2;
@@ -225,6 +230,17 @@ export async function main(args: readonly string[]): Promise<number> {
     console.error(`streamfutures-worker: cannot start: ${(error as Error).message}`);
     await listener.stop({ grace: 0, reason: "start failed" }).catch(() => {});
     return 1;
+  }
+  if (inline) {
+    // Tasks run on this thread: an error one of them leaves where nobody catches it (a stray
+    // timer's callback, an unhandled rejection) must not end the worker.
+    onUncaught((error) => {
+      console.error(
+        `streamfutures-worker: an error escaped a task and was ignored: ${
+          (error as Error)?.stack ?? String(error)
+        }`,
+      );
+    });
   }
   console.error("streamfutures-worker: ready");
   const signal = await stopped;

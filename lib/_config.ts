@@ -96,7 +96,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = Object.freeze([
   option("workers", int(0), "pool"),
   option("concurrency", int(1), "both"),
   option("executors", int(1), "both"),
-  option("executorMode", oneOf("thread", "process"), "both"),
+  option("executorMode", oneOf("thread", "process", "inline"), "both"),
   option("prefetch", int(0), "both"),
   option("requireWorkers", BOOL, "pool"),
   option("keep", BOOL, "pool"),

@@ -5,10 +5,15 @@
  * signal is terminated — that ends even a synchronous infinite loop — and replaced; the other
  * tasks it was running are reported lost, exactly as if their worker had died.
  *
+ * In `"inline"` mode there is one executor, on the listener's own thread: no hop to another
+ * thread and back, and no copy of arguments and results, but a task that does not stop when its
+ * signal is aborted cannot be stopped (it is given up and runs on unwatched), and a synchronous
+ * task holds up the listener, its heartbeats included, while it runs.
+ *
  * @module
  */
 
-import type { ExecutorInit } from "./_executor_thread.ts";
+import { type ExecutorInit, serveExecutor } from "./_executor_core.ts";
 import {
   type DoneMessage,
   type EventMessage,
@@ -20,18 +25,22 @@ import {
   startProcessThread,
   startThread,
   type ThreadHandle,
+  type ThreadPort,
   threadsTerminate,
 } from "./_runtime.ts";
 
 export type { DoneMessage, EventMessage, RunMessage };
 
 /**
- * How executors run: `"thread"` (a worker thread each) or `"process"` (a process each). Threads
- * are lighter; a process is the only way to stop a synchronous infinite loop on Deno 2.9, whose
- * `Worker.terminate()` cannot (denoland/deno#35657). Default: threads where they can be
- * terminated (Node), processes elsewhere (Deno).
+ * How executors run: `"thread"` (a worker thread each), `"process"` (a process each) or
+ * `"inline"` (on the listener's own thread). Threads are lighter than processes; a process is the
+ * only way to stop a synchronous infinite loop on Deno 2.9, whose `Worker.terminate()` cannot
+ * (denoland/deno#35657). Inline is the lightest and the fastest, for asynchronous (I/O-bound)
+ * tasks only: a task there cannot be stopped against its will, and a synchronous one stalls the
+ * listener's heartbeats. Default: threads where they can be terminated (Node), processes
+ * elsewhere (Deno).
  */
-export type ExecutorMode = "thread" | "process";
+export type ExecutorMode = "thread" | "process" | "inline";
 
 /** The default {@link ExecutorMode} of this runtime. */
 export const DEFAULT_EXECUTOR_MODE: ExecutorMode = threadsTerminate ? "thread" : "process";
@@ -39,9 +48,9 @@ export const DEFAULT_EXECUTOR_MODE: ExecutorMode = threadsTerminate ? "thread" :
 /** Checks an `executorMode` option (or gives this runtime's default). */
 export function executorMode(value: unknown): ExecutorMode {
   if (value === undefined) return DEFAULT_EXECUTOR_MODE;
-  if (value !== "thread" && value !== "process") {
+  if (value !== "thread" && value !== "process" && value !== "inline") {
     throw new TypeError(
-      `executorMode must be "thread" or "process", got ${JSON.stringify(value)}`,
+      `executorMode must be "thread", "process" or "inline", got ${JSON.stringify(value)}`,
     );
   }
   return value;
@@ -49,9 +58,9 @@ export function executorMode(value: unknown): ExecutorMode {
 
 /** Options of {@link ExecutorPool}. */
 export interface ExecutorPoolOptions extends ExecutorInit {
-  /** How many executor threads to keep running. */
+  /** How many executor threads to keep running (inline: always one). */
   size: number;
-  /** Threads or processes (default {@link DEFAULT_EXECUTOR_MODE}). */
+  /** Threads, processes or inline (default {@link DEFAULT_EXECUTOR_MODE}). */
   mode?: ExecutorMode;
   /** Receives log lines. */
   log(line: string): void;
@@ -91,7 +100,7 @@ export class ExecutorPool {
 
   /** How many executor threads there are. */
   get size(): number {
-    return this.#options.size;
+    return this.#noun === "inline" ? 1 : this.#options.size;
   }
 
   /** The task names the modules export (known once {@link start} resolved). */
@@ -102,7 +111,7 @@ export class ExecutorPool {
   /** Starts the threads; resolves when all have loaded the task modules. */
   async start(): Promise<void> {
     const starts: Promise<void>[] = [];
-    for (let i = 0; i < this.#options.size; i++) {
+    for (let i = 0; i < this.size; i++) {
       const executor: Executor = {
         index: i,
         thread: undefined,
@@ -138,8 +147,9 @@ export class ExecutorPool {
       batch.push(task);
     }
     for (const [executor, batch] of batches) {
-      if (executor.ready) executor.thread!.post({ t: "run", p: packRun(batch) });
-      else executor.backlog.push(...batch);
+      if (!executor.ready) executor.backlog.push(...batch);
+      else if (this.#noun === "inline") executor.thread!.post({ t: "run", tasks: batch });
+      else executor.thread!.post({ t: "run", p: packRun(batch) });
     }
   }
 
@@ -159,6 +169,14 @@ export class ExecutorPool {
     executor.running.delete(seq);
     this.#where.delete(seq);
     this.#sinks.delete(seq);
+    if (this.#noun === "inline") {
+      // Nothing can stop code on this thread: the task is given up, and its outcome dropped.
+      this.#options.log(
+        `task ${why} runs inline and cannot be stopped; it was given up and runs on unwatched`,
+      );
+      this.#checkIdle();
+      return;
+    }
     this.#replace(executor, `its executor ${this.#noun} was terminated to stop task ${why}`);
   }
 
@@ -221,16 +239,18 @@ export class ExecutorPool {
   }
 
   async #launch(executor: Executor): Promise<void> {
-    const start = this.#noun === "process" ? startProcessThread : startThread;
-    const thread = await start(
-      new URL("./_executor_thread.ts", import.meta.url),
-      {
-        modules: this.#options.modules,
-        maxPayloadBytes: this.#options.maxPayloadBytes,
-        url: this.#options.url,
-        app: this.#options.app,
-      } satisfies ExecutorInit,
-    );
+    const init: ExecutorInit = {
+      modules: this.#options.modules,
+      maxPayloadBytes: this.#options.maxPayloadBytes,
+      url: this.#options.url,
+      app: this.#options.app,
+    };
+    const thread = this.#noun === "inline"
+      ? startInline(init)
+      : await (this.#noun === "process" ? startProcessThread : startThread)(
+        new URL("./_executor_thread.ts", import.meta.url),
+        init,
+      );
     executor.thread = thread;
     await new Promise<void>((resolve, reject) => {
       thread.onError((error) => {
@@ -287,4 +307,43 @@ export class ExecutorPool {
       });
     });
   }
+}
+
+/**
+ * An executor on this thread, behind the interface of a thread: messages to it are delivered in a
+ * microtask (so a task never runs inside the caller's code), messages from it at once.
+ * `terminate()` cuts it off: what it sends later is dropped (its tasks cannot be stopped).
+ */
+function startInline(init: ExecutorInit): ThreadHandle {
+  let live = true;
+  let toExecutor: (message: unknown) => void = () => {};
+  let toListener: (message: unknown) => void = () => {};
+  let onError: (error: unknown) => void = () => {};
+  const port: ThreadPort = {
+    data: init,
+    post: (message) => {
+      if (live) toListener(message);
+    },
+    onMessage: (handler) => (toExecutor = handler),
+    close: () => {},
+  };
+  queueMicrotask(() => {
+    serveExecutor(port, false).catch((error) => {
+      // A module that fails to load has already said so ({ t: "error" }).
+      if (live) onError(error);
+    });
+  });
+  return {
+    post: (message) => {
+      queueMicrotask(() => {
+        if (live) toExecutor(message);
+      });
+    },
+    onMessage: (handler) => (toListener = handler),
+    onError: (handler) => (onError = handler),
+    terminate: () => {
+      live = false;
+      return Promise.resolve();
+    },
+  };
 }

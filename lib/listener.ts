@@ -86,8 +86,11 @@ export interface ListenerOptions {
    */
   prefetch?: number;
   /**
-   * `"thread"` or `"process"`: what an executor is (default: threads on Node, processes on Deno,
-   * whose worker threads cannot be stopped in a synchronous loop — see `ExecutorMode`).
+   * `"thread"`, `"process"` or `"inline"`: what an executor is (default: threads on Node,
+   * processes on Deno, whose worker threads cannot be stopped in a synchronous loop). `"inline"`
+   * runs tasks on the listener's own thread: the fastest, for asynchronous tasks only — a task
+   * there cannot be stopped against its will, and a synchronous one stalls the heartbeats (see
+   * `ExecutorMode`).
    */
   executorMode?: ExecutorMode;
   /** How often to refresh heartbeats, ms (default 1000). */

@@ -38,7 +38,7 @@ import { KeyValueStore } from "./kv.ts";
 import { ARGS_ASIDE, ARGS_ASIDE_MIN, GROUP, Keys, Status } from "./_keys.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, type ListenerOptions } from "./listener.ts";
 import { type LocalListeners, startLocalListeners } from "./_local_listeners.ts";
-import { executorMode } from "./_executor.ts";
+import { type ExecutorMode, executorMode } from "./_executor.ts";
 import { CANCEL } from "./_lua/cancel.ts";
 import { RECOVER_TASKS } from "./_lua/recover.ts";
 import { SUBMIT, SUBMIT_EX, SUBMIT_SOLO } from "./_lua/submit.ts";
@@ -105,8 +105,11 @@ export interface PoolOptions {
   workers?: number;
   /** Executor threads of the local listeners (default: the number of CPUs). */
   executors?: number;
-  /** Threads or processes for the local listeners' executors (see `ListenerOptions`). */
-  executorMode?: "thread" | "process";
+  /**
+   * Threads, processes or inline (this thread) for the local listeners' executors (see
+   * `ListenerOptions`).
+   */
+  executorMode?: ExecutorMode;
   /** Tasks each local listener runs at once (default 8). */
   concurrency?: number;
   /** Tasks each local listener claims beyond `concurrency` (default 0; see `ListenerOptions`). */
@@ -417,7 +420,7 @@ export class StreamFuturePool implements AsyncDisposable {
   readonly #modules: (string | URL)[];
   readonly #workers: number;
   readonly #executors: number | undefined;
-  readonly #executorMode: "thread" | "process" | undefined;
+  readonly #executorMode: ExecutorMode | undefined;
   readonly #concurrency: number;
   readonly #prefetch: number;
   readonly #heartbeatInterval: number;

@@ -238,6 +238,13 @@ describe("parseConfigValue", () => {
       'STREAMFUTURES_LOG_LEVEL in the environment must be one of debug, info, warn, error, silent, got "verbose"',
     );
     refuses("retryOn", "always", "RangeError", /must be one of lost, error, got "always"$/);
+    assert.equal(parse("executorMode", "Inline"), "inline");
+    refuses(
+      "executorMode",
+      "fiber",
+      "RangeError",
+      /must be one of thread, process, inline, got "fiber"$/,
+    );
   });
 
   it("list: comma-separated names or module paths", () => {

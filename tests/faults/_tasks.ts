@@ -75,8 +75,9 @@ export function loopForever(file?: string): never {
   }
 }
 
-/** Busy-waits on the CPU for `ms` and returns where it ran. */
-export function burn(ms: number): Trace {
+/** Busy-waits on the CPU for `ms` and returns where it ran (notes its start in `file`). */
+export function burn(ms: number, file?: string): Trace {
+  if (file) log(file, "start");
   const end = Date.now() + ms;
   while (Date.now() < end) {
     // spin
@@ -142,4 +143,18 @@ export function loopTicking(file: string): never {
 export function say(text: string): string {
   console.log(text);
   return text;
+}
+
+/** Where it ran, and whether on the process's main thread (inline executors run there). */
+export async function whichThread(): Promise<{ pid: number; main: boolean }> {
+  const { isMainThread } = await import("node:worker_threads");
+  return { pid: process.pid, main: isMainThread };
+}
+
+/** Returns `"ok"`, leaving behind a timer whose callback throws where nobody can catch it. */
+export function strayThrow(): string {
+  setTimeout(() => {
+    throw new Error("thrown by a stray timer");
+  }, 0);
+  return "ok";
 }

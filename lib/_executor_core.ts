@@ -1,0 +1,285 @@
+/**
+ * What an executor does, wherever it runs: loads the task modules, runs the tasks it is sent, each
+ * in its own `currentTask()` context, and sends back their outcomes, progress values and yielded
+ * values. An executor thread or process ({@link ./_executor_thread.ts}) serves it over its port;
+ * an inline executor (`executorMode: "inline"`) serves it on the listener's own thread.
+ *
+ * Messages (all batched: one message per event-loop turn at most, each direction; across a thread
+ * or process boundary, batches of tasks and of values travel as one string, fields separated by
+ * NUL — structured cloning of nested arrays costs far more — which no field can contain: ids and
+ * names are validated, JSON text escapes control characters):
+ * - in: `{ t: "run", p: packed [seq, fn, args, taskId, operationId, attempt, queue, deps]... }`,
+ *   or, inline, `{ t: "run", tasks: RunMessage[] }`
+ * - in: `{ t: "abort", seq, name, message }` — aborts the task's `currentTask().signal`
+ * - out: `{ t: "ready", names }` once the task modules are loaded, or `{ t: "error", error }`
+ * - out: `{ t: "done", s: packed [seq, encodedValue]..., r: [...] }`: `s` the tasks that completed
+ *   (inline: "", and they are in `r` as `[seq, 1, encodedValue]`), `r` in order:
+ *   `[seq, 0, name, message, stack]` failed, `[seq, 2, "p" | "y", index, encoded]` a progress value
+ *   or a value yielded by a generator task (an event of a task comes before its outcome: `r` is
+ *   handled before `s`)
+ * - out: `{ t: "log", line }` for errors no task could catch
+ *
+ * @module
+ */
+
+import { setImmediate } from "node:timers";
+import { checkPayloadSize, decode, encode } from "./codec.ts";
+import { runInTask } from "./current_task.ts";
+import {
+  CancelledError,
+  describeThrown,
+  ProtocolError,
+  TimeoutError,
+  UnknownTaskError,
+  WorkerInterrupted,
+  WorkerLostError,
+} from "./errors.ts";
+import type { ThreadPort } from "./_runtime.ts";
+import { connect, type ConnectionOptions, type RedisConnection } from "./_redis.ts";
+import { KeyValueStore } from "./kv.ts";
+import { loadTasks, type TaskRegistry } from "./_tasks.ts";
+import {
+  type DoneMessage,
+  type EventMessage,
+  type RunMessage,
+  SEP,
+  unpackRun,
+} from "./_executor_codec.ts";
+
+/** The settings an executor starts with. */
+export interface ExecutorInit {
+  /** Task module URLs. */
+  modules: string[];
+  /** The largest encoded result accepted, in bytes. */
+  maxPayloadBytes: number;
+  /** Where Redis is, for `currentTask().kv` (connected on first use). */
+  url: ConnectionOptions;
+  /** The app whose key-value store tasks see. */
+  app: string;
+}
+
+const REASONS: Record<string, new (message: string) => Error> = {
+  TimeoutError,
+  CancelledError,
+  WorkerInterrupted,
+  WorkerLostError,
+};
+
+/**
+ * Serves an executor on `port` (whose `data` is its {@link ExecutorInit}): loads the task
+ * modules, then answers "ready" and runs what it is sent. `packed`: whether completed tasks go
+ * back packed in one string (across a thread or process boundary) or as messages (inline).
+ */
+export async function serveExecutor(port: ThreadPort, packed: boolean): Promise<void> {
+  const init = port.data as ExecutorInit;
+  let tasks: TaskRegistry;
+  try {
+    tasks = await loadTasks(init.modules);
+  } catch (error) {
+    port.post({ t: "error", error: String((error as Error)?.stack ?? error) });
+    throw error;
+  }
+  const executor = new Executor(port, init, tasks, packed);
+  port.onMessage((message) => executor.receive(message));
+  port.post({ t: "ready", names: [...tasks.byName.keys()] });
+}
+
+/**
+ * What a task sees as `currentTask()`. Its abort controller and its `progress` function are made
+ * on first use: most tasks never touch them, and a run costs less without them.
+ */
+class Context {
+  readonly taskId: string;
+  readonly operationId: string;
+  readonly attempt: number;
+  readonly queue: string;
+  readonly kv: KeyValueStore;
+  /** Set when the task ended: later progress values are dropped. */
+  finished = false;
+  readonly #seq: number;
+  readonly #executor: Executor;
+  #controller: AbortController | undefined;
+  #aborted: { reason: unknown } | undefined;
+  #progress: ((value: unknown) => void) | undefined;
+
+  constructor(executor: Executor, message: RunMessage) {
+    this.#executor = executor;
+    this.#seq = message[0];
+    this.taskId = message[3];
+    this.operationId = message[4];
+    this.attempt = message[5];
+    this.queue = message[6];
+    this.kv = executor.kv;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#aborted.reason);
+    }
+    return this.#controller.signal;
+  }
+
+  get progress(): (value: unknown) => void {
+    let index = 0;
+    return this.#progress ??= (value) => {
+      if (this.finished) return;
+      const encoded = encode(value, "progress");
+      checkPayloadSize(encoded, this.#executor.maxPayloadBytes, "the progress value");
+      this.#executor.done([this.#seq, 2, "p", index++, encoded]);
+    };
+  }
+
+  abort(reason: unknown): void {
+    if (this.#controller) this.#controller.abort(reason);
+    else this.#aborted ??= { reason };
+  }
+}
+
+/** One executor's running tasks and its outbox. */
+class Executor {
+  /** `currentTask().kv`: one Redis connection per executor, opened on first use. */
+  readonly kv: KeyValueStore;
+  readonly maxPayloadBytes: number;
+  readonly #port: ThreadPort;
+  readonly #tasks: TaskRegistry;
+  readonly #packed: boolean;
+  readonly #contexts = new Map<number, Context>();
+  #outbox: (DoneMessage | EventMessage)[] = [];
+  /** Completed tasks, packed: `seq SEP value SEP ...`. */
+  #completed = "";
+  #flushing = false;
+  readonly #flush = () => {
+    this.#flushing = false;
+    const r = this.#outbox;
+    const s = this.#completed;
+    this.#outbox = [];
+    this.#completed = "";
+    this.#port.post({ t: "done", s, r });
+  };
+
+  constructor(port: ThreadPort, init: ExecutorInit, tasks: TaskRegistry, packed: boolean) {
+    this.#port = port;
+    this.#tasks = tasks;
+    this.#packed = packed;
+    this.maxPayloadBytes = init.maxPayloadBytes;
+    let connection: Promise<RedisConnection> | undefined;
+    this.kv = new KeyValueStore({
+      sendCommand: async (args) => {
+        connection ??= connect(init.url, "streamfutures-task-kv");
+        let opened: RedisConnection;
+        try {
+          opened = await connection;
+        } catch (error) {
+          connection = undefined; // the next use tries again
+          throw error;
+        }
+        return await opened.sendCommand(args);
+      },
+    }, init.app);
+  }
+
+  receive(message: unknown): void {
+    const m = message as { t: string; p?: string; tasks?: RunMessage[]; seq?: number };
+    if (m.t === "run") {
+      for (const task of m.tasks ?? unpackRun(m.p!)) void this.#run(task);
+    } else if (m.t === "abort") {
+      const { name, message: text } = message as { name: string; message: string };
+      const Reason = REASONS[name] ?? Error;
+      this.#contexts.get(m.seq!)?.abort(new Reason(text));
+    }
+  }
+
+  /**
+   * Queues an outcome or event; a burst of them (all microtasks) goes back in one message, without
+   * a timer's delay (setImmediate).
+   */
+  done(message: DoneMessage | EventMessage): void {
+    if (message[1] === 1 && this.#packed) {
+      this.#completed += `${message[0]}${SEP}${message[2]}${SEP}`;
+    } else this.#outbox.push(message);
+    if (!this.#flushing) {
+      this.#flushing = true;
+      setImmediate(this.#flush);
+    }
+  }
+
+  async #run(message: RunMessage): Promise<void> {
+    const [seq, name, argsText, taskId, , , , deps] = message;
+    const context = new Context(this, message);
+    this.#contexts.set(seq, context);
+    try {
+      const fn = this.#tasks.byName.get(name);
+      if (!fn) {
+        throw new UnknownTaskError(
+          `no task named ${JSON.stringify(name)} (known: ${
+            [...this.#tasks.byName.keys()].join(", ")
+          })`,
+        );
+      }
+      let args: unknown;
+      try {
+        args = decode(argsText, deps ? parentValues(deps) : undefined);
+      } catch (error) {
+        throw new ProtocolError(
+          `the arguments of task ${taskId} cannot be decoded: ${(error as Error)?.message}`,
+          { cause: error },
+        );
+      }
+      if (!Array.isArray(args)) {
+        throw new ProtocolError(`the arguments of task ${taskId} are not an array`);
+      }
+      const value = await runInTask(context, async () => {
+        const result = fn(...args);
+        if (!isGenerator(result)) return await result;
+        // A generator task: each yielded value is a partial result; its return value is the final.
+        let index = 0;
+        const iterator = result as AsyncIterator<unknown> | Iterator<unknown>;
+        for (;;) {
+          const step = await iterator.next();
+          if (step.done) return step.value;
+          const encoded = encode(step.value, `yielded value ${index}`);
+          checkPayloadSize(encoded, this.maxPayloadBytes, `yielded value ${index}`);
+          this.done([seq, 2, "y", index++, encoded]);
+        }
+      });
+      context.finished = true;
+      const encoded = encode(value, "result");
+      checkPayloadSize(encoded, this.maxPayloadBytes, "the result");
+      this.done([seq, 1, encoded]);
+    } catch (thrown) {
+      const info = describeThrown(thrown);
+      this.done([seq, 0, info.name, info.message, info.stack ?? ""]);
+    } finally {
+      context.finished = true;
+      this.#contexts.delete(seq);
+    }
+  }
+}
+
+/** True for generator objects (sync or async), whose values are yielded one by one. */
+function isGenerator(value: unknown): boolean {
+  if (value === null || typeof value !== "object") return false;
+  const tag = Object.prototype.toString.call(value);
+  return tag === "[object AsyncGenerator]" || tag === "[object Generator]";
+}
+
+/**
+ * Resolves the task references in a child task's arguments to its parents' outcomes, from the
+ * entry's `deps` field `{"<op>/<id>": [status, stored result]}`: the decoded value of a parent
+ * that completed, or an `Error` with the remote name and message of one that failed or was
+ * cancelled (the child only runs with such a parent under `onParentError: "pass"`).
+ */
+function parentValues(deps: string): (ref: { op: string; id: string }) => unknown {
+  const outcomes = JSON.parse(deps) as Record<string, [string, string]>;
+  return (ref) => {
+    const outcome = outcomes[`${ref.op}/${ref.id}`];
+    if (!outcome) throw new ProtocolError(`no outcome of parent task ${ref.id} in the entry`);
+    const [status, stored] = outcome;
+    if (status === "2") return decode(stored);
+    const colon = stored.indexOf(": ");
+    const error = new Error(colon === -1 ? stored : stored.slice(colon + 2));
+    error.name = colon === -1 ? "Error" : stored.slice(0, colon);
+    return error;
+  };
+}
