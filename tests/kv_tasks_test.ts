@@ -44,4 +44,24 @@ describe("currentTask().kv and pool.kv", () => {
     for await (const [key] of pool.kv.entries()) keys.push(key);
     assert.deepEqual(keys.sort(), ["hits", "hits:count", "threshold"]);
   });
+
+  it("tasks on inline executors (the worker's own thread) share the store too", async () => {
+    const app = nextApp("kvinline");
+    for (let i = 0; i < 2; i++) {
+      children.push(
+        await startWorker(redis, app, ["--concurrency", "10", "--executor-mode", "inline"]),
+      );
+    }
+    await using pool = makePool(redis, app);
+    await pool.kv.set("hits", []);
+    const futures = pool.map<number>(
+      "appendMany",
+      Array.from({ length: 20 }, (_, t) => ["hits", 50, `t${t}`]),
+    );
+    assert.equal((await Promise.all(futures)).reduce((a, b) => a + b, 0), 1_000);
+    const hits = await pool.kv.get<string[]>("hits");
+    assert.equal(new Set(hits).size, 1_000, "no value lost or duplicated");
+    await pool.kv.set("threshold", 0.5);
+    assert.equal(await pool.submit("readKey", ["threshold"]), 0.5);
+  });
 });

@@ -88,9 +88,15 @@ describe("scale: imap, progress, partial results, timings, results, join", () =>
     assert.throws(() => pool.imap("sum", 5 as never), TypeError);
   });
 
-  it("progress() and stream(): values in order, each once, while await gives the final value", async () => {
+  for (const [mode, args] of [["", []], [", inline executors", ["--executor-mode", "inline"]]]) {
+    it(`progress() and stream(): values in order, each once, while await gives the final value${mode}`, async () => {
+      await streamCase(args as string[]);
+    });
+  }
+
+  async function streamCase(workerArgs: string[]): Promise<void> {
     const app = nextApp("stream");
-    children.push(await startWorker(redis, app));
+    children.push(await startWorker(redis, app, workerArgs));
     await using pool = makePool(redis, app);
     const counting = pool.submit<string>("countTo", [50, 2]);
     const values: number[] = [];
@@ -117,7 +123,7 @@ describe("scale: imap, progress, partial results, timings, results, join", () =>
         // three values, then the error
       }
     }, /first attempt breaks after 3 values/);
-  });
+  }
 
   it("pool.progress draws done / failed / running on a terminal, nothing elsewhere", async () => {
     const app = nextApp("bar");

@@ -52,6 +52,9 @@ describe("inline executors", () => {
       3,
     );
     assert.equal((await pool.submit<string>("bigResult", [200_000])).length, 200_000);
+    // A child task whose argument is its parent's future gets the parent's value.
+    const parent = pool.submit<string>("bigResult", [12]);
+    assert.equal(await pool.submit("size", [parent]), 12);
     const thrown = await pool.submit("throwNumber", []).then(() => undefined, (e) => e);
     assert.ok(thrown instanceof RemoteTaskError);
     const symbol = await pool.submit("returnSymbol", []).then(() => undefined, (e) => e);
