@@ -98,6 +98,11 @@ export class ExecutorPool {
     this.#options = options;
   }
 
+  /** What the executors are. */
+  get mode(): ExecutorMode {
+    return this.#noun;
+  }
+
   /** How many executor threads there are. */
   get size(): number {
     return this.#noun === "inline" ? 1 : this.#options.size;
@@ -171,9 +176,6 @@ export class ExecutorPool {
     this.#sinks.delete(seq);
     if (this.#noun === "inline") {
       // Nothing can stop code on this thread: the task is given up, and its outcome dropped.
-      this.#options.log(
-        `task ${why} runs inline and cannot be stopped; it was given up and runs on unwatched`,
-      );
       this.#checkIdle();
       return;
     }

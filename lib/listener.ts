@@ -1499,7 +1499,10 @@ export class Listener {
         );
       } else if (task.stop && task.stop.kind !== "interrupt" && now >= task.stop.killAt) {
         this.#logger.warn(
-          `task ${task.taskId} ignored its abort signal for ${this.#taskGrace} ms (${task.stop.kind}); terminating its executor`,
+          `task ${task.taskId} ignored its abort signal for ${this.#taskGrace} ms (${task.stop.kind}); ` +
+            (this.#executors!.mode === "inline"
+              ? "it runs inline and cannot be stopped: it was given up, its outcome will be dropped"
+              : "terminating its executor"),
         );
         task.state = "finishing";
         this.#timed.delete(task);

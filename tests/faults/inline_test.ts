@@ -91,7 +91,7 @@ describe("inline executors", () => {
     assert.equal(await f.cancel(), true);
     await assert.rejects(f.result(), CancelledError);
     await waitFor(
-      () => worker.stderr().includes("cannot be stopped; it was given up"),
+      () => worker.stderr().includes("runs inline and cannot be stopped: it was given up"),
       "the worker said it gave the task up",
     );
     // Its slot is free again: two tasks run at once while the stubborn one still sleeps.
