@@ -1498,7 +1498,7 @@ function markdown(r: Results): string {
         `trip (a task is fenced before it runs) and the hop to an executor and back (heartbeats ` +
         `go on during a CPU-bound task), about ${
           (floor.wakesMs + floor.pingMs).toFixed(3)
-        } ms plus the hop. See docs/performance.md, Latency.`,
+        } ms plus the hop (${INLINE}: no hop). See docs/performance.md, Latency.`,
       ].join(" "),
     );
   }
