@@ -451,7 +451,11 @@ export class Listener {
       `serving ${this.#queues.join(", ")} of app ${this.#keys.app}`,
       {
         concurrency: this.#concurrency,
-        executors: this.#ownsExecutors ? size : `${size} shared`,
+        executors: this.#executors!.mode === "inline"
+          ? "inline"
+          : this.#ownsExecutors
+          ? `${size} ${this.#executors!.mode}`
+          : `${size} ${this.#executors!.mode} shared`,
         tasks: this.#executors!.names.join(","),
       },
     );
