@@ -299,6 +299,10 @@ export class Listener {
   #timer: ReturnType<typeof setInterval> | undefined;
   #beating = false;
   #beats = 0;
+  /** When the heartbeat timer last fired (performance.now()), to notice a blocked event loop. */
+  #tickAt = 0;
+  /** When a blocked event loop was last reported (at most once a minute). */
+  #lagReportedAt = -Infinity;
   #slotFree: (() => void) | undefined;
   /** Tasks in hand whose outcome is being recorded (they no longer occupy a slot). */
   #recording = 0;
@@ -429,7 +433,11 @@ export class Listener {
     await this.#refreshLevels();
     for (const stream of this.#streams) await this.#ensureGroup(stream);
     await this.#beat();
-    this.#timer = setInterval(() => void this.#beat(), this.#heartbeatInterval);
+    this.#tickAt = performance.now();
+    this.#timer = setInterval(() => {
+      this.#checkLag();
+      void this.#beat();
+    }, this.#heartbeatInterval);
     this.#state = "running";
     for (const queue of this.#queues) {
       this.#promote(queue).catch((error) => {
@@ -581,6 +589,28 @@ export class Listener {
 
   // ---------------------------------------------------------------------------------------------
   // Heartbeats, recovery, delayed tasks
+
+  /**
+   * Warns (at most once a minute) when the heartbeat timer fired a full interval late or more:
+   * something held up this thread, heartbeats included — with inline executors, most likely a
+   * synchronous task.
+   */
+  #checkLag(): void {
+    const now = performance.now();
+    const late = now - this.#tickAt - this.#heartbeatInterval;
+    this.#tickAt = now;
+    if (late < this.#heartbeatInterval || now - this.#lagReportedAt < 60_000) return;
+    this.#lagReportedAt = now;
+    const inline = this.#executors?.mode === "inline";
+    this.#logger.warn(
+      `this worker's event loop was blocked for about ${Math.round(late)} ms: heartbeats were ` +
+        `late (a task counts as lost after ${this.#heartbeatTimeout} ms without one)` +
+        (inline
+          ? "; tasks run inline, on this thread: run CPU-bound tasks on executors " +
+            '(executorMode "thread" or "process")'
+          : ""),
+    );
+  }
 
   async #beat(): Promise<void> {
     if (this.#beating) return;

@@ -147,6 +147,11 @@ describe("inline executors", () => {
         /outcome of task \S+ was not recorded .* no longer this worker's/.test(blocked.stderr()),
       "the blocked worker's late outcome refused",
     );
+    await waitFor(
+      () => /event loop was blocked for about \d+ ms: heartbeats were late/.test(blocked.stderr()),
+      "the blocked worker said why its heartbeats were late",
+    );
+    assert.match(blocked.stderr(), /tasks run inline, on this thread: run CPU-bound tasks on/);
     const pids = new Set(
       (await Promise.all(Array.from({ length: 20 }, () => pool.submit<Trace>("nap", [20])))).map(
         (t) => t.pid,
