@@ -1,8 +1,8 @@
 /**
  * Inline executors (`--executor-mode inline`, `executorMode: "inline"`): tasks run on the
  * listener's own thread. What they still do (outcomes, retries, long arguments, cancellation and
- * timeouts of tasks that heed their signal, a graceful stop) and what they cannot (stop a task
- * that ignores its signal: it is given up, and the worker goes on).
+ * timeouts of tasks that heed their signal, a graceful stop: that one is in signals_test.ts) and
+ * what they cannot (stop a task that ignores its signal: it is given up, and the worker goes on).
  */
 
 import { describe, it } from "node:test";
@@ -158,17 +158,6 @@ describe("inline executors", () => {
       ),
     );
     assert.ok(pids.has(blocked.pid), "the formerly blocked worker runs tasks again");
-  });
-
-  it("SIGTERM: a running task finishes within the grace period and the worker exits 0", async () => {
-    const app = nextApp("inlsig");
-    const worker = await inlineWorker(app, ["--grace", "5"]);
-    await using pool = faultPool(redis, app);
-    const f = pool.submit<Trace>("nap", [400]);
-    await waitFor(() => f.running(), "running");
-    worker.kill("SIGTERM");
-    assert.equal((await f).pid, worker.pid);
-    assert.equal((await worker.exited).code, 0);
   });
 
   it("SIGTERM past the grace period: a stubborn task does not keep the worker alive", async () => {

@@ -50,17 +50,19 @@ describe("signals", () => {
     assert.match(first.stderr(), /interrupting 1 task\(s\) \(SIGTERM\)/);
   });
 
-  it("SIGTERM: a task that finishes within the grace period completes normally", async () => {
-    const app = nextApp("siggrace");
-    const worker = await startWorker(redis, app, ["--grace", "5"]);
-    children.push(worker);
-    await using pool = faultPool(redis, app);
-    const f = pool.submit<Trace>("nap", [400]);
-    await waitFor(() => f.running(), "running");
-    worker.kill("SIGTERM");
-    assert.equal((await f).pid, worker.pid);
-    assert.equal((await worker.exited).code, 0);
-  });
+  for (const [mode, args] of [["", []], [", inline executors", ["--executor-mode", "inline"]]]) {
+    it(`SIGTERM: a task that finishes within the grace period completes normally${mode}`, async () => {
+      const app = nextApp("siggrace");
+      const worker = await startWorker(redis, app, ["--grace", "5", ...args]);
+      children.push(worker);
+      await using pool = faultPool(redis, app);
+      const f = pool.submit<Trace>("nap", [400]);
+      await waitFor(() => f.running(), "running");
+      worker.kill("SIGTERM");
+      assert.equal((await f).pid, worker.pid);
+      assert.equal((await worker.exited).code, 0);
+    });
+  }
 
   it("SIGINT past the grace period without retries: WorkerInterrupted, dead-lettered", async () => {
     const app = nextApp("sigint");
