@@ -191,8 +191,11 @@ class Executor {
   }
 
   /**
-   * Queues an outcome or event; a burst of them (all microtasks) goes back in one message, without
-   * a timer's delay (setImmediate).
+   * Queues an outcome or event. Across a thread or process boundary, a burst of them goes back in
+   * one message at the end of the event-loop turn (setImmediate: without a timer's delay). Inline,
+   * where a message costs nothing, they go back after the current microtasks: a task that settles
+   * in a timer's callback frees its slot before the next timer's callback runs, instead of waiting
+   * for every timer due in the same turn (the listener still sends one FINISH per turn).
    */
   done(message: DoneMessage | EventMessage): void {
     if (message[1] === 1 && this.#packed) {
@@ -200,7 +203,8 @@ class Executor {
     } else this.#outbox.push(message);
     if (!this.#flushing) {
       this.#flushing = true;
-      setImmediate(this.#flush);
+      if (this.#packed) setImmediate(this.#flush);
+      else queueMicrotask(this.#flush);
     }
   }
 

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import {
   ConnectionError,
   formatErrorLine,
@@ -294,6 +295,11 @@ export class Listener {
   #sweepAt = Infinity;
   #starting = new Set<Promise<void>>();
   #finishing = new Set<Promise<void>>();
+  /** Outcomes to send at the end of this event-loop turn (see #finish). */
+  #outgoing: [Task, FinishRecord][] = [];
+  /** Progress events and yielded values to send before them, by reply stream (see #onDone). */
+  #outgoingEvents = new Map<string, string[]>();
+  #sendScheduled = false;
   #state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
   #loop: Promise<void> | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -1561,17 +1567,18 @@ export class Listener {
 
   #onDone(results: (DoneMessage | EventMessage)[]): void {
     const records: [Task, FinishRecord][] = [];
-    const events = new Map<string, string[]>();
     for (const r of results) {
       const task = this.#tasks.get(r[0]);
       if (!task || task.state !== "running") continue;
       if (r[1] === 2) {
-        // Progress and yielded values go to the client before the outcome (same connection).
+        // Progress and yielded values go to the client before the outcome (same connection,
+        // sent first by #sendOutcomes).
         if (task.stop) continue;
-        let list = events.get(task.reply);
-        if (!list) events.set(task.reply, list = []);
+        let list = this.#outgoingEvents.get(task.reply);
+        if (!list) this.#outgoingEvents.set(task.reply, list = []);
         list.push("t", task.taskId, "s", r[2], "a", String(task.attempt), "i", String(r[3]));
         list.push("p", r[4]);
+        this.#scheduleSend();
         continue;
       }
       task.state = "finishing";
@@ -1584,9 +1591,6 @@ export class Listener {
         const error = { name: r[2], message: r[3], stack: r[4] || undefined };
         records.push([task, this.#failure(task, error, false)]);
       }
-    }
-    for (const [reply, fields] of events) {
-      void this.#cmd!.sendCommand(["XADD", reply, "NOMKSTREAM", "*", ...fields]).catch(() => {});
     }
     if (records.length > 0) this.#finish(records);
   }
@@ -1637,24 +1641,51 @@ export class Listener {
   /**
    * Sends outcomes to Redis, one FINISH call per stream. A task's slot is free from now on (the
    * next task can start while this one's outcome is recorded); the task stays in hand, and
-   * heartbeating, until its outcome is recorded.
+   * heartbeating, until its outcome is recorded. The outcomes of one event-loop turn go together,
+   * at its end (setImmediate): with inline executors each task's outcome arrives on its own, as
+   * it settles, and frees its slot at once, but its FINISH waits for the others of the turn.
    */
   #finish(records: [Task, FinishRecord][]): void {
-    const byStream = new Map<string, [Task, FinishRecord][]>();
     this.#recording += records.length;
+    for (const item of records) item[0].state = "finishing";
+    this.#refill();
+    this.#slotFree?.();
+    for (const item of records) this.#outgoing.push(item);
+    this.#scheduleSend();
+  }
+
+  /** Sends what {@link #finish} and #onDone collected at the end of this event-loop turn. */
+  #scheduleSend(): void {
+    if (this.#sendScheduled) return;
+    this.#sendScheduled = true;
+    const sent = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.#sendOutcomes());
+    this.#finishing.add(sent);
+    void sent.finally(() => this.#finishing.delete(sent));
+  }
+
+  /**
+   * Sends the collected progress events and yielded values (one XADD per client), then the
+   * outcomes: one FINISH call per stream.
+   */
+  async #sendOutcomes(): Promise<void> {
+    this.#sendScheduled = false;
+    const events = this.#outgoingEvents;
+    this.#outgoingEvents = new Map();
+    for (const [reply, fields] of events) {
+      void this.#cmd!.sendCommand(["XADD", reply, "NOMKSTREAM", "*", ...fields]).catch(() => {});
+    }
+    const records = this.#outgoing;
+    this.#outgoing = [];
+    const byStream = new Map<string, [Task, FinishRecord][]>();
     for (const item of records) {
-      item[0].state = "finishing";
       let list = byStream.get(item[0].stream);
       if (!list) byStream.set(item[0].stream, list = []);
       list.push(item);
     }
-    this.#refill();
-    this.#slotFree?.();
-    for (const [stream, items] of byStream) {
-      const done = this.#finishBatch(stream, items);
-      this.#finishing.add(done);
-      void done.finally(() => this.#finishing.delete(done));
-    }
+    const sends: Promise<void>[] = [];
+    for (const [stream, items] of byStream) sends.push(this.#finishBatch(stream, items));
+    await Promise.all(sends);
   }
 
   async #finishBatch(stream: string, items: [Task, FinishRecord][]): Promise<void> {
