@@ -1252,21 +1252,14 @@ export class StreamFuturePool implements AsyncDisposable {
     for (const batch of batches) {
       const items: Outgoing[] = [];
       const names: string[] = [];
-      for (const item of batch.items) {
-        if (!this.#unsent.delete(item.future.id)) continue; // cancelled before it was sent
-        try {
-          names.push(this.#nameOf(item.fn));
-        } catch (error) {
-          this.#settle(item.future.id, (c) => c.reject(error));
-          continue;
-        }
-        items.push(item);
-      }
+      // A large batch's first chunk goes out before the rest of its items are taken (see
+      // #submitBatch): workers get their first tasks sooner.
+      const next = this.#takeItems(batch, 0, FIRST_CHUNK, items, names);
       if (items.length === 0) continue;
       const dedupe = dedupeHash(batch.dedupe, names[0], items[0].args);
       if (
-        dedupe === "" && items.length === 1 && items[0].parents.length === 0 &&
-        items[0].future.id === batch.op
+        dedupe === "" && items.length === 1 && next === batch.items.length &&
+        items[0].parents.length === 0 && items[0].future.id === batch.op
       ) {
         const key = `${batch.queue}\n${batch.due}\n${batch.extra.join("\n")}`;
         if (solo && solo.key !== key) sendSolo();
@@ -1277,13 +1270,41 @@ export class StreamFuturePool implements AsyncDisposable {
         continue;
       }
       sendSolo();
-      const written = this.#submitBatch(batch, items, names, dedupe);
+      const written = this.#submitBatch(batch, items, names, dedupe, next);
       this.#writing.set(batch.op, written);
       void written.finally(() => this.#writing.delete(batch.op));
       calls.push(written);
     }
     sendSolo();
     await Promise.all(calls);
+  }
+
+  /**
+   * Takes the items of `batch` from index `from` that are still to be sent (not cancelled) into
+   * `items`, with their task names into `names`, until `items` holds `want` of them; an item whose
+   * task name cannot be found fails at once. Returns the index after the last item looked at.
+   */
+  #takeItems(
+    batch: Batch,
+    from: number,
+    want: number,
+    items: Outgoing[],
+    names: string[],
+  ): number {
+    const all = batch.items;
+    let i = from;
+    while (i < all.length && items.length < want) {
+      const item = all[i++];
+      if (!this.#unsent.delete(item.future.id)) continue; // cancelled before it was sent
+      try {
+        names.push(this.#nameOf(item.fn));
+      } catch (error) {
+        this.#settle(item.future.id, (c) => c.reject(error));
+        continue;
+      }
+      items.push(item);
+    }
+    return i;
   }
 
   /**
@@ -1434,26 +1455,42 @@ export class StreamFuturePool implements AsyncDisposable {
    * {@link SUBMIT_CHUNK}. Only the first chunk checks for a live listener; the rest follow once it
    * passed, so an operation is refused whole or written whole. Tasks with parents wait until their
    * parents' operations are written; they and deduplicated tasks go through SUBMIT_EX.
+   * `items` holds the batch's first chunk (taken by {@link #takeItems}); the rest of the batch,
+   * from index `next`, is taken while the first chunk is on its way.
    */
   async #submitBatch(
     batch: Batch,
     items: Outgoing[],
     names: string[],
     dedupe: string,
+    next: number,
   ): Promise<void> {
     const { queue, op, extra } = batch;
-    const withParents = items.some((item) => item.parents.length > 0);
+    const withParents = batch.items.some((item) => item.parents.length > 0);
+    const unalias = (list: Outgoing[], from: number) => {
+      for (let i = from; i < list.length; i++) {
+        if (list[i].parents.length > 0) list[i] = this.#unalias(list[i]);
+      }
+    };
     if (withParents) {
-      const parents = new Set(items.flatMap((item) => item.parents.map((p) => p.split("/")[0])));
+      const parents = new Set(
+        batch.items.flatMap((item) => item.parents.map((p) => p.split("/")[0])),
+      );
       const waits = [...parents].map((parentOp) => this.#writing.get(parentOp)).filter((w) => w);
       if (waits.length > 0) await Promise.all(waits);
-      items = items.map((item) => (item.parents.length > 0 ? this.#unalias(item) : item));
+      unalias(items, 0);
     }
+    /** Takes the rest of the batch (after the first chunk was sent). */
+    const takeRest = () => {
+      const from = items.length;
+      next = this.#takeItems(batch, next, Infinity, items, names);
+      if (withParents) unalias(items, from);
+    };
     const general = dedupe !== "" || withParents;
     const keys = [this.#keys.listeners(queue), this.#keys.status(op), this.#keys.results(op)];
     const cmd = this.#cmd!;
     // Idempotent (see SUBMIT), so a call cut by a lost connection is simply sent again.
-    const chunk = (start: number, end: number, check: boolean) => {
+    const chunk = (start: number, end: number, check: boolean, onSent?: () => void) => {
       const slice = items.slice(start, end);
       const args = [
         this.app,
@@ -1479,14 +1516,27 @@ export class StreamFuturePool implements AsyncDisposable {
         cmd,
         async () => {
           await this.#storeAside(aside);
-          return (general ? SUBMIT_EX : SUBMIT).run(cmd, keys, args);
+          const reply = (general ? SUBMIT_EX : SUBMIT).run(cmd, keys, args);
+          onSent?.();
+          return await reply;
         },
         this.#reconnectDeadline,
         `submitting to queue "${queue}"`,
       );
     };
     try {
-      const written = await chunk(0, FIRST_CHUNK, this.#requireWorkers);
+      let sent: (() => void) | undefined;
+      const onSent = new Promise<void>((resolve) => (sent = resolve));
+      const first = chunk(0, FIRST_CHUNK, this.#requireWorkers, () => sent!());
+      if (next < batch.items.length) {
+        // node-redis writes a command at the next setImmediate after it was sent: the rest of a
+        // large batch is taken after that, while the first chunk is on its way.
+        void first.catch(() => {}); // (awaited below)
+        await Promise.race([onSent, first.then(() => {}, () => {})]);
+        await new Promise((resolve) => setImmediate(resolve));
+        takeRest();
+      }
+      const written = await first;
       if (written === -1) {
         this.#dropAside([this.#keys.args(op)]);
         this.#failBatch(items, this.#noWorkers(queue));
