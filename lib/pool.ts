@@ -35,7 +35,15 @@ import {
   type LogLevel,
 } from "./_log.ts";
 import { KeyValueStore } from "./kv.ts";
-import { ARGS_ASIDE, ARGS_ASIDE_MIN, GROUP, Keys, Status } from "./_keys.ts";
+import {
+  ARGS_ASIDE,
+  ARGS_ASIDE_MIN,
+  CLIENT_ID_LENGTH,
+  COMPACT_NOTICE_MARK,
+  GROUP,
+  Keys,
+  Status,
+} from "./_keys.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, type ListenerOptions } from "./listener.ts";
 import { type LocalListeners, startLocalListeners } from "./_local_listeners.ts";
 import { type ExecutorMode, executorMode } from "./_executor.ts";
@@ -521,7 +529,8 @@ export class StreamFuturePool implements AsyncDisposable {
         return await this.#cmd!.sendCommand(args);
       },
     }, this.app);
-    this.clientId = randomId(10);
+    // The last character says that this client reads compact completion notices (see _keys.ts).
+    this.clientId = randomId(CLIENT_ID_LENGTH - 1) + COMPACT_NOTICE_MARK;
     this.#logLevel = checkLogLevel(options.logLevel, "logLevel");
     // Local listeners say little unless asked: their start and stop lines are noise in a client.
     this.#localLogLevel = options.logLevel === undefined ? "warn" : this.#logLevel;
@@ -1893,14 +1902,30 @@ export class StreamFuturePool implements AsyncDisposable {
       .catch(() => {});
   }
 
-  /** Applies the notices of one reply entry (each starts with its `t` field). */
+  /**
+   * Applies the notices of one reply entry: each starts with its `t` field and runs until the next
+   * notice, or is a compact completion notice, `c <task id>NUL<timings>NUL<value>`.
+   */
   #onReply(flat: string[]): void {
     // One notice object, refilled for each notice (a reply entry may hold thousands).
     const notice: Notice = { t: "" };
     let open = false;
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const name = flat[i];
-      if (name === "t") {
+      if (name === "c") {
+        if (open) this.#onNotice(notice);
+        open = false;
+        const packed = flat[i + 1];
+        const a = packed.indexOf("\0");
+        const b = a < 0 ? -1 : packed.indexOf("\0", a + 1);
+        if (b < 0) continue; // not a compact notice: ignored, like any unknown field
+        notice.t = packed.slice(0, a);
+        notice.s = Status.COMPLETE;
+        notice.m = b > a + 1 ? packed.slice(a + 1, b) : undefined;
+        notice.p = packed.slice(b + 1);
+        notice.a = notice.i = notice.e = undefined;
+        this.#onNotice(notice);
+      } else if (name === "t") {
         if (open) this.#onNotice(notice);
         open = true;
         notice.t = flat[i + 1];

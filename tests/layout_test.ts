@@ -1,7 +1,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { StreamFuturePool } from "../mod.ts";
-import { GROUP } from "../lib/_keys.ts";
+import { CLIENT_ID_LENGTH, COMPACT_NOTICE_MARK, COMPACT_NOTICE_MAX, GROUP } from "../lib/_keys.ts";
 import { FINISH } from "../lib/_lua/finish.ts";
 import { START } from "../lib/_lua/start.ts";
 import { TAKE } from "../lib/_lua/take.ts";
@@ -12,6 +12,9 @@ import { forceGc } from "./_gc.ts";
 import type { RedisConnection } from "../lib/_redis.ts";
 
 let redis: TestRedis;
+
+/** The separator of the compact notices and of TAKE's packed entries. */
+const NUL = "\u0000";
 
 async function keysOf(c: RedisConnection, app: string): Promise<string[]> {
   return ((await c.sendCommand(["KEYS", `${app}:*`])) as string[]).sort();
@@ -323,6 +326,91 @@ describe("the seed's Redis layout", () => {
     );
     assert.equal(await c.sendCommand(["HGET", `${app}:${op}:results`, tids[n - 1]]), `${n - 1}`);
     assert.equal(await c.sendCommand(["XLEN", stream]), 0, "every entry acknowledged and removed");
+  });
+
+  it("FINISH sends compact completion notices to clients that read them, classic ones to others", async () => {
+    const c = await redis.client();
+    const app = "CompactApp";
+    const stream = `${app}:queue:default`;
+    await c.sendCommand(["XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM"]);
+    const long = JSON.stringify("x".repeat(COMPACT_NOTICE_MAX));
+    // A client of this version (11 characters, the last one the mark) and an earlier one (10).
+    const clients = [`abcdefghij${COMPACT_NOTICE_MARK}`, "abcdefghij"];
+    assert.equal(clients[0].length, CLIENT_ID_LENGTH);
+    const notices: string[][] = [];
+    for (const client of clients) {
+      const op = `${client}-0`;
+      const reply = `${app}:replies:${client}`;
+      const init = String(await c.sendCommand(["XADD", reply, "*", "init", "1"]));
+      const tids = [0, 1, 2].map((i) => `${op}.${i}`);
+      const entries: string[] = [];
+      for (const tid of tids) {
+        const fields = ["v", "1", "id", tid, "fn", "add", "args", "[]"];
+        entries.push(String(await c.sendCommand(["XADD", stream, "*", ...fields])));
+        await c.sendCommand(["HSET", `${app}:${op}:status`, tid, "1"]);
+      }
+      await c.sendCommand(["XREADGROUP", "GROUP", GROUP, "A", "STREAMS", stream, ">"]);
+      // A short value with timings, one without, and one too long for a compact notice.
+      const outcomes: [string, string][] = [["7", "1,2.5,3"], ["[1,2]", ""], [long, "4,5,6"]];
+      const args = [app, GROUP, "default"];
+      tids.forEach((tid, i) =>
+        args.push(entries[i], op, tid, reply, "c", outcomes[i][0], "", outcomes[i][1])
+      );
+      assert.deepEqual(await FINISH.run(c, [stream], args), [1, 1, 1]);
+      const written = await c.sendCommand(["XRANGE", reply, `(${init}`, "+"]) as [
+        string,
+        string[],
+      ][];
+      assert.equal(written.length, 1);
+      notices.push(written[0][1]);
+      // The results hash holds the values either way.
+      assert.equal(await c.sendCommand(["HGET", `${app}:${op}:results`, tids[2]]), long);
+    }
+    const [tid0, tid1, tid2] = [0, 1, 2].map((i) => `${clients[0]}-0.${i}`);
+    assert.deepEqual(notices[0], [
+      "c",
+      `${tid0}${NUL}1,2.5,3${NUL}7`,
+      "c",
+      `${tid1}${NUL}${NUL}[1,2]`,
+      ...["t", tid2, "s", "2", "p", long, "m", "4,5,6"],
+    ]);
+    const old = [0, 1, 2].map((i) => `${clients[1]}-0.${i}`);
+    assert.deepEqual(notices[1], [
+      ...["t", old[0], "s", "2", "p", "7", "m", "1,2.5,3"],
+      ...["t", old[1], "s", "2", "p", "[1,2]"],
+      ...["t", old[2], "s", "2", "p", long, "m", "4,5,6"],
+    ]);
+  });
+
+  it("a pool reads compact and classic notices in one reply entry, and ignores a broken one", async () => {
+    await using pool = new StreamFuturePool({
+      url: redis.url,
+      app: "MixedNotices",
+      tasks: TASKS,
+      requireWorkers: false,
+    });
+    assert.equal(pool.clientId.length, CLIENT_ID_LENGTH);
+    assert.ok(pool.clientId.endsWith(COMPACT_NOTICE_MARK));
+    const [a, b, d] = pool.map(tasks.add, [[1, 1], [2, 2], [3, 3]]);
+    const c = await redis.client();
+    await waitFor(
+      async () => Number(await c.sendCommand(["XLEN", "MixedNotices:queue:default"])) === 3,
+      "the tasks in their stream",
+    );
+    await c.sendCommand([
+      "XADD",
+      `MixedNotices:replies:${pool.clientId}`,
+      "*",
+      ...["c", `${a.id}${NUL}1,2.5,1722355139617${NUL}2`],
+      ...["c", "no separators"],
+      ...["t", b.id, "s", "2", "p", "4", "m", "0,1,1722355139618"],
+      ...["c", `${d.id}${NUL}${NUL}"six"`],
+    ]);
+    assert.equal(await a, 2);
+    assert.deepEqual(a.timings, { wait: 1, run: 2.5, startedAt: new Date(1722355139617) });
+    assert.equal(await b, 4);
+    assert.equal(await d, "six");
+    assert.equal(d.timings, undefined);
   });
 
   it("TAKE reads and claims in one call: one flat reply, malformed entries and finished tasks acked", async () => {

@@ -14,7 +14,9 @@ import { LUA_COMMON } from "./_common.ts";
  * ARGV[3] queue name
  * ARGV[4..] octuples: entry id, operation id, task id, reply stream, action, a, b, timings
  *   (timings: "<wait ms>,<run ms>,<started at ms>" or "", passed on to the client in field "m")
- *   action "c" completed: a = the encoded value (results hash and reply payload)
+ *   action "c" completed: a = the encoded value (results hash and reply payload); the notice to
+ *              a client that reads them (`compact_replies`) is compact when the value is short:
+ *              `c <task id>NUL<timings>NUL<value>`
  *   action "e" failed: a = "<ErrorName>: <message>", b = reply payload JSON {name, message, ...}
  *   action "d" failed for good after a retryable failure: as "e", and the task is dead-lettered
  *              (reason "timeout" for a TaskTimeoutError payload, "interrupted" for
@@ -63,7 +65,7 @@ for _, op in ipairs(ops) do
   local ks = k_status(op)
   local st = redis.call('HMGET', ks, unpack(tids))
   local ls, lr = hset_list(ks), hset_list(k_results(op))
-  local last_reply, nl, ns = nil, nil, nil
+  local last_reply, nl, ns, compact = nil, nil, nil, false
   for j, i in ipairs(idx) do
     local b = 3 + (i - 1) * 8
     local m = ARGV[b + 8]
@@ -79,18 +81,25 @@ for _, op in ipairs(ops) do
         if reply ~= last_reply then
           last_reply = reply
           nl, ns = notice_list(reply)
+          compact = compact_replies(reply)
         end
         local c = #nl
         ns[#ns + 1] = c + 1
-        nl[c + 1] = 't'
-        nl[c + 2] = tid
-        nl[c + 3] = 's'
-        nl[c + 4] = '2'
-        nl[c + 5] = 'p'
-        nl[c + 6] = value
-        if m ~= '' then
-          nl[c + 7] = 'm'
-          nl[c + 8] = m
+        if compact and #value <= COMPACT_NOTICE_MAX then
+          -- The compact notice: two values instead of eight.
+          nl[c + 1] = 'c'
+          nl[c + 2] = tid .. '\\0' .. m .. '\\0' .. value
+        else
+          nl[c + 1] = 't'
+          nl[c + 2] = tid
+          nl[c + 3] = 's'
+          nl[c + 4] = '2'
+          nl[c + 5] = 'p'
+          nl[c + 6] = value
+          if m ~= '' then
+            nl[c + 7] = 'm'
+            nl[c + 8] = m
+          end
         end
         on_final(op, tid, '2', value, value)
         results[i] = 1
