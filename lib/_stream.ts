@@ -73,7 +73,8 @@ export function parseStreamReply(reply: unknown): StreamEntry[] {
  * Reads the entries of a flat reply (TAKE's): from index `start`, per stream the stream name, the
  * number of its entries, and per entry its id, the number of its field names and values, and
  * those; or, in the short form of an entry with exactly the standard fields, 0 and then the values
- * of `id`, `fn` and `args` (`v` is `PROTOCOL_VERSION`). A repeated field name keeps its first
+ * of `id`, `fn` and `args` (`v` is `PROTOCOL_VERSION`); or, packed, such an entry in one value,
+ * `<entry id>NUL<id>NUL<fn>NUL<args>` (an entry id holds no NUL). A repeated field name keeps its first
  * value, as in {@link parseStreamReply} (TAKE's Lua claimed the task by the first `id`).
  */
 export function parseFlatEntries(reply: readonly unknown[], start: number): StreamEntry[] {
@@ -83,8 +84,23 @@ export function parseFlatEntries(reply: readonly unknown[], start: number): Stre
     const stream = String(reply[i]);
     const n = Number(reply[i + 1]);
     i += 2;
-    for (let e = 0; e < n && i + 1 < reply.length; e++) {
+    for (let e = 0; e < n && i < reply.length; e++) {
       const id = String(reply[i]);
+      const a = id.indexOf("\0");
+      if (a >= 0) {
+        // The packed form: "<entry id>NUL<id>NUL<fn>NUL<args>".
+        const b = id.indexOf("\0", a + 1);
+        const c = b < 0 ? -1 : id.indexOf("\0", b + 1);
+        const fields: Record<string, string> = Object.create(null);
+        fields.v = PROTOCOL_VERSION;
+        fields.id = id.slice(a + 1, b);
+        fields.fn = id.slice(b + 1, c);
+        fields.args = id.slice(c + 1);
+        out.push({ stream, id: id.slice(0, a), fields });
+        i += 1;
+        continue;
+      }
+      if (i + 1 >= reply.length) break;
       const k = Number(reply[i + 1]);
       i += 2;
       if (k === 0) {

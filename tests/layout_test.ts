@@ -435,6 +435,8 @@ describe("the seed's Redis layout", () => {
       "4",
       "opa-1.3",
       "0",
+      "opa-1.4",
+      "0",
     ]);
     await c.sendCommand(["HSET", `${app}:opb-2:status`, "opb-2.1", "0"]);
     await add(...task("opa-1.0", "args", "[]")); // runs
@@ -445,16 +447,23 @@ describe("the seed's Redis layout", () => {
     await add(...task("opb-2.1", "op", "opb-2", "reply", `${app}:replies:opb`)); // runs
     await add(...task("opa-1.2", "args", "[]")); // no status: released or never submitted
     await add(...task("opa-1.3", "args", "[]", "id", "opa-1.2")); // two ids: the first counts
+    const long = JSON.stringify(["x".repeat(300)]);
+    await add(...task("opa-1.4", "args", long)); // runs; longer args than TAKE packs
     const reply = await TAKE.run(c, [stream], [app, GROUP, "A", "100"]) as unknown[];
     assert.equal(typeof reply[0], "number", "Redis time first");
-    assert.deepEqual(reply[1], [1, "4", "m", "m", "m", 1, "", 1]);
+    assert.deepEqual(reply[1], [1, "4", "m", "m", "m", 1, "", 1, 1]);
     assert.equal(reply[2], 0, "the stream is drained");
     assert.deepEqual(reply.slice(3, 5), [stream, written.length]);
-    // An entry with exactly the standard fields comes short: 0, then the values of id, fn, args.
-    assert.deepEqual(reply.slice(5, 10), [written[0][0], 0, "opa-1.0", "add", "[]"]);
-    assert.deepEqual(reply.slice(10, 12), [written[1][0], 0]);
+    // An entry with exactly the standard fields comes packed in one value: entry id, id, fn and
+    // args, NUL-separated.
+    assert.deepEqual(reply.slice(5, 7), [
+      `${written[0][0]}${NUL}opa-1.0${NUL}add${NUL}[]`,
+      `${written[1][0]}${NUL}opa-1.1${NUL}add${NUL}[]`,
+    ]);
     // Any other entry comes with its field names: here one without an id.
-    assert.deepEqual(reply.slice(15, 23), [written[2][0], 6, "v", "1", "fn", "add", "args", "[]"]);
+    assert.deepEqual(reply.slice(7, 15), [written[2][0], 6, "v", "1", "fn", "add", "args", "[]"]);
+    // With args longer than 256 characters it comes short: 0, then the values of id, fn, args.
+    assert.deepEqual(reply.slice(-5), [written[8][0], 0, "opa-1.4", "add", long]);
     assert.deepEqual(
       parseFlatEntries(reply, 3).map(({ stream: s, id, fields }) => [s, id, { ...fields }]),
       written.map(([id, flat]) => [stream, id, fieldsOf(flat)]),
@@ -464,7 +473,10 @@ describe("the seed's Redis layout", () => {
     assert.equal(await c.sendCommand(["HGET", `${app}:opb-2:status`, "opb-2.1"]), "1");
     assert.ok(await c.sendCommand(["HGET", `${app}:opa-1:heartbeat`, "opa-1.0"]));
     const pending = await c.sendCommand(["XPENDING", stream, GROUP, "-", "+", "10"]) as string[][];
-    assert.deepEqual(pending.map((p) => p[0]), [written[0][0], written[5][0], written[7][0]]);
+    assert.deepEqual(
+      pending.map((p) => p[0]),
+      [written[0][0], written[5][0], written[7][0], written[8][0]],
+    );
     assert.equal(await c.sendCommand(["HGET", `${app}:opa-1:status`, "opa-1.3"]), "1");
     assert.equal(await c.sendCommand(["HGET", `${app}:opa-1:status`, "opa-1.1"]), "4");
   });

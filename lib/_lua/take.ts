@@ -28,7 +28,9 @@ import { PROTOCOL_VERSION } from "../_keys.ts";
  * stream that gave entries, the stream, the number of its entries, and per entry its id, the
  * number of its field names and values, and those — or, for an entry whose fields are exactly
  * `v 1 id <id> fn <fn> args <args>` (as SUBMIT writes them when a call sets no extra fields; `1`
- * being `PROTOCOL_VERSION`), 0 and then only the values of id, fn and args. (Flat, not the nested
+ * being `PROTOCOL_VERSION`), one value `<entry id>NUL<id>NUL<fn>NUL<args>` when args has at most
+ * 256 characters (an entry id holds no NUL: the reader tells the forms apart by it), else the entry
+ * id, 0 and then only the values of id, fn and args. (Flat, not the nested
  * `XREADGROUP` reply: Redis turns each table a script returns into a reply of its own, two per
  * entry there; and every value returned costs Redis about a thousand instructions, so names that
  * say nothing are left out.)
@@ -43,6 +45,8 @@ local verdicts, expire = {}, {}
 local out, c = {0, verdicts, 0}, 3
 local prefix = APP .. ':replies:'
 local ID_PATTERN = '^[%w_.%-]+$'
+-- The longest args of an entry returned packed (Lua hashes every byte of the string it builds).
+local PACK_MAX = 256
 for _, stream in ipairs(KEYS) do
   if left <= 0 then
     out[3] = 1 -- streams not read may hold entries
@@ -67,13 +71,20 @@ for _, stream in ipairs(KEYS) do
       local tid, op, rep = nil, nil, nil
       if n == 8 and flat[1] == 'v' and flat[2] == '${PROTOCOL_VERSION}' and flat[3] == 'id'
         and flat[5] == 'fn' and flat[7] == 'args' then
-        -- The short form of an entry with exactly the standard fields: 0, then id, fn, args.
         tid = flat[4]
-        out[c + 2] = 0
-        out[c + 3] = tid
-        out[c + 4] = flat[6]
-        out[c + 5] = flat[8]
-        c = c + 5
+        local args = flat[8]
+        if #args <= PACK_MAX then
+          -- The packed form: one value, "<entry id>NUL<id>NUL<fn>NUL<args>".
+          out[c + 1] = e[1] .. '\\0' .. tid .. '\\0' .. flat[6] .. '\\0' .. args
+          c = c + 1
+        else
+          -- The short form of an entry with exactly the standard fields: 0, then id, fn, args.
+          out[c + 2] = 0
+          out[c + 3] = tid
+          out[c + 4] = flat[6]
+          out[c + 5] = args
+          c = c + 5
+        end
       else
         out[c + 2] = n
         for j = 1, n, 2 do
