@@ -93,6 +93,8 @@ local n = 0
 local flat = entry('', '', '')
 local delayed = due and due > now_ms()
 local stream = k_stream(queue, priority)
+-- Entries of the standard fields only, to the stream.
+local plain = not delayed and #extra == 0
 for i = first, #ARGV, 3 do
   local id = ARGV[i]
   n = n + 1
@@ -100,10 +102,15 @@ for i = first, #ARGV, 3 do
   status[2 * n] = '0'
   results[2 * n - 1] = id
   results[2 * n] = ''
-  flat[4] = id
-  flat[6] = ARGV[i + 1]
-  flat[8] = ARGV[i + 2]
-  put(flat, delayed, stream)
+  if plain then
+    -- (The entry of entry(), written without a table.)
+    redis.call('XADD', stream, '*', 'v', '1', 'id', id, 'fn', ARGV[i + 1], 'args', ARGV[i + 2])
+  else
+    flat[4] = id
+    flat[6] = ARGV[i + 1]
+    flat[8] = ARGV[i + 2]
+    put(flat, delayed, stream)
+  end
 end
 if delayed and n > 0 then
   redis.call('PUBLISH', k_control(), 'w ' .. queue .. ' ' .. string.format('%d', due))

@@ -45,6 +45,9 @@ local verdicts, expire = {}, {}
 local out, c = {0, verdicts, 0}, 3
 local prefix = APP .. ':replies:'
 local ID_PATTERN = '^[%w_.%-]+$'
+-- A task id that matches ID_PATTERN, capturing its operation (op_of_task): the characters before
+-- its first '.' (at least one).
+local TASK_OP_PATTERN = '^([%w_%-]+)[%w_.%-]*$'
 -- The longest args of an entry returned packed (Lua hashes every byte of the string it builds).
 local PACK_MAX = 256
 for _, stream in ipairs(KEYS) do
@@ -69,9 +72,13 @@ for _, stream in ipairs(KEYS) do
       local n = #flat
       out[c + 1] = e[1]
       local tid, op, rep = nil, nil, nil
+      -- For a standard entry, one match both checks the task id and takes its operation.
+      local tid_ok = false
       if n == 8 and flat[1] == 'v' and flat[2] == '${PROTOCOL_VERSION}' and flat[3] == 'id'
         and flat[5] == 'fn' and flat[7] == 'args' then
         tid = flat[4]
+        op = string.match(tid, TASK_OP_PATTERN)
+        tid_ok = op ~= nil
         local args = flat[8]
         if #args <= PACK_MAX then
           -- The packed form: one value, "<entry id>NUL<id>NUL<fn>NUL<args>".
@@ -106,7 +113,7 @@ for _, stream in ipairs(KEYS) do
         last_ok = op ~= nil and rep ~= nil and string.match(op, ID_PATTERN) ~= nil
           and string.sub(rep, 1, #prefix) == prefix
       end
-      if last_ok and tid and string.match(tid, ID_PATTERN) then
+      if last_ok and tid and (tid_ok or string.match(tid, ID_PATTERN)) then
         local l = list_in(by_op, ops, op)
         l[#l + 1] = i
         l[#l + 1] = tid
