@@ -1946,7 +1946,8 @@ export class StreamFuturePool implements AsyncDisposable {
   #onNotice(fields: Notice): void {
     const id = fields.t;
     const timings = fields.m;
-    if (timings) this.#settle(id, (c) => c.timings(timings));
+    // (A completion sets its timings in the same pass over the task's futures.)
+    if (timings && fields.s !== Status.COMPLETE) this.#settle(id, (c) => c.timings(timings));
     switch (fields.s) {
       case "p":
       case "y": {
@@ -1979,6 +1980,7 @@ export class StreamFuturePool implements AsyncDisposable {
       case Status.COMPLETE:
         this.#started.delete(id);
         return this.#settle(id, (c) => {
+          if (timings) c.timings(timings);
           try {
             c.resolve(decode(fields.p ?? ""));
           } catch (error) {
