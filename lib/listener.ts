@@ -205,6 +205,12 @@ type FinishRecord = [string, string, string, string, string, string, string, str
 
 const ID = /^[A-Za-z0-9_.\-]+$/;
 
+/** A stream entry's number field: a finite number ≥ 0, else `undefined`. */
+function nonNegative(value: string | undefined): number | undefined {
+  const n = Number(value);
+  return value !== undefined && Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+
 /** Compares two stream entry ids (`<ms>-<seq>`) without allocating. */
 function compareIds(a: string, b: string): number {
   if (a === b) return 0;
@@ -295,6 +301,12 @@ export class Listener {
   #sweepAt = Infinity;
   #starting = new Set<Promise<void>>();
   #finishing = new Set<Promise<void>>();
+  /** `<app>:replies:`, the start of every reply stream key. */
+  readonly #repliesPrefix: string;
+  /** The operation of the last entry taken without a `reply` field, its reply stream and checks. */
+  #lastOp: string | undefined;
+  #lastReply: string | undefined;
+  #lastValid = false;
   /** Outcomes to send at the end of this event-loop turn (see #finish). */
   #outgoing: [Task, FinishRecord][] = [];
   /** Progress events and yielded values to send before them, by reply stream (see #onDone). */
@@ -355,6 +367,7 @@ export class Listener {
     }
     this.#url = checkConnectionOptions(options.url, "url", options.password);
     this.#keys = new Keys(keyName(options.app, "app", "streamfutures"));
+    this.#repliesPrefix = `${this.#keys.app}:replies:`;
     const queues = options.queues ?? ["default"];
     if (!Array.isArray(queues) || queues.length === 0) {
       throw new TypeError("queues must be a non-empty array of queue names");
@@ -1185,12 +1198,28 @@ export class Listener {
     const { fields } = entry;
     const taskId = fields.id;
     // Left out by this library's clients: they follow from the task id.
-    const op = fields.op ?? (taskId ? taskId.split(".")[0] : undefined);
-    const reply = fields.reply ?? (op ? this.#keys.replyOf(op) : undefined);
-    if (
-      !taskId || !ID.test(taskId) || !op || !ID.test(op) || !reply ||
-      !reply.startsWith(`${this.#keys.app}:replies:`)
-    ) {
+    let op: string | undefined = fields.op;
+    if (op === undefined && taskId) {
+      const dot = taskId.indexOf(".");
+      op = dot < 0 ? taskId : taskId.slice(0, dot);
+    }
+    let reply: string | undefined = fields.reply;
+    let valid: boolean;
+    if (op !== undefined && op === this.#lastOp && reply === undefined) {
+      // The tasks of one operation come in runs: its checks and reply stream are worked out once.
+      reply = this.#lastReply;
+      valid = this.#lastValid && !!taskId && ID.test(taskId);
+    } else {
+      if (reply === undefined && op) reply = this.#keys.replyOf(op);
+      valid = !!taskId && ID.test(taskId) && !!op && ID.test(op) && !!reply &&
+        reply.startsWith(this.#repliesPrefix);
+      if (op !== undefined && fields.reply === undefined) {
+        this.#lastOp = op;
+        this.#lastReply = reply;
+        this.#lastValid = !!op && ID.test(op) && !!reply && reply.startsWith(this.#repliesPrefix);
+      }
+    }
+    if (!valid || !taskId || !op || !reply) {
       this.#logger.warn(
         `dropped malformed entry ${entry.id} of ${entry.stream} ` +
           `(it lacks a valid id, op or reply field)`,
@@ -1200,10 +1229,6 @@ export class Listener {
         .catch(() => {});
       return undefined;
     }
-    const nonNegative = (value: string | undefined): number | undefined => {
-      const n = Number(value);
-      return value !== undefined && Number.isFinite(n) && n >= 0 ? n : undefined;
-    };
     const timeout = nonNegative(fields.timeout) || this.#taskTimeout;
     const task: Task = {
       seq: this.#executors!.seq(),
@@ -1619,7 +1644,8 @@ export class Listener {
     let timings = "";
     if (task.runStart > 0) {
       task.runMs = performance.now() - task.runStart;
-      task.waitMs = Math.max(0, task.startedAt - Number(task.entryId.split("-")[0]));
+      const id = task.entryId;
+      task.waitMs = Math.max(0, task.startedAt - Number(id.slice(0, id.indexOf("-"))));
       timings = `${task.waitMs},${task.runMs.toFixed(3)},${task.startedAt}`;
     }
     return [task.entryId, task.op, task.taskId, task.reply, action, a, b, timings];
