@@ -67,7 +67,9 @@ describe("Redis faults", () => {
     }
     children.push(...workers);
     await using pool = faultPool(redis, app, { retries: 20 });
-    const n = 3_000;
+    // Enough work that the run outlasts the faults however fast the workers are: each fault takes
+    // a worker's start or a Redis restart (up to a second or so) while the rest go on.
+    const n = 6_000;
     const futures = pool.map<Trace>("nap", Array.from({ length: n }, (_, i) => [10 + (i % 20)]));
     let done = 0;
     for (const f of futures) f.addDoneCallback(() => done++);
@@ -80,12 +82,12 @@ describe("Redis faults", () => {
     };
     // Each fault once the run is far enough along that it strikes tasks in every state.
     const faults: [number, () => Promise<void>][] = [
-      [0.1, () => replace(0)],
-      [0.25, () => redis.restart("SIGKILL")],
-      [0.4, () => replace(1)],
-      [0.5, () => replace(2)],
-      [0.65, () => redis.restart("SIGKILL")],
-      [0.8, () => replace(0)],
+      [0.05, () => replace(0)],
+      [0.15, () => redis.restart("SIGKILL")],
+      [0.25, () => replace(1)],
+      [0.3, () => replace(2)],
+      [0.4, () => redis.restart("SIGKILL")],
+      [0.5, () => replace(0)],
     ];
     for (const [share, fault] of faults) {
       await waitFor(() => done >= n * share, `${share * 100} % settled`, 60_000);
