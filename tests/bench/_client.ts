@@ -21,7 +21,8 @@
  * - latency: `--warmup` then `--samples` sequential `await pool.submit(tasks.noop, [])`. Result:
  *   `{ p50Ms, p99Ms, meanMs, maxMs, samples }` (nearest-rank percentiles).
  * - fill: with no worker running (`requireWorkers: false`), `pool.map` of `--jobs` no-op tasks;
- *   waits until all of them are in the queue's stream, says "filled" on stderr (the driver then
+ *   waits until all of them are in the queue's stream and its heap has stopped falling (the last
+ *   SUBMIT replies handled), says "filled" on stderr (the driver then
  *   reads Redis' used_memory and starts a worker), waits for a line on stdin, then waits for every
  *   result and shuts the pool down. Result: `{ jobs, rssBefore, rssAfter, heapBefore, heapAfter }`
  *   — RSS and V8 heap (bytes, after a GC when `gc` is exposed) of this process
@@ -230,7 +231,17 @@ async function fill(): Promise<unknown> {
       }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    const after = memory();
+    // Redis holds every task before this client has handled the last SUBMIT replies and let go of
+    // what it sent: read the heap again until it stops falling.
+    let after = memory();
+    for (;;) {
+      if (Date.now() > until) throw new Error(`the heap did not settle within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const next = memory();
+      const settled = next.heap >= after.heap * 0.995;
+      if (next.heap < after.heap) after = next;
+      if (settled) break;
+    }
     await gate("filled", true);
     const results = await deadline(Promise.all(futures), timeoutMs, `draining ${jobs} tasks`);
     check(results, null, "fill");
