@@ -1685,7 +1685,8 @@ export class Listener {
     if (this.#sendScheduled) return;
     this.#sendScheduled = true;
     const sent = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => this.#sendOutcomes());
+      .then(() => this.#sendOutcomes())
+      .catch((error) => this.#logger.error("could not send outcomes", { error }));
     this.#finishing.add(sent);
     void sent.finally(() => this.#finishing.delete(sent));
   }
@@ -1698,8 +1699,9 @@ export class Listener {
     this.#sendScheduled = false;
     const events = this.#outgoingEvents;
     this.#outgoingEvents = new Map();
+    const cmd = this.#cmd;
     for (const [reply, fields] of events) {
-      void this.#cmd!.sendCommand(["XADD", reply, "NOMKSTREAM", "*", ...fields]).catch(() => {});
+      void cmd?.sendCommand(["XADD", reply, "NOMKSTREAM", "*", ...fields]).catch(() => {});
     }
     const records = this.#outgoing;
     this.#outgoing = [];

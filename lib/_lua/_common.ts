@@ -379,8 +379,9 @@ local function remove_acked(stream, group, ids)
 end
 
 -- Sends the collected writes: hash fields, then acknowledgements (XACK, then remove_acked), then
--- one reply entry per client holding all its notices (each notice starts with its 't' field). The
--- final outcomes are followed up first (watchers, dependents), which may add writes of their own.
+-- one reply entry per client holding all its notices (each notice starts with its 't' field, or
+-- is a compact 'c' one). The final outcomes are followed up first (watchers, dependents), which
+-- may add writes of their own.
 local function flush(group)
   process_finals()
   for _, key in ipairs(HSET_KEYS) do
