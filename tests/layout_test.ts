@@ -437,6 +437,8 @@ describe("the seed's Redis layout", () => {
       "0",
       "opa-1.4",
       "0",
+      "opa-1.5",
+      "0",
     ]);
     await c.sendCommand(["HSET", `${app}:opb-2:status`, "opb-2.1", "0"]);
     await add(...task("opa-1.0", "args", "[]")); // runs
@@ -449,9 +451,10 @@ describe("the seed's Redis layout", () => {
     await add(...task("opa-1.3", "args", "[]", "id", "opa-1.2")); // two ids: the first counts
     const long = JSON.stringify(["x".repeat(300)]);
     await add(...task("opa-1.4", "args", long)); // runs; longer args than TAKE packs
+    await add("v", "1", "id", "opa-1.5", "fn", `a${NUL}dd`, "args", "[]"); // runs; a NUL in fn
     const reply = await TAKE.run(c, [stream], [app, GROUP, "A", "100"]) as unknown[];
     assert.equal(typeof reply[0], "number", "Redis time first");
-    assert.deepEqual(reply[1], [1, "4", "m", "m", "m", 1, "", 1, 1]);
+    assert.deepEqual(reply[1], [1, "4", "m", "m", "m", 1, "", 1, 1, 1]);
     assert.equal(reply[2], 0, "the stream is drained");
     assert.deepEqual(reply.slice(3, 5), [stream, written.length]);
     // An entry with exactly the standard fields comes packed in one value: entry id, id, fn and
@@ -462,8 +465,10 @@ describe("the seed's Redis layout", () => {
     ]);
     // Any other entry comes with its field names: here one without an id.
     assert.deepEqual(reply.slice(7, 15), [written[2][0], 6, "v", "1", "fn", "add", "args", "[]"]);
-    // With args longer than 256 characters it comes short: 0, then the values of id, fn, args.
-    assert.deepEqual(reply.slice(-5), [written[8][0], 0, "opa-1.4", "add", long]);
+    // With args longer than 256 characters, or a NUL in fn, it comes short: 0, then the values
+    // of id, fn, args.
+    assert.deepEqual(reply.slice(-10, -5), [written[8][0], 0, "opa-1.4", "add", long]);
+    assert.deepEqual(reply.slice(-5), [written[9][0], 0, "opa-1.5", `a${NUL}dd`, "[]"]);
     assert.deepEqual(
       parseFlatEntries(reply, 3).map(({ stream: s, id, fields }) => [s, id, { ...fields }]),
       written.map(([id, flat]) => [stream, id, fieldsOf(flat)]),
@@ -475,7 +480,7 @@ describe("the seed's Redis layout", () => {
     const pending = await c.sendCommand(["XPENDING", stream, GROUP, "-", "+", "10"]) as string[][];
     assert.deepEqual(
       pending.map((p) => p[0]),
-      [written[0][0], written[5][0], written[7][0], written[8][0]],
+      [written[0][0], written[5][0], written[7][0], written[8][0], written[9][0]],
     );
     assert.equal(await c.sendCommand(["HGET", `${app}:opa-1:status`, "opa-1.3"]), "1");
     assert.equal(await c.sendCommand(["HGET", `${app}:opa-1:status`, "opa-1.1"]), "4");

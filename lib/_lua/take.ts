@@ -29,8 +29,8 @@ import { PROTOCOL_VERSION } from "../_keys.ts";
  * number of its field names and values, and those — or, for an entry whose fields are exactly
  * `v 1 id <id> fn <fn> args <args>` (as SUBMIT writes them when a call sets no extra fields; `1`
  * being `PROTOCOL_VERSION`), one value `<entry id>NUL<id>NUL<fn>NUL<args>` when args has at most
- * 256 characters (an entry id holds no NUL: the reader tells the forms apart by it), else the entry
- * id, 0 and then only the values of id, fn and args. (Flat, not the nested
+ * 256 characters and fn no NUL (an entry id holds no NUL: the reader tells the forms apart by it),
+ * else the entry id, 0 and then only the values of id, fn and args. (Flat, not the nested
  * `XREADGROUP` reply: Redis turns each table a script returns into a reply of its own, two per
  * entry there; and every value returned costs Redis about a thousand instructions, so names that
  * say nothing are left out.)
@@ -80,7 +80,7 @@ for _, stream in ipairs(KEYS) do
         op = string.match(tid, TASK_OP_PATTERN)
         tid_ok = op ~= nil
         local args = flat[8]
-        if #args <= PACK_MAX then
+        if #args <= PACK_MAX and not string.find(flat[6], '\\0', 1, true) then
           -- The packed form: one value, "<entry id>NUL<id>NUL<fn>NUL<args>".
           out[c + 1] = e[1] .. '\\0' .. tid .. '\\0' .. flat[6] .. '\\0' .. args
           c = c + 1
