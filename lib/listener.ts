@@ -1211,12 +1211,12 @@ export class Listener {
       valid = this.#lastValid && !!taskId && ID.test(taskId);
     } else {
       if (reply === undefined && op) reply = this.#keys.replyOf(op);
-      valid = !!taskId && ID.test(taskId) && !!op && ID.test(op) && !!reply &&
-        reply.startsWith(this.#repliesPrefix);
+      const opValid = !!op && ID.test(op) && !!reply && reply.startsWith(this.#repliesPrefix);
+      valid = opValid && !!taskId && ID.test(taskId);
       if (op !== undefined && fields.reply === undefined) {
         this.#lastOp = op;
         this.#lastReply = reply;
-        this.#lastValid = !!op && ID.test(op) && !!reply && reply.startsWith(this.#repliesPrefix);
+        this.#lastValid = opValid;
       }
     }
     if (!valid || !taskId || !op || !reply) {
