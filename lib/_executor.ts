@@ -266,7 +266,7 @@ export class ExecutorPool {
       thread.onMessage((message) => {
         const m = message as {
           t: string;
-          s?: string;
+          p?: string;
           r?: (DoneMessage | EventMessage)[];
           names?: string[];
           error?: string;
@@ -276,8 +276,8 @@ export class ExecutorPool {
           // Usually one sink (listener); the batch is split when several share the pool.
           const bySink = new Map<ExecutorSink, (DoneMessage | EventMessage)[]>();
           const all: (DoneMessage | EventMessage)[] = m.r!;
-          if (m.s) {
-            const f = m.s.split(SEP);
+          if (m.p) {
+            const f = m.p.split(SEP);
             for (let i = 0; i + 2 <= f.length; i += 2) all.push([Number(f[i]), 1, f[i + 1]]);
           }
           for (const r of all) {

@@ -12,11 +12,11 @@
  *   or, inline, `{ t: "run", tasks: RunMessage[] }`
  * - in: `{ t: "abort", seq, name, message }` — aborts the task's `currentTask().signal`
  * - out: `{ t: "ready", names }` once the task modules are loaded, or `{ t: "error", error }`
- * - out: `{ t: "done", s: packed [seq, encodedValue]..., r: [...] }`: `s` the tasks that completed
+ * - out: `{ t: "done", p: packed [seq, encodedValue]..., r: [...] }`: `p` the tasks that completed
  *   (inline: "", and they are in `r` as `[seq, 1, encodedValue]`), `r` in order:
  *   `[seq, 0, name, message, stack]` failed, `[seq, 2, "p" | "y", index, encoded]` a progress value
  *   or a value yielded by a generator task (an event of a task comes before its outcome: `r` is
- *   handled before `s`)
+ *   handled before `p`)
  * - out: `{ t: "log", line }` for errors no task could catch
  *
  * @module
@@ -152,10 +152,10 @@ class Executor {
   readonly #flush = () => {
     this.#flushing = false;
     const r = this.#outbox;
-    const s = this.#completed;
+    const p = this.#completed;
     this.#outbox = [];
     this.#completed = "";
-    this.#port.post({ t: "done", s, r });
+    this.#port.post({ t: "done", p, r });
   };
 
   constructor(port: ThreadPort, init: ExecutorInit, tasks: TaskRegistry, packed: boolean) {
