@@ -3,6 +3,11 @@ import assert from "node:assert/strict";
 import { NoWorkersError, RemoteTaskError, StreamFuturePool } from "../mod.ts";
 import * as tasks from "../examples/tasks.ts";
 import { startRedis, startWorkerProcess, TASKS, type TestRedis, waitFor } from "./_redis.ts";
+import { isDeno, spawnProcess, workerEntryUrl } from "../lib/_runtime.ts";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
 
 let redis: TestRedis;
 
@@ -265,6 +270,55 @@ describe("worker processes", () => {
     } finally {
       worker.kill("SIGTERM");
       await worker.exited;
+    }
+  });
+
+  it("executor processes over pipes where no Unix socket can be made (Deno, no --allow-write)", {
+    skip: !isDeno && "executor processes are Deno's",
+  }, async () => {
+    const app = "pipes";
+    // A task module that prints: its output passes through the pipe to the worker's stdout.
+    const dir = await mkdtemp(join(tmpdir(), "sf-pipes-"));
+    const module = join(dir, "shout.ts");
+    await writeFile(
+      module,
+      `export function shout(text: string): number {\n  console.log("said " + text);\n  return text.length;\n}\n`,
+    );
+    const worker = await spawnProcess(process.execPath, [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      "--allow-run",
+      "--allow-sys",
+      decodeURIComponent(workerEntryUrl().pathname),
+      ...workerArgs(app, "--concurrency", "8"),
+      "--tasks",
+      module,
+    ]);
+    try {
+      await waitFor(() => worker.stderr().includes("streamfutures-worker: ready"), "worker ready");
+      assert.match(worker.stderr(), /executors="2 process"/);
+      await using pool = new StreamFuturePool({ url: redis.url, app, tasks: TASKS });
+      assert.equal(await pool.submit(tasks.add, [3, 8]), 11);
+      // Long arguments and results cross the pipes in many chunks.
+      const long = "é".repeat(300_000);
+      assert.equal(await pool.submit(tasks.echo, [long]), long);
+      const sums = pool.map(
+        tasks.add,
+        Array.from({ length: 50 }, (_, i) => [i, i] as [number, number]),
+      );
+      assert.deepEqual(await Promise.all(sums), Array.from({ length: 50 }, (_, i) => 2 * i));
+      const error = await pool.submit(tasks.fail, ["piped"]).then(() => null, (e) => e);
+      assert.ok(error instanceof RemoteTaskError);
+      assert.equal(await pool.submit<number>("shout", ["hello"]), 5);
+      await waitFor(() => worker.stdout().includes("said hello\n"), "the task's output");
+      // The messages themselves never reach the worker's stdout.
+      assert.ok(!worker.stdout().includes("SF:"), worker.stdout().slice(0, 200));
+    } finally {
+      worker.kill("SIGTERM");
+      await worker.exited;
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
