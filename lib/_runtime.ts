@@ -452,7 +452,7 @@ async function readJsonLines(
 }
 
 /**
- * Reads the frames of {@link frameWriter} from a socket and hands each message to `onMessage`;
+ * Reads the frames of {@link frameMessage} from a socket and hands each message to `onMessage`;
  * resolves at the end of the stream. The socket is read into one reused buffer: its
  * ReadableStream hands out a new chunk of about 54 KB per read, 3-5 times slower for a message of
  * megabytes (5 MB: 2.5-6.3 ms against 0.8-1.2 ms).
@@ -732,7 +732,7 @@ export interface ThreadPort {
 export async function threadPort(): Promise<ThreadPort> {
   let handler: (m: unknown) => void = () => {};
   if (deno && getEnv(PROCESS_THREAD) === "1") {
-    // A process started by startProcessThread: JSON lines over the Unix socket it names, or, from
+    // A process started by startProcessThread: frames over the Unix socket it names, or, from
     // startPipeProcessThread, on stdin / stdout (its lines marked, as tasks print there too).
     const path = getEnv(PROCESS_SOCKET);
     const conn = path ? await deno.connect({ transport: "unix", path }) : undefined;
