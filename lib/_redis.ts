@@ -183,6 +183,10 @@ interface Unanswered {
   readonly until: number;
   answered: boolean;
   readonly reject: (error: unknown) => void;
+  /** For the message of its timeout error: the command's name, its wait (ms), sent while down. */
+  readonly command: string;
+  readonly wait: number;
+  readonly down: boolean;
 }
 
 /**
@@ -206,7 +210,10 @@ class CommandWatch {
    * `downLimit`: how long a command sent while the connection is down may wait for it to come
    * back (ms).
    */
-  constructor(readonly timeoutError: () => Error, readonly downLimit: number) {}
+  constructor(
+    readonly timeoutError: (message: string) => Error,
+    readonly downLimit: number,
+  ) {}
 
   /**
    * Sends through `send`, failing the command if it stays unanswered too long: a blocking read
@@ -228,6 +235,9 @@ class CommandWatch {
         until: Date.now() + wait,
         answered: false,
         reject,
+        command: args[0],
+        wait,
+        down,
       };
       this.#sent.push(entry);
       send(args as string[]).then(
@@ -276,7 +286,12 @@ class CommandWatch {
       if (entry.answered || now <= entry.until) continue;
       // Its reply, if it ever comes, settles nothing.
       entry.answered = true;
-      entry.reject(this.timeoutError());
+      entry.reject(this.timeoutError(
+        entry.down
+          ? `${entry.command}: the connection to Redis was down and did not come back within ` +
+            `${entry.wait} ms`
+          : `${entry.command}: no reply from Redis within ${entry.wait} ms`,
+      ));
     }
     let head = this.#head;
     while (head < sent.length && sent[head].answered) head++;
@@ -305,7 +320,10 @@ export async function connect(
   const { TimeoutError } = await loadRedis();
   // While the connection is down, a command waits at most `deadline` (the caller's
   // reconnectDeadline) for it: its caller gives up then anyway.
-  const watch = new CommandWatch(() => new TimeoutError(), Math.min(COMMAND_TIMEOUT, deadline));
+  const watch = new CommandWatch(
+    (message) => new TimeoutError(message),
+    Math.min(COMMAND_TIMEOUT, deadline),
+  );
   let downSince: number | undefined;
   let lastError: unknown;
   // Errors are reported through command rejections; node-redis reconnects by itself.
