@@ -605,7 +605,7 @@ function connWriter(conn: DenoConn): (bytes: Uint8Array) => void {
 }
 
 /** The bytes of `parts`, in order, in one array. */
-function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   let length = 0;
   for (const part of parts) length += part.length;
   const out = new Uint8Array(length);

@@ -4,18 +4,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { frameMessage, frameReader, lineSplitter } from "../lib/_runtime.ts";
-
-/** The bytes of `buffers`, in order, in one array. */
-function join(buffers: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(buffers.reduce((n, b) => n + b.length, 0));
-  let at = 0;
-  for (const b of buffers) {
-    out.set(b, at);
-    at += b.length;
-  }
-  return out;
-}
+import { concatBytes, frameMessage, frameReader, lineSplitter } from "../lib/_runtime.ts";
 
 describe("frameMessage / frameReader", () => {
   const messages: unknown[] = [
@@ -27,7 +16,7 @@ describe("frameMessage / frameReader", () => {
   ];
 
   it("carries every message whole across every cut of the stream, `p` included", () => {
-    const bytes = join(messages.flatMap((m) => frameMessage(m)));
+    const bytes = concatBytes(messages.flatMap((m) => frameMessage(m)));
     for (let cut = 0; cut <= bytes.length; cut++) {
       const got: unknown[] = [];
       const read = frameReader((m) => got.push(m));
@@ -58,7 +47,7 @@ describe("frameMessage / frameReader", () => {
 
   it("a message of 8 MB in 64 KB chunks comes out whole, after and before small ones", () => {
     const big = { t: "run", p: "x".repeat(8 << 20) + "é" };
-    const bytes = join([
+    const bytes = concatBytes([
       ...frameMessage({ t: "a" }),
       ...frameMessage(big),
       ...frameMessage({ t: "b", p: "z" }),
