@@ -509,11 +509,16 @@ export class Listener {
     }
     this.#state = "stopping";
     this.#slotFree?.();
-    await Promise.all(
-      this.#queues.map((q) => this.#cmd?.sendCommand(["ZREM", this.#keys.listeners(q), this.id])),
-    ).catch(() => {});
-    // End the blocking read now; entries it already received are still run.
-    if (this.#cmd) await this.#reader?.unblock(this.#cmd).catch(() => {});
+    this.#endPause?.();
+    // While Redis is unreachable these would only wait for their timeouts (5 s each): the
+    // registry entry lapses by itself, and no read is blocked in Redis.
+    if (this.#cmd && this.#cmd.downSince === undefined) {
+      await Promise.all(
+        this.#queues.map((q) => this.#cmd!.sendCommand(["ZREM", this.#keys.listeners(q), this.id])),
+      ).catch(() => {});
+      // End the blocking read now; entries it already received are still run.
+      await this.#reader?.unblock(this.#cmd).catch(() => {});
+    }
     await this.#loop?.catch(() => {});
     // (A claim whose tasks' arguments are being read adds that read when it returns.)
     while (this.#starting.size > 0) await Promise.all(this.#starting);
@@ -561,7 +566,11 @@ export class Listener {
     }
     this.#unsubscribe?.();
     // A listener that never connected has no registry entry to remove.
-    if (this.#cmd) {
+    if (this.#cmd?.downSince !== undefined) {
+      this.#logger.warn(
+        "could not leave the registry: Redis is unreachable (the entry lapses by itself)",
+      );
+    } else if (this.#cmd) {
       try {
         const cmd = this.#cmd;
         await Promise.all(
@@ -926,6 +935,24 @@ export class Listener {
   // ---------------------------------------------------------------------------------------------
   // Reading and starting
 
+  /** Ends the read loop's current {@link #pause} early (the listener is stopping). */
+  #endPause: (() => void) | undefined;
+
+  /** The read loop's wait before it tries again, `ms` at most: {@link #stop} ends it at once. */
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#endPause = undefined;
+        resolve();
+      }, ms);
+      this.#endPause = () => {
+        clearTimeout(timer);
+        this.#endPause = undefined;
+        resolve();
+      };
+    });
+  }
+
   async #readLoop(): Promise<void> {
     const reader = this.#reader!;
     let backoff = 50;
@@ -938,7 +965,7 @@ export class Listener {
       }
       if (this.#reclaim) {
         if (!await this.#reclaimTaken()) {
-          await new Promise((resolve) => setTimeout(resolve, backoff * (0.5 + Math.random())));
+          await this.#pause(backoff * (0.5 + Math.random()));
           backoff = Math.min(backoff * 2, 2000);
         }
         continue;
@@ -976,7 +1003,7 @@ export class Listener {
           // The read may have delivered entries whose reply was lost: read them back first.
           this.#reclaim = true;
           this.#logger.warn(`read failed (${message}); retrying`);
-          await new Promise((resolve) => setTimeout(resolve, backoff * (0.5 + Math.random())));
+          await this.#pause(backoff * (0.5 + Math.random()));
           backoff = Math.min(backoff * 2, 2000);
         }
         continue;

@@ -4,6 +4,7 @@ import { NoWorkersError, RemoteTaskError, StreamFuturePool } from "../mod.ts";
 import * as tasks from "../examples/tasks.ts";
 import { startRedis, startWorkerProcess, TASKS, type TestRedis, waitFor } from "./_redis.ts";
 import { isDeno, spawnProcess, workerEntryUrl } from "../lib/_runtime.ts";
+import { COMMAND_TIMEOUT } from "../lib/_redis.ts";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -270,6 +271,30 @@ describe("worker processes", () => {
     } finally {
       worker.kill("SIGTERM");
       await worker.exited;
+    }
+  });
+
+  it("SIGTERM to a worker whose Redis is gone: it exits 0 without waiting out a command timeout per cleanup command", async () => {
+    const own = await startRedis();
+    const args = workerArgs("gone", "--concurrency", "4").map((a) => a === redis.url ? own.url : a);
+    const worker = await startWorkerProcess(args);
+    try {
+      await own.kill();
+      await waitFor(() => worker.stderr().includes("read failed"), "the worker sees Redis gone");
+      const started = Date.now();
+      worker.kill("SIGTERM");
+      assert.deepEqual(await worker.exited, { code: 0, signal: null });
+      const took = Date.now() - started;
+      assert.match(
+        worker.stderr(),
+        /could not leave the registry: Redis is unreachable \(the entry lapses by itself\)/,
+      );
+      // Before, its three cleanup commands each waited out their timeout.
+      assert.ok(took < 3 * COMMAND_TIMEOUT, `stopped after ${took} ms`);
+    } finally {
+      worker.kill("SIGKILL");
+      await worker.exited;
+      await own.stop();
     }
   });
 
