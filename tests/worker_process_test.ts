@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { NoWorkersError, RemoteTaskError, StreamFuturePool } from "../mod.ts";
 import * as tasks from "../examples/tasks.ts";
 import { startRedis, startWorkerProcess, TASKS, type TestRedis, waitFor } from "./_redis.ts";
-import { isDeno, spawnProcess, workerEntryUrl } from "../lib/_runtime.ts";
+import { isDeno, spawnProcess, workerCommand, workerEntryUrl } from "../lib/_runtime.ts";
 import { COMMAND_TIMEOUT } from "../lib/_redis.ts";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -348,7 +348,6 @@ describe("worker processes", () => {
   });
 
   it("bad command-line arguments exit 2 with usage", async () => {
-    const { spawnProcess, workerCommand } = await import("../lib/_runtime.ts");
     const [exe, ...pre] = workerCommand();
     const child = await spawnProcess(exe, [...pre, "--concurrency", "lots", "--tasks", "x.ts"]);
     assert.equal((await child.exited).code, 2);
