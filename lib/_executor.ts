@@ -15,13 +15,16 @@
 
 import { type ExecutorInit, serveExecutor } from "./_executor_core.ts";
 import {
+  argsText,
   type DoneMessage,
   type EventMessage,
   packRun,
+  packRunParts,
   type RunMessage,
   SEP,
 } from "./_executor_codec.ts";
 import {
+  RawParts,
   startProcessThread,
   startThread,
   type ThreadHandle,
@@ -153,9 +156,22 @@ export class ExecutorPool {
     }
     for (const [executor, batch] of batches) {
       if (!executor.ready) executor.backlog.push(...batch);
-      else if (this.#noun === "inline") executor.thread!.post({ t: "run", tasks: batch });
-      else executor.thread!.post({ t: "run", p: packRun(batch) });
+      else this.#post(executor.thread!, batch);
     }
+  }
+
+  /** Whether arguments may be given as bytes ({@link RunMessage}): the executors are processes. */
+  get takesBytes(): boolean {
+    return this.#noun === "process";
+  }
+
+  /** Sends tasks to an executor, packed as it takes them. */
+  #post(thread: ThreadHandle, batch: RunMessage[]): void {
+    if (this.#noun === "inline") {
+      for (const task of batch) if (typeof task[2] !== "string") task[2] = argsText(task[2]);
+      thread.post({ t: "run", tasks: batch });
+    } else if (thread.rawParts) thread.post({ t: "run", p: new RawParts(packRunParts(batch)) });
+    else thread.post({ t: "run", p: packRun(batch) });
   }
 
   /** Aborts a task's signal with an error of the given name and message. */
@@ -299,7 +315,7 @@ export class ExecutorPool {
           executor.ready = true;
           const backlog = executor.backlog;
           executor.backlog = [];
-          if (backlog.length > 0) thread.post({ t: "run", p: packRun(backlog) });
+          if (backlog.length > 0) this.#post(thread, backlog);
           resolve();
         } else if (m.t === "log") {
           this.#options.log(`executor ${executor.index}: ${m.line}`);

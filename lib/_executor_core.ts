@@ -39,6 +39,7 @@ import { connect, type ConnectionOptions, type RedisConnection } from "./_redis.
 import { KeyValueStore } from "./kv.ts";
 import { loadTasks, type TaskRegistry } from "./_tasks.ts";
 import {
+  argsText,
   type DoneMessage,
   type EventMessage,
   type RunMessage,
@@ -209,7 +210,7 @@ class Executor {
   }
 
   async #run(message: RunMessage): Promise<void> {
-    const [seq, name, argsText, taskId, , , , deps] = message;
+    const [seq, name, encodedArgs, taskId, , , , deps] = message;
     const context = new Context(this, message);
     this.#contexts.set(seq, context);
     try {
@@ -223,7 +224,7 @@ class Executor {
       }
       let args: unknown;
       try {
-        args = decode(argsText, deps ? parentValues(deps) : undefined);
+        args = decode(argsText(encodedArgs), deps ? parentValues(deps) : undefined);
       } catch (error) {
         throw new ProtocolError(
           `the arguments of task ${taskId} cannot be decoded: ${(error as Error)?.message}`,

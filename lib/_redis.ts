@@ -33,10 +33,20 @@ export type ConnectionOptions = string | {
   tls?: boolean;
 };
 
+/** How a command's reply is read. */
+export interface ReplyOptions {
+  /**
+   * Bulk strings as bytes (`Uint8Array`) instead of strings: a long value is then neither decoded
+   * from UTF-8 nor copied into a string (the worker hands arguments stored beside their entries to
+   * executor processes as the bytes Redis sent).
+   */
+  bytes?: boolean;
+}
+
 /** What this library needs of a Redis connection. */
 export interface RedisCommander {
   /** Sends one command and resolves with Redis' raw reply. */
-  sendCommand(args: readonly string[]): Promise<unknown>;
+  sendCommand(args: readonly string[], options?: ReplyOptions): Promise<unknown>;
 }
 
 /** An open connection. */
@@ -67,9 +77,9 @@ export async function connectReader(
   // The id changes when node-redis reconnects: ask again after every failed read.
   let id = String(await connection.sendCommand(["CLIENT", "ID"]));
   return {
-    sendCommand: async (args) => {
+    sendCommand: async (args, options) => {
       try {
-        return await connection.sendCommand(args);
+        return await connection.sendCommand(args, options);
       } catch (error) {
         if (isConnectionError(error)) {
           void connection.sendCommand(["CLIENT", "ID"]).then((v) => (id = String(v)), () => {});
@@ -363,8 +373,13 @@ export async function connect(
   }
   await watch.start();
   const send = (args: string[]) => client.sendCommand(args) as Promise<unknown>;
+  const { RESP_TYPES } = await loadRedis();
+  const { Buffer } = await import("node:buffer");
+  const asBytes = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
+  const sendBytes = (args: string[]) => client.sendCommand(args, asBytes) as Promise<unknown>;
   return {
-    sendCommand: (args) => watch.run(args, send, downSince !== undefined),
+    sendCommand: (args, options) =>
+      watch.run(args, options?.bytes ? sendBytes : send, downSince !== undefined),
     close,
     get downSince() {
       return downSince;

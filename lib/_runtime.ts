@@ -237,6 +237,8 @@ export async function resolveModuleUrl(spec: string | URL): Promise<string> {
 export interface ThreadHandle {
   /** Sends a structured-clonable message to the thread. */
   post(message: unknown): void;
+  /** `post()` takes a message's `p` as {@link RawParts} (an executor process on a socket). */
+  readonly rawParts?: boolean;
   /** Registers the handler of messages from the thread. */
   onMessage(handler: (message: unknown) => void): void;
   /** Registers the handler of an uncaught error in the thread. */
@@ -346,6 +348,8 @@ class ProcessThread implements ThreadHandle {
   /** What the reader and an unexpected exit report to. */
   error: (e: unknown) => void = () => {};
   terminated = false;
+  /** Set for a process whose messages travel in frames ({@link frameMessage}). */
+  rawParts = false;
 
   /**
    * `exited` runs when the process has exited, before the error report; `closed` after a
@@ -470,33 +474,50 @@ const READ_BUFFER = 1 << 20;
 const FRAME_HEADER = 8;
 
 /**
+ * A message's `p` given as pieces: the UTF-8 of each string and each byte array as it is, in
+ * order, make the raw part of its frame (see {@link frameMessage}), received as one string. Long
+ * arguments read from Redis as bytes go into a frame without being decoded, joined into a string
+ * and encoded again.
+ */
+export class RawParts {
+  constructor(readonly parts: readonly (string | Uint8Array)[]) {}
+}
+
+/**
  * The frames of the socket between a worker and an executor process: a message is the UTF-8
  * bytes of its JSON after an 8-byte header (two little-endian 32-bit lengths: that of the JSON
  * part and, plus one, that of the raw part; 0 for none). A message's string field `p` (a packed
  * batch of tasks or of their values, megabytes with long arguments) travels raw: its UTF-8 bytes
  * after the JSON of the rest, neither escaped, nor searched for a line's end, nor parsed (as a
  * JSON line it cost 4-5 times as much CPU: the escaping, the search and the parse of megabytes).
- * Returns the buffers to write, in order.
+ * `p` may also be {@link RawParts}, whose byte arrays are written as they are. Returns the buffers
+ * to write, in order.
  */
 export function frameMessage(message: unknown): Uint8Array[] {
-  let raw: string | undefined;
+  let raw: Uint8Array[] | undefined;
+  let rawLength = 0;
   let rest = message;
-  if (
-    message !== null && typeof message === "object" &&
-    typeof (message as { p?: unknown }).p === "string"
-  ) {
-    const { p, ...others } = message as { p: string };
-    raw = p;
+  const p = message !== null && typeof message === "object"
+    ? (message as { p?: unknown }).p
+    : undefined;
+  if (typeof p === "string" || p instanceof RawParts) {
+    const { p: _, ...others } = message as { p: unknown };
     rest = others;
+    raw = [];
+    for (const part of typeof p === "string" ? [p] : p.parts) {
+      const bytes = typeof part === "string" ? textEncoder.encode(part) : part;
+      if (bytes.length === 0) continue;
+      raw.push(bytes);
+      rawLength += bytes.length;
+    }
   }
   const json = textEncoder.encode(JSON.stringify(rest));
-  const rawBytes = raw === undefined ? undefined : textEncoder.encode(raw);
   const head = new Uint8Array(FRAME_HEADER + json.length);
   const view = new DataView(head.buffer);
   view.setUint32(0, json.length, true);
-  view.setUint32(4, rawBytes ? rawBytes.length + 1 : 0, true);
+  view.setUint32(4, raw ? rawLength + 1 : 0, true);
   head.set(json, FRAME_HEADER);
-  return rawBytes && rawBytes.length > 0 ? [head, rawBytes] : [head];
+  return raw ? [head, ...raw] : [head];
 }
 
 const textEncoder = new TextEncoder();
@@ -700,6 +721,7 @@ export async function startProcessThread(url: URL, data: unknown): Promise<Threa
       // closed already
     }
   }, closeListener);
+  handle.rawParts = true;
   void (async () => {
     const accepted = await listener.accept();
     closeListener();

@@ -25,7 +25,7 @@ import {
   ExecutorPool,
   type RunMessage,
 } from "./_executor.ts";
-import { SEP } from "./_executor_codec.ts";
+import { hasNul, SEP } from "./_executor_codec.ts";
 import { ARGS_ASIDE, GROUP, Keys, PROTOCOL_VERSION } from "./_keys.ts";
 import { FINISH } from "./_lua/finish.ts";
 import { HEARTBEAT } from "./_lua/heartbeat.ts";
@@ -170,6 +170,8 @@ interface Task {
   readonly timeout: number | undefined;
   /** Its arguments are stored beside its entry ({@link ARGS_ASIDE}). */
   readonly aside: boolean;
+  /** Those arguments as the bytes Redis sent, for executor processes (else in `fields.args`). */
+  argsBytes: Uint8Array | undefined;
   /** Why its arguments stored beside the entry could not be read; it fails instead of running. */
   argsError: RemoteErrorInfo | undefined;
   /** `reserved`: claimed (prefetched), waiting for a free slot to run. */
@@ -1271,6 +1273,7 @@ export class Listener {
       retryOnError: fields.retryOn === "error",
       timeout,
       aside: fields.args === ARGS_ASIDE,
+      argsBytes: undefined,
       argsError: undefined,
       state: "starting",
       deadline: undefined,
@@ -1350,12 +1353,14 @@ export class Listener {
    */
   async #fetchAside(tasks: Task[]): Promise<void> {
     const cmd = this.#cmd!;
+    // Executor processes take them as bytes: neither decoded here nor encoded again.
+    const options = this.#executors!.takesBytes ? { bytes: true } : undefined;
     await Promise.all([...byOp(tasks)].map(async ([op, list]) => {
       const key = this.#keys.args(op);
       try {
         const values = await withReconnect(
           cmd,
-          () => cmd.sendCommand(["HMGET", key, ...list.map((t) => t.taskId)]),
+          () => cmd.sendCommand(["HMGET", key, ...list.map((t) => t.taskId)], options),
           this.#reconnectDeadline,
           "reading task arguments",
         ) as unknown[];
@@ -1363,6 +1368,8 @@ export class Listener {
           const value = values[i];
           if (typeof value === "string") {
             task.fields.args = value;
+          } else if (value instanceof Uint8Array) {
+            task.argsBytes = value;
           } else {
             task.argsError = {
               name: "ProtocolError",
@@ -1471,7 +1478,11 @@ export class Listener {
         continue;
       }
       const { fn = "", args = "", deps = "" } = task.fields;
-      if (fn.includes(SEP) || args.includes(SEP) || deps.includes(SEP)) {
+      const bytes = task.argsBytes;
+      task.argsBytes = undefined;
+      if (
+        fn.includes(SEP) || (bytes ? hasNul(bytes) : args.includes(SEP)) || deps.includes(SEP)
+      ) {
         // Entries reach executors NUL-separated; no valid encoding contains a raw NUL.
         const error = {
           name: "ProtocolError",
@@ -1486,8 +1497,8 @@ export class Listener {
       }
       run.push([
         task.seq,
-        task.fields.fn ?? "",
-        task.fields.args ?? "",
+        fn,
+        bytes ?? args,
         task.taskId,
         task.op,
         task.attempt,

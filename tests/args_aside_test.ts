@@ -5,6 +5,7 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { NoWorkersError, RemoteTaskError, StreamFuturePool } from "../mod.ts";
 import * as tasks from "../examples/tasks.ts";
 import { startRedis, TASKS, type TestRedis, waitFor } from "./_redis.ts";
@@ -132,6 +133,35 @@ describe("long arguments stored beside the entry", () => {
     assert.ok(error instanceof RemoteTaskError, String(error));
     assert.equal(error.remoteName, "ProtocolError");
     assert.match(error.message, /arguments of task .* are gone/);
+    assert.equal(await pool.submit(tasks.echo, [long("h")]), long("h"), "the worker goes on");
+  });
+
+  it("arguments altered in Redis: a NUL fails its task with a ProtocolError, bytes that are not UTF-8 read as U+FFFD, and the tasks beside them are unharmed", async () => {
+    // With executor processes (Deno's default) the worker hands these bytes over as Redis sent
+    // them; elsewhere as strings. Both must end the same way.
+    const app = "AsideBytes";
+    await using pool = waiting(app);
+    const futures = pool.map(tasks.echo, ["a", "b", "c", "d"].map((ch) => [long(ch)]));
+    const key = `${app}:${futures[0].operationId}:args`;
+    await waitFor(
+      async () => (await c.sendCommand(["XLEN", `${app}:queue:default`])) === 4,
+      "entries written",
+    );
+    await c.sendCommand(["HSET", key, futures[1].id, `["${long("x")}\u0000"]`]);
+    const notUtf8 = Buffer.concat([
+      Buffer.from('["'),
+      Buffer.from([0xff, 0xc3]), // a byte no UTF-8 has; a lead byte without its continuation
+      Buffer.from(`${long("y")}"]`),
+    ]);
+    await c.sendCommand(["HSET", key, futures[2].id, notUtf8 as unknown as string]);
+    await using _worker = await serving(app);
+    assert.equal(await futures[0], long("a"));
+    const error = await futures[1].then(() => undefined, (e) => e);
+    assert.ok(error instanceof RemoteTaskError, String(error));
+    assert.equal(error.remoteName, "ProtocolError");
+    assert.match(error.message, /contains a NUL character/);
+    assert.equal(await futures[2], `\ufffd\ufffd${long("y")}`);
+    assert.equal(await futures[3], long("d"));
     assert.equal(await pool.submit(tasks.echo, [long("h")]), long("h"), "the worker goes on");
   });
 

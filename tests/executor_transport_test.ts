@@ -4,7 +4,14 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { concatBytes, frameMessage, frameReader, lineSplitter } from "../lib/_runtime.ts";
+import { concatBytes, frameMessage, frameReader, lineSplitter, RawParts } from "../lib/_runtime.ts";
+import {
+  hasNul,
+  packRun,
+  packRunParts,
+  type RunMessage,
+  unpackRun,
+} from "../lib/_executor_codec.ts";
 
 describe("frameMessage / frameReader", () => {
   const messages: unknown[] = [
@@ -43,6 +50,76 @@ describe("frameMessage / frameReader", () => {
     const [only, ...rest] = frameMessage({ t: "x", p: 3 });
     assert.equal(rest.length, 0);
     assert.equal(new DataView(only.buffer).getUint32(4, true), 0);
+  });
+
+  it("`p` in pieces (RawParts): strings and byte arrays, written as they are, arrive as one string", () => {
+    const utf8 = (text: string) => new TextEncoder().encode(text);
+    const euro = utf8("€");
+    const parts = [
+      "a\u0000",
+      utf8('["cé"]'),
+      "",
+      euro.subarray(0, 1), // a character cut between two pieces comes out whole
+      euro.subarray(1),
+      new Uint8Array(0),
+      "\u0000z",
+    ];
+    const frames = frameMessage({ t: "run", p: new RawParts(parts) });
+    // The byte arrays are among the buffers to write, not copies of them.
+    assert.ok(frames.includes(parts[1] as Uint8Array));
+    const got: { t: string; p: string }[] = [];
+    const read = frameReader((m) => got.push(m as { t: string; p: string }));
+    read(concatBytes(frames));
+    assert.deepEqual(got, [{ t: "run", p: 'a\u0000["cé"]€\u0000z' }]);
+    // No pieces: an empty `p`, as for an empty string.
+    got.length = 0;
+    read(concatBytes(frameMessage({ t: "run", p: new RawParts([]) })));
+    assert.deepEqual(got, [{ t: "run", p: "" }]);
+  });
+
+  it("packRunParts: the bytes of packRun's string, long arguments given as bytes kept as they are", () => {
+    const args = new TextEncoder().encode('["ü".repeat]'.repeat(1000));
+    const tasks: RunMessage[] = [
+      [1, "echo", '["short"]', "op.0", "op", 1, "default", ""],
+      [2, "echo", args, "op.1", "op", 2, "default", '{"p/1":["2","3"]}'],
+      [3, "echo", args, "op.2", "op", 1, "q", ""],
+    ];
+    const parts = packRunParts(tasks);
+    assert.equal(parts.filter((p) => p === args).length, 2, "the bytes, not copies");
+    const joined = concatBytes(
+      parts.map((p) => typeof p === "string" ? new TextEncoder().encode(p) : p),
+    );
+    const text = new TextDecoder().decode(joined);
+    assert.equal(text, packRun(tasks));
+    const back = unpackRun(text);
+    assert.deepEqual(back.map((t) => t[2]), [
+      '["short"]',
+      ...[1, 2].map(() => '["ü".repeat]'.repeat(1000)),
+    ]);
+    assert.deepEqual(back.map((t) => t[7]), ["", '{"p/1":["2","3"]}', ""]);
+  });
+
+  it("hasNul: finds a NUL byte at any place and alignment, and nothing in bytes without one", () => {
+    const backing = new Uint8Array(32);
+    const fillers = [0x01, 0x80, 0xff, 0x7f, 0x20];
+    for (const filler of fillers) {
+      for (let offset = 0; offset < 4; offset++) {
+        for (let length = 0; length <= 20; length++) {
+          backing.fill(filler);
+          const bytes = backing.subarray(offset, offset + length);
+          assert.equal(hasNul(bytes), false, `${filler} ${offset} ${length}`);
+          for (let at = 0; at < length; at++) {
+            bytes[at] = 0;
+            assert.equal(hasNul(bytes), true, `${filler} ${offset} ${length} ${at}`);
+            bytes[at] = filler;
+          }
+        }
+      }
+    }
+    // Bytes around the view do not count.
+    backing.fill(0);
+    backing.fill(1, 5, 15);
+    assert.equal(hasNul(backing.subarray(5, 15)), false);
   });
 
   it("a message of 8 MB in 64 KB chunks comes out whole, after and before small ones", () => {
