@@ -93,9 +93,12 @@ export function packRunParts(tasks: readonly RunMessage[]): (string | Uint8Array
   return parts;
 }
 
-/** The tasks of a string made by {@link packRun}. */
-export function unpackRun(packed: string): RunMessage[] {
-  const f = packed.split(SEP);
+/**
+ * The tasks of a string made by {@link packRun}, or of the pieces of one that {@link packRunParts}
+ * made (decoded one by one: a long argument is a piece of its own, never joined to the others).
+ */
+export function unpackRun(packed: string | readonly string[]): RunMessage[] {
+  const f = typeof packed === "string" ? packed.split(SEP) : splitPieces(packed);
   const out: RunMessage[] = [];
   for (let i = 0; i + 8 <= f.length; i += 8) {
     out.push([
@@ -110,4 +113,19 @@ export function unpackRun(packed: string): RunMessage[] {
     ]);
   }
   return out;
+}
+
+/** The fields of the string the pieces make together, without joining them. */
+function splitPieces(pieces: readonly string[]): string[] {
+  const fields: string[] = [];
+  let carry = "";
+  for (const piece of pieces) {
+    const parts = piece.split(SEP);
+    // A field cut between pieces (not the case of what packRunParts makes) is joined.
+    if (carry !== "") parts[0] = parts[0] === "" ? carry : carry + parts[0];
+    carry = parts.pop()!;
+    for (const part of parts) fields.push(part);
+  }
+  fields.push(carry);
+  return fields;
 }

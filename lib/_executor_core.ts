@@ -181,7 +181,12 @@ class Executor {
   }
 
   receive(message: unknown): void {
-    const m = message as { t: string; p?: string; tasks?: RunMessage[]; seq?: number };
+    const m = message as {
+      t: string;
+      p?: string | string[];
+      tasks?: RunMessage[];
+      seq?: number;
+    };
     if (m.t === "run") {
       for (const task of m.tasks ?? unpackRun(m.p!)) void this.#run(task);
     } else if (m.t === "abort") {

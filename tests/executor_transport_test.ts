@@ -52,29 +52,22 @@ describe("frameMessage / frameReader", () => {
     assert.equal(new DataView(only.buffer).getUint32(4, true), 0);
   });
 
-  it("`p` in pieces (RawParts): strings and byte arrays, written as they are, arrive as one string", () => {
+  it("`p` in pieces (RawParts): strings and byte arrays, written as they are, arrive as the pieces, each decoded on its own", () => {
     const utf8 = (text: string) => new TextEncoder().encode(text);
-    const euro = utf8("€");
-    const parts = [
-      "a\u0000",
-      utf8('["cé"]'),
-      "",
-      euro.subarray(0, 1), // a character cut between two pieces comes out whole
-      euro.subarray(1),
-      new Uint8Array(0),
-      "\u0000z",
-    ];
+    const parts = ["a\u0000", utf8('["cé€"]'), "", new Uint8Array(0), "\u0000z"];
     const frames = frameMessage({ t: "run", p: new RawParts(parts) });
     // The byte arrays are among the buffers to write, not copies of them.
     assert.ok(frames.includes(parts[1] as Uint8Array));
-    const got: { t: string; p: string }[] = [];
-    const read = frameReader((m) => got.push(m as { t: string; p: string }));
+    const got: unknown[] = [];
+    const read = frameReader((m) => got.push(m));
     read(concatBytes(frames));
-    assert.deepEqual(got, [{ t: "run", p: 'a\u0000["cé"]€\u0000z' }]);
-    // No pieces: an empty `p`, as for an empty string.
+    // Empty pieces are left out.
+    assert.deepEqual(got, [{ t: "run", p: ["a\u0000", '["cé€"]', "\u0000z"] }]);
+    // One piece: a string, as for a string `p`; none: an empty string.
     got.length = 0;
+    read(concatBytes(frameMessage({ t: "run", p: new RawParts(["", utf8("only")]) })));
     read(concatBytes(frameMessage({ t: "run", p: new RawParts([]) })));
-    assert.deepEqual(got, [{ t: "run", p: "" }]);
+    assert.deepEqual(got, [{ t: "run", p: "only" }, { t: "run", p: "" }]);
   });
 
   it("packRunParts: the bytes of packRun's string, long arguments given as bytes kept as they are", () => {
@@ -91,7 +84,15 @@ describe("frameMessage / frameReader", () => {
     );
     const text = new TextDecoder().decode(joined);
     assert.equal(text, packRun(tasks));
-    const back = unpackRun(text);
+    // As an executor process gets them: the pieces, each decoded on its own.
+    const pieces = parts.map((p) => typeof p === "string" ? p : new TextDecoder().decode(p));
+    const back = unpackRun(pieces);
+    assert.deepEqual(back, unpackRun(text));
+    // Pieces cut anywhere else still make the same fields.
+    for (const cut of [1, 5, 9, 12]) {
+      const short = packRun(tasks.slice(0, 1));
+      assert.deepEqual(unpackRun([short.slice(0, cut), short.slice(cut)]), unpackRun(short));
+    }
     assert.deepEqual(back.map((t) => t[2]), [
       '["short"]',
       ...[1, 2].map(() => '["ü".repeat]'.repeat(1000)),
@@ -120,6 +121,19 @@ describe("frameMessage / frameReader", () => {
     backing.fill(0);
     backing.fill(1, 5, 15);
     assert.equal(hasNul(backing.subarray(5, 15)), false);
+  });
+
+  it("frames that span chunks, one after another, larger and smaller, each come out as sent", () => {
+    // The reader keeps its buffer for such frames: what a larger one left in it must not show.
+    const sent = [300_000, 100_000, 500_000, 64, 200_000].map((n, i) => ({
+      t: "run",
+      p: `${"abcde"[i].repeat(n)}${i}`,
+    }));
+    const bytes = concatBytes(sent.flatMap((m) => frameMessage(m)));
+    const got: unknown[] = [];
+    const read = frameReader((m) => got.push(m));
+    for (let i = 0; i < bytes.length; i += 65536) read(bytes.subarray(i, i + 65536));
+    assert.deepEqual(got, sent);
   });
 
   it("a message of 8 MB in 64 KB chunks comes out whole, after and before small ones", () => {
