@@ -21,7 +21,7 @@ import {
   packRun,
   packRunParts,
   type RunMessage,
-  SEP,
+  splitPacked,
 } from "./_executor_codec.ts";
 import {
   RawParts,
@@ -282,7 +282,7 @@ export class ExecutorPool {
       thread.onMessage((message) => {
         const m = message as {
           t: string;
-          p?: string;
+          p?: string | string[];
           r?: (DoneMessage | EventMessage)[];
           names?: string[];
           error?: string;
@@ -293,7 +293,7 @@ export class ExecutorPool {
           const bySink = new Map<ExecutorSink, (DoneMessage | EventMessage)[]>();
           const all: (DoneMessage | EventMessage)[] = m.r!;
           if (m.p) {
-            const f = m.p.split(SEP);
+            const f = splitPacked(m.p);
             for (let i = 0; i + 2 <= f.length; i += 2) all.push([Number(f[i]), 1, f[i + 1]]);
           }
           for (const r of all) {

@@ -31,6 +31,12 @@ export type EventMessage = [seq: number, kind: 2, event: "p" | "y", index: numbe
 /** The separator of packed messages. */
 export const SEP = "\u0000";
 
+/**
+ * Values of at least this many characters travel between an executor process and its worker as
+ * pieces of their own (see `RawParts`), decoded on their own.
+ */
+export const PIECE_MIN = 4096;
+
 const textDecoder = new TextDecoder();
 
 /**
@@ -98,7 +104,7 @@ export function packRunParts(tasks: readonly RunMessage[]): (string | Uint8Array
  * made (decoded one by one: a long argument is a piece of its own, never joined to the others).
  */
 export function unpackRun(packed: string | readonly string[]): RunMessage[] {
-  const f = typeof packed === "string" ? packed.split(SEP) : splitPieces(packed);
+  const f = splitPacked(packed);
   const out: RunMessage[] = [];
   for (let i = 0; i + 8 <= f.length; i += 8) {
     out.push([
@@ -115,8 +121,12 @@ export function unpackRun(packed: string | readonly string[]): RunMessage[] {
   return out;
 }
 
-/** The fields of the string the pieces make together, without joining them. */
-function splitPieces(pieces: readonly string[]): string[] {
+/**
+ * The fields of a packed string, or of the string its pieces make together (without joining
+ * them: a piece that is a whole field is that field).
+ */
+export function splitPacked(pieces: string | readonly string[]): string[] {
+  if (typeof pieces === "string") return pieces.split(SEP);
   const fields: string[] = [];
   let carry = "";
   for (const piece of pieces) {

@@ -34,7 +34,7 @@ import {
   WorkerInterrupted,
   WorkerLostError,
 } from "./errors.ts";
-import type { ThreadPort } from "./_runtime.ts";
+import { RawParts, type ThreadPort } from "./_runtime.ts";
 import { connect, type ConnectionOptions, type RedisConnection } from "./_redis.ts";
 import { KeyValueStore } from "./kv.ts";
 import { loadTasks, type TaskRegistry } from "./_tasks.ts";
@@ -42,6 +42,7 @@ import {
   argsText,
   type DoneMessage,
   type EventMessage,
+  PIECE_MIN,
   type RunMessage,
   SEP,
   unpackRun,
@@ -149,13 +150,21 @@ class Executor {
   #outbox: (DoneMessage | EventMessage)[] = [];
   /** Completed tasks, packed: `seq SEP value SEP ...`. */
   #completed = "";
+  /**
+   * Where the port takes {@link RawParts}: what was packed before each long value, and the value,
+   * as pieces of their own (the receiver then decodes each on its own).
+   */
+  #pieces: string[] = [];
   #flushing = false;
   readonly #flush = () => {
     this.#flushing = false;
     const r = this.#outbox;
-    const p = this.#completed;
+    const p = this.#pieces.length > 0
+      ? new RawParts([...this.#pieces, this.#completed])
+      : this.#completed;
     this.#outbox = [];
     this.#completed = "";
+    this.#pieces = [];
     this.#port.post({ t: "done", p, r });
   };
 
@@ -205,7 +214,11 @@ class Executor {
    */
   done(message: DoneMessage | EventMessage): void {
     if (message[1] === 1 && this.#packed) {
-      this.#completed += `${message[0]}${SEP}${message[2]}${SEP}`;
+      const value = message[2];
+      if (value.length >= PIECE_MIN && this.#port.rawParts) {
+        this.#pieces.push(`${this.#completed}${message[0]}${SEP}`, value);
+        this.#completed = SEP;
+      } else this.#completed += `${message[0]}${SEP}${value}${SEP}`;
     } else this.#outbox.push(message);
     if (!this.#flushing) {
       this.#flushing = true;

@@ -769,6 +769,8 @@ export interface ThreadPort {
   data: unknown;
   /** Sends a message to the parent. */
   post(message: unknown): void;
+  /** `post()` takes a message's `p` as {@link RawParts} (a process on a socket). */
+  readonly rawParts?: boolean;
   /** Registers the handler of later messages from the parent. */
   onMessage(handler: (message: unknown) => void): void;
   /** Lets the thread end once its work is done (Node keeps a listening port alive otherwise). */
@@ -810,6 +812,7 @@ export async function threadPort(): Promise<ThreadPort> {
     return {
       data: await data,
       post,
+      rawParts: conn !== undefined,
       onMessage: (h) => (handler = h),
       close: () => deno.exit(0),
     };

@@ -15,7 +15,8 @@
  * - throughput: warms up with `--warmup` tasks, says "ready" on stderr, waits for a line on stdin
  *   with `--gate` (so the driver can reset Redis' statistics), then times one
  *   `pool.map(tasks.noop | tasks.sleep, ...)` (with `--payload N`: the no-op called with a string of
- *   N characters) of `--jobs` tasks from the call until every future
+ *   N characters; with `--echo` too, `echo`, which returns it, so that a result of that size comes
+ *   back) of `--jobs` tasks from the call until every future
  *   has its result (each one checked). Result: `{ seconds, jobs, cpuMicros }` (`cpuMicros`: this
  *   process's CPU time over the timed part).
  * - latency: `--warmup` then `--samples` sequential `await pool.submit(tasks.noop, [])`. Result:
@@ -55,6 +56,7 @@ const { positionals, values } = parseArgs({
     payload: { type: "string", default: "0" },
     samples: { type: "string", default: "2000" },
     gate: { type: "boolean", default: false },
+    echo: { type: "boolean", default: false },
     "timeout-ms": { type: "string", default: "120000" },
   },
 });
@@ -141,7 +143,13 @@ async function mapRun(
     const text = "x".repeat(payload);
     const argsList = new Array<[string]>(n);
     for (let i = 0; i < n; i++) argsList[i] = [text];
-    futures = pool.map("noop", argsList);
+    futures = pool.map(values.echo ? "echo" : "noop", argsList);
+    if (values.echo) {
+      const results = await deadline(Promise.all(futures), timeoutMs, `${what} (${n} tasks)`);
+      const wrong = results.findIndex((r) => r !== text);
+      if (wrong !== -1) throw new Error(`${what}: task ${wrong} returned something else`);
+      return;
+    }
   } else {
     const argsList = new Array<[]>(n);
     for (let i = 0; i < n; i++) argsList[i] = [];
