@@ -18,7 +18,6 @@ import {
   argsText,
   type DoneMessage,
   type EventMessage,
-  packRun,
   packRunParts,
   type RunMessage,
   splitPacked,
@@ -171,7 +170,10 @@ export class ExecutorPool {
       for (const task of batch) if (typeof task[2] !== "string") task[2] = argsText(task[2]);
       thread.post({ t: "run", tasks: batch });
     } else if (thread.rawParts) thread.post({ t: "run", p: new RawParts(packRunParts(batch)) });
-    else thread.post({ t: "run", p: packRun(batch) });
+    else {
+      const parts = packRunParts(batch).map(argsText);
+      thread.post({ t: "run", p: parts.length === 1 ? parts[0] : parts });
+    }
   }
 
   /** Aborts a task's signal with an error of the given name and message. */

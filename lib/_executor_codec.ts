@@ -32,8 +32,12 @@ export type EventMessage = [seq: number, kind: 2, event: "p" | "y", index: numbe
 export const SEP = "\u0000";
 
 /**
- * Values of at least this many characters travel between an executor process and its worker as
- * pieces of their own (see `RawParts`), decoded on their own.
+ * Arguments and values of at least this many characters travel between an executor and its
+ * worker as pieces of their own, not packed into one string with the rest of their batch: a batch
+ * of long ones packed is a string of megabytes, for which V8 maps fresh memory every time (about
+ * 25 page faults per 100 KB, each costly on a VM) and which a thread receives as a copy of the
+ * same size, where pieces of 100 KB take memory V8 reuses. Across a socket they are the pieces of
+ * a frame (`RawParts`), decoded one by one.
  */
 export const PIECE_MIN = 4096;
 
@@ -78,9 +82,10 @@ export function packRun(tasks: readonly RunMessage[]): string {
 }
 
 /**
- * Packs tasks to run like {@link packRun}, into pieces whose UTF-8 bytes, in order, are those of
- * {@link packRun}'s string: arguments given as bytes stay pieces of their own, neither decoded nor
- * copied into a string.
+ * Packs tasks to run like {@link packRun}, into pieces that make {@link packRun}'s string when
+ * joined (byte arrays as UTF-8): arguments given as bytes, and those of at least
+ * {@link PIECE_MIN} characters, are pieces of their own, neither decoded nor copied into a longer
+ * string (see {@link splitPacked}).
  */
 export function packRunParts(tasks: readonly RunMessage[]): (string | Uint8Array)[] {
   const parts: (string | Uint8Array)[] = [];
@@ -88,7 +93,7 @@ export function packRunParts(tasks: readonly RunMessage[]): (string | Uint8Array
   for (const t of tasks) {
     out += `${t[0]}${SEP}${t[1]}${SEP}`;
     const args = t[2];
-    if (typeof args === "string") out += args;
+    if (typeof args === "string" && args.length < PIECE_MIN) out += args;
     else {
       parts.push(out, args);
       out = "";

@@ -7,7 +7,9 @@
  * Messages (all batched: one message per event-loop turn at most, each direction; across a thread
  * or process boundary, batches of tasks and of values travel as one string, fields separated by
  * NUL — structured cloning of nested arrays costs far more — which no field can contain: ids and
- * names are validated, JSON text escapes control characters):
+ * names are validated, JSON text escapes control characters; arguments and values of
+ * `PIECE_MIN` characters or more are pieces of their own, and `p` is then the array of the pieces
+ * that make the string together: see `_executor_codec.ts`):
  * - in: `{ t: "run", p: packed [seq, fn, args, taskId, operationId, attempt, queue, deps]... }`,
  *   or, inline, `{ t: "run", tasks: RunMessage[] }`
  * - in: `{ t: "abort", seq, name, message }` — aborts the task's `currentTask().signal`
@@ -150,18 +152,18 @@ class Executor {
   #outbox: (DoneMessage | EventMessage)[] = [];
   /** Completed tasks, packed: `seq SEP value SEP ...`. */
   #completed = "";
-  /**
-   * Where the port takes {@link RawParts}: what was packed before each long value, and the value,
-   * as pieces of their own (the receiver then decodes each on its own).
-   */
+  /** What was packed before each long value, and the value: pieces of their own (PIECE_MIN). */
   #pieces: string[] = [];
   #flushing = false;
   readonly #flush = () => {
     this.#flushing = false;
     const r = this.#outbox;
-    const p = this.#pieces.length > 0
-      ? new RawParts([...this.#pieces, this.#completed])
-      : this.#completed;
+    const pieces = this.#pieces;
+    const p = pieces.length === 0
+      ? this.#completed
+      : this.#port.rawParts
+      ? new RawParts([...pieces, this.#completed])
+      : [...pieces, this.#completed];
     this.#outbox = [];
     this.#completed = "";
     this.#pieces = [];
@@ -215,7 +217,7 @@ class Executor {
   done(message: DoneMessage | EventMessage): void {
     if (message[1] === 1 && this.#packed) {
       const value = message[2];
-      if (value.length >= PIECE_MIN && this.#port.rawParts) {
+      if (value.length >= PIECE_MIN) {
         this.#pieces.push(`${this.#completed}${message[0]}${SEP}`, value);
         this.#completed = SEP;
       } else this.#completed += `${message[0]}${SEP}${value}${SEP}`;

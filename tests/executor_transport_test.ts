@@ -9,6 +9,7 @@ import {
   hasNul,
   packRun,
   packRunParts,
+  PIECE_MIN,
   type RunMessage,
   unpackRun,
 } from "../lib/_executor_codec.ts";
@@ -72,13 +73,17 @@ describe("frameMessage / frameReader", () => {
 
   it("packRunParts: the bytes of packRun's string, long arguments given as bytes kept as they are", () => {
     const args = new TextEncoder().encode('["ü".repeat]'.repeat(1000));
+    const longText = `["${"ß".repeat(PIECE_MIN)}"]`;
     const tasks: RunMessage[] = [
       [1, "echo", '["short"]', "op.0", "op", 1, "default", ""],
       [2, "echo", args, "op.1", "op", 2, "default", '{"p/1":["2","3"]}'],
       [3, "echo", args, "op.2", "op", 1, "q", ""],
+      [4, "echo", longText, "op.3", "op", 1, "q", ""],
     ];
     const parts = packRunParts(tasks);
     assert.equal(parts.filter((p) => p === args).length, 2, "the bytes, not copies");
+    assert.ok(parts.includes(longText), "a long string argument is a piece of its own");
+    assert.ok(parts.includes('["short"]') === false, "a short one is packed with the rest");
     const joined = concatBytes(
       parts.map((p) => typeof p === "string" ? new TextEncoder().encode(p) : p),
     );
@@ -96,8 +101,9 @@ describe("frameMessage / frameReader", () => {
     assert.deepEqual(back.map((t) => t[2]), [
       '["short"]',
       ...[1, 2].map(() => '["ü".repeat]'.repeat(1000)),
+      longText,
     ]);
-    assert.deepEqual(back.map((t) => t[7]), ["", '{"p/1":["2","3"]}', ""]);
+    assert.deepEqual(back.map((t) => t[7]), ["", '{"p/1":["2","3"]}', "", ""]);
   });
 
   it("hasNul: finds a NUL byte at any place and alignment, and nothing in bytes without one", () => {
