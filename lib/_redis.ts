@@ -316,6 +316,34 @@ class CommandWatch {
   }
 }
 
+/** Arguments of at least this many characters go to node-redis as bytes (see below). */
+const LONG_ARG = 4096;
+
+/**
+ * Returns a function that gives a command's arguments of {@link LONG_ARG} characters or more as
+ * UTF-8 bytes (Buffers; the same bytes Redis receives). node-redis joins a command's string
+ * arguments into one string before it writes it, so an `HSET` of a batch of long arguments or a
+ * FINISH of long results was a string of megabytes, for which V8 maps fresh memory and which the
+ * socket encodes into fresh memory again; it writes Buffers as they are. (100 KB arguments, a
+ * Deno producer: 1,304-1,316 -> 945-1,000 µs of CPU and 78 -> 54 page faults per task; Node:
+ * 1,714-2,122 -> 1,371-1,763 µs.)
+ */
+function longArgsAsBytes(
+  Buffer: { from(text: string): Uint8Array },
+): (args: string[]) => string[] {
+  return (args) => {
+    let out: string[] | undefined;
+    for (let i = 0; i < args.length; i++) {
+      const arg = args[i];
+      if (typeof arg === "string" && arg.length >= LONG_ARG) {
+        out ??= args.slice();
+        out[i] = Buffer.from(arg) as unknown as string;
+      }
+    }
+    return out ?? args;
+  };
+}
+
 /**
  * Opens a connection. While Redis is unreachable node-redis keeps reconnecting (see
  * {@link reconnectDelay}); this rejects with `ConnectionError` if the first connection is not up
@@ -372,11 +400,13 @@ export async function connect(
     clearTimeout(timer);
   }
   await watch.start();
-  const send = (args: string[]) => client.sendCommand(args) as Promise<unknown>;
   const { RESP_TYPES } = await loadRedis();
   const { Buffer } = await import("node:buffer");
+  const encode = longArgsAsBytes(Buffer);
+  const send = (args: string[]) => client.sendCommand(encode(args)) as Promise<unknown>;
   const asBytes = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } };
-  const sendBytes = (args: string[]) => client.sendCommand(args, asBytes) as Promise<unknown>;
+  const sendBytes = (args: string[]) =>
+    client.sendCommand(encode(args), asBytes) as Promise<unknown>;
   return {
     sendCommand: (args, options) =>
       watch.run(args, options?.bytes ? sendBytes : send, downSince !== undefined),

@@ -165,6 +165,25 @@ describe("long arguments stored beside the entry", () => {
     assert.equal(await pool.submit(tasks.echo, [long("h")]), long("h"), "the worker goes on");
   });
 
+  it("a connection writes long arguments as their UTF-8 bytes, and reads replies as bytes when asked", async () => {
+    // Arguments of 4,096 characters or more go to node-redis as Buffers (lib/_redis.ts).
+    const value = "é€😀x".repeat(2000);
+    await c.sendCommand(["HSET", "ConnBytes", "long", value, "short", "ß"]);
+    assert.deepEqual(await c.sendCommand(["HMGET", "ConnBytes", "long", "short"]), [value, "ß"]);
+    assert.equal(
+      await c.sendCommand(["HSTRLEN", "ConnBytes", "long"]),
+      new TextEncoder().encode(value).length,
+    );
+    const bytes = await c.sendCommand(["HMGET", "ConnBytes", "long", "short", "none"], {
+      bytes: true,
+    }) as unknown[];
+    assert.ok(bytes[0] instanceof Uint8Array && bytes[1] instanceof Uint8Array);
+    assert.equal(new TextDecoder().decode(bytes[0]), value);
+    assert.equal(new TextDecoder().decode(bytes[1]), "ß");
+    assert.equal(bytes[2], null);
+    await c.sendCommand(["DEL", "ConnBytes"]);
+  });
+
   it("refused for want of a worker: the stored arguments are deleted", async () => {
     const app = "AsideRefused";
     await using pool = new StreamFuturePool({ url: redis.url, app, tasks: TASKS });
