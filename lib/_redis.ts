@@ -325,8 +325,8 @@ const LONG_ARG = 4096;
  * arguments into one string before it writes it, so an `HSET` of a batch of long arguments or a
  * FINISH of long results was a string of megabytes, for which V8 maps fresh memory and which the
  * socket encodes into fresh memory again; it writes Buffers as they are. (100 KB arguments, a
- * Deno producer: 1,304-1,316 -> 945-1,000 µs of CPU and 78 -> 54 page faults per task; Node:
- * 1,714-2,122 -> 1,371-1,763 µs.)
+ * Deno producer: 1,291-1,459 -> 918-980 µs of CPU and 78 -> 54 page faults per task; Node:
+ * 1,714-2,122 -> 1,371-1,763 µs; docs/performance.md.)
  */
 function longArgsAsBytes(
   Buffer: { from(text: string): Uint8Array },

@@ -51,12 +51,15 @@ describe("dedupe (request coalescing)", () => {
     const app = nextApp("dedupex");
     const file = await traceFile();
     children.push(await startWorker(redis, app));
+    // Ready before the other client submits: the shared call must come while its task runs.
+    await using pool = makePool(redis, app);
+    await pool.ready();
     const client = await startScript(new URL("../faults/_client.ts", import.meta.url), [
       redis.url,
       app,
       JSON.stringify({
         fn: "later",
-        args: [800, "shared", file],
+        args: [2000, "shared", file],
         options: { dedupe: true },
         pool: { tasks: new URL("./_tasks.ts", import.meta.url).href },
       }),
@@ -65,8 +68,7 @@ describe("dedupe (request coalescing)", () => {
     const { taskId } = JSON.parse(
       await waitFor(() => client.stdout().split("\n")[0], "the other client submitted", 30_000),
     );
-    await using pool = makePool(redis, app);
-    const mine = pool.submit("later", [800, "shared", file], { dedupe: true });
+    const mine = pool.submit("later", [2000, "shared", file], { dedupe: true });
     assert.equal(await mine, "shared");
     assert.equal(mine.id, taskId, "the same task");
     await waitFor(() => client.stdout().includes('"value":"shared"'), "the other client's result");
