@@ -166,10 +166,8 @@ export class ExecutorPool {
 
   /** Sends tasks to an executor, packed as it takes them. */
   #post(thread: ThreadHandle, batch: RunMessage[]): void {
-    if (this.#noun === "inline") {
-      for (const task of batch) if (typeof task[2] !== "string") task[2] = argsText(task[2]);
-      thread.post({ t: "run", tasks: batch });
-    } else if (thread.rawParts) thread.post({ t: "run", p: new RawParts(packRunParts(batch)) });
+    if (this.#noun === "inline") thread.post({ t: "run", tasks: batch });
+    else if (thread.rawParts) thread.post({ t: "run", p: new RawParts(packRunParts(batch)) });
     else {
       const parts = packRunParts(batch).map(argsText);
       thread.post({ t: "run", p: parts.length === 1 ? parts[0] : parts });

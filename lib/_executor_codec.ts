@@ -1,7 +1,8 @@
 /**
  * The messages between a worker and its executor threads, and their packing: batches travel as
- * one string, fields separated by NUL (structured cloning of nested arrays costs far more), which
- * no packed field can contain: ids and names are validated, JSON text escapes control characters.
+ * one string, or as pieces of one where arguments or values are long ({@link PIECE_MIN}), fields
+ * separated by NUL (structured cloning of nested arrays costs far more), which no packed field can
+ * contain: ids and names are validated, JSON text escapes control characters.
  *
  * @module
  */
@@ -70,22 +71,11 @@ export function argsText(args: string | Uint8Array): string {
   return typeof args === "string" ? args : textDecoder.decode(args);
 }
 
-/** Packs tasks to run into one string (see the module documentation). */
-export function packRun(tasks: readonly RunMessage[]): string {
-  let out = "";
-  for (const t of tasks) {
-    out += `${t[0]}${SEP}${t[1]}${SEP}${argsText(t[2])}${SEP}${t[3]}${SEP}${t[4]}${SEP}${
-      t[5]
-    }${SEP}${t[6]}${SEP}${t[7]}${SEP}`;
-  }
-  return out;
-}
-
 /**
- * Packs tasks to run like {@link packRun}, into pieces that make {@link packRun}'s string when
- * joined (byte arrays as UTF-8): arguments given as bytes, and those of at least
- * {@link PIECE_MIN} characters, are pieces of their own, neither decoded nor copied into a longer
- * string (see {@link splitPacked}).
+ * Packs tasks to run (see the module documentation) into pieces that make one string when joined
+ * (byte arrays as UTF-8): per task its fields, each followed by a NUL; arguments given as bytes,
+ * and those of at least {@link PIECE_MIN} characters, are pieces of their own, neither decoded
+ * nor copied into a longer string (see {@link splitPacked}).
  */
 export function packRunParts(tasks: readonly RunMessage[]): (string | Uint8Array)[] {
   const parts: (string | Uint8Array)[] = [];
@@ -105,8 +95,8 @@ export function packRunParts(tasks: readonly RunMessage[]): (string | Uint8Array
 }
 
 /**
- * The tasks of a string made by {@link packRun}, or of the pieces of one that {@link packRunParts}
- * made (decoded one by one: a long argument is a piece of its own, never joined to the others).
+ * The tasks of the pieces {@link packRunParts} made (decoded one by one: a long argument is a
+ * piece of its own, never joined to the others), or of the string they make together.
  */
 export function unpackRun(packed: string | readonly string[]): RunMessage[] {
   const f = splitPacked(packed);
