@@ -355,7 +355,7 @@ export async function connect(
   deadline = 30_000,
 ): Promise<RedisConnection> {
   const client = await createRedisClient(options, name, { timeout: 0 });
-  const { TimeoutError } = await loadRedis();
+  const { TimeoutError, RESP_TYPES } = await loadRedis();
   // While the connection is down, a command waits at most `deadline` (the caller's
   // reconnectDeadline) for it: its caller gives up then anyway.
   const watch = new CommandWatch(
@@ -400,7 +400,6 @@ export async function connect(
     clearTimeout(timer);
   }
   await watch.start();
-  const { RESP_TYPES } = await loadRedis();
   const { Buffer } = await import("node:buffer");
   const encode = longArgsAsBytes(Buffer);
   const send = (args: string[]) => client.sendCommand(encode(args)) as Promise<unknown>;
