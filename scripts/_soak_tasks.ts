@@ -17,16 +17,21 @@ function workerPid(): number {
 }
 import { currentTask } from "../mod.ts";
 
-/** What a soak task returns: which attempt ran where. */
+/** What a soak task returns: which attempt ran where (and the payload it was given, if any). */
 export interface SoakResult {
   taskId: string;
   attempt: number;
   pid: number;
   nonce: string;
+  /** The `payload` argument, returned as it came (`--payload`: long values both ways). */
+  payload?: string;
 }
 
-/** Sleeps `ms` (stops early when aborted), logs the run to `log`, returns where it ran. */
-export async function work(ms: number, log: string): Promise<SoakResult> {
+/**
+ * Sleeps `ms` (stops early when aborted), logs the run to `log`, returns where it ran, with
+ * `payload` if one was given.
+ */
+export async function work(ms: number, log: string, payload?: string): Promise<SoakResult> {
   const { signal, taskId, attempt } = currentTask();
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(resolve, ms);
@@ -35,7 +40,13 @@ export async function work(ms: number, log: string): Promise<SoakResult> {
       reject(signal.reason);
     }, { once: true });
   });
-  const result = { taskId, attempt, pid: workerPid(), nonce: Math.random().toString(36).slice(2) };
+  const result: SoakResult = {
+    taskId,
+    attempt,
+    pid: workerPid(),
+    nonce: Math.random().toString(36).slice(2),
+  };
   appendFileSync(log, JSON.stringify(result) + "\n");
+  if (payload !== undefined) result.payload = payload;
   return result;
 }

@@ -5,14 +5,19 @@
  *
  *   deno task soak
  *   deno run -A scripts/soak.ts [--tasks 5000] [--workers 4] [--seed 1] [--max-ms 200]
- *     [--prefetch 0] [--sigterm]
+ *     [--prefetch 0] [--sigterm] [--executor-mode thread|process|inline] [--payload 0]
  *
  * `--prefetch N` gives the workers that prefetch; `--sigterm` makes every other chaos stop a
  * graceful one (SIGTERM: running tasks finish, prefetched ones go back to the queue) instead of a
- * SIGKILL.
+ * SIGKILL; `--executor-mode` is the workers' (default: theirs); `--payload N` gives every task an
+ * argument of about N characters of its own (with multi-byte characters, quotes, backslashes and
+ * line breaks), which it returns: from 4,096 characters on, arguments are set aside beside their
+ * entries and travel as bytes and pieces, and results as pieces (docs/protocol.md), so the run
+ * checks those paths under the same chaos.
  *
- * It ends by printing `submitted, completed, failed, lost, duplicated-completions` and exits
- * non-zero unless lost = 0, duplicated-completions = 0 and every future settled:
+ * It ends by printing `submitted, completed, failed, lost, duplicated-completions` (and with
+ * `--payload`, `corrupted-payloads`) and exits non-zero unless lost = 0, duplicated-completions =
+ * 0, corrupted-payloads = 0 and every future settled:
  *
  * - completed / failed: futures that resolved / rejected (failed = out of retries, reported with
  *   their errors);
@@ -20,7 +25,9 @@
  * - duplicated-completions: tasks whose stored result is not the one their future received —
  *   a second final write that overwrote the first (fencing broken). Executions that ran to the
  *   end but were not recorded (a worker killed after running, a fenced stale attempt) are counted
- *   separately as `discarded-executions`: they are the expected price of at-least-once retries.
+ *   separately as `discarded-executions`: they are the expected price of at-least-once retries;
+ * - corrupted-payloads: completed tasks whose result does not carry back, character for
+ *   character, the payload their own call was given.
  *
  * @module
  */
@@ -43,15 +50,30 @@ const { values } = parseArgs({
     "chaos-every": { type: "string", default: "3" },
     prefetch: { type: "string", default: "0" },
     sigterm: { type: "boolean", default: false },
+    "executor-mode": { type: "string" },
+    payload: { type: "string", default: "0" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
 if (values.help) {
   console.log(
     "usage: deno run -A scripts/soak.ts [--tasks 5000] [--workers 4] [--seed N] [--max-ms 200] " +
-      "[--chaos-every 3 (seconds)] [--prefetch 0] [--sigterm]",
+      "[--chaos-every 3 (seconds)] [--prefetch 0] [--sigterm] " +
+      "[--executor-mode thread|process|inline] [--payload 0 (characters)]",
   );
   Deno.exit(0);
+}
+const EXECUTOR_MODE = values["executor-mode"];
+if (EXECUTOR_MODE !== undefined && !["thread", "process", "inline"].includes(EXECUTOR_MODE)) {
+  throw new RangeError(
+    `--executor-mode must be thread, process or inline, got ${JSON.stringify(EXECUTOR_MODE)}`,
+  );
+}
+const PAYLOAD = Number(values.payload);
+if (!Number.isSafeInteger(PAYLOAD) || PAYLOAD < 0) {
+  throw new RangeError(
+    `--payload must be a whole number of characters >= 0, got ${values.payload}`,
+  );
 }
 const TASKS = Number(values.tasks);
 const WORKERS = Number(values.workers);
@@ -91,6 +113,7 @@ async function startWorker(): Promise<ChildProcessHandle> {
     `soak-worker-${++workerCount}`,
     "--prefetch",
     String(PREFETCH),
+    ...(EXECUTOR_MODE ? ["--executor-mode", EXECUTOR_MODE] : []),
     ...HEARTBEAT,
   ]);
   workers.push(child);
@@ -98,6 +121,14 @@ async function startWorker(): Promise<ChildProcessHandle> {
 }
 
 const traceLog = join(redis.dir, "executions.jsonl");
+/** A unit of the payloads: multi-byte characters (2, 3 and 4 bytes), what JSON escapes. */
+const PAYLOAD_UNIT = 'soak é € 😀 "quoted" \\ tab\t line\n;';
+/** Task i's payload: its index, then whole units up to about `PAYLOAD` characters. */
+function payloadOf(i: number): string {
+  const head = `${i}|`;
+  const units = Math.max(0, Math.round((PAYLOAD - head.length) / PAYLOAD_UNIT.length));
+  return head + PAYLOAD_UNIT.repeat(units);
+}
 const chaos = { workerKills: 0, workerStops: 0, workerStarts: 0, redisRestarts: 0, givenBack: 0 };
 let exitCode = 1;
 try {
@@ -114,7 +145,13 @@ try {
     reconnectDeadline: 60_000,
   });
   const started = performance.now();
-  const argsList = Array.from({ length: TASKS }, () => [Math.round(random() * MAX_MS), traceLog]);
+  const argsList = Array.from(
+    { length: TASKS },
+    (_, i) =>
+      PAYLOAD > 0
+        ? [Math.round(random() * MAX_MS), traceLog, payloadOf(i)]
+        : [Math.round(random() * MAX_MS), traceLog],
+  );
   const futures = pool.map<SoakResult>("work", argsList as [number, string][]);
   let settled = 0;
   for (const f of futures) f.addDoneCallback(() => settled++);
@@ -168,12 +205,14 @@ try {
   let completed = 0;
   let failed = 0;
   let lost = 0;
+  let corrupted = 0;
   const errors = new Map<string, number>();
   const results = new Map<string, SoakResult>();
   outcomes.forEach((o, i) => {
     if (futures[i].state === "finished" && o.status === "fulfilled") {
       completed++;
       results.set(futures[i].id, o.value);
+      if (PAYLOAD > 0 && o.value.payload !== payloadOf(i)) corrupted++;
     } else if (futures[i].done()) {
       failed++;
       const reason = String((o as PromiseRejectedResult).reason).slice(0, 80);
@@ -199,16 +238,20 @@ try {
 
   console.log(
     `submitted=${TASKS} completed=${completed} failed=${failed} lost=${lost} ` +
-      `duplicated-completions=${duplicated}`,
+      `duplicated-completions=${duplicated}` +
+      (PAYLOAD > 0 ? ` corrupted-payloads=${corrupted}` : ""),
   );
   console.log(
     `seconds=${seconds.toFixed(1)} executions=${executions} ` +
       `discarded-executions=${executions - completed} retried-tasks=${retried} ` +
       `worker-kills=${chaos.workerKills} worker-stops=${chaos.workerStops} ` +
-      `redis-restarts=${chaos.redisRestarts} prefetch=${PREFETCH} given-back=${chaos.givenBack}`,
+      `redis-restarts=${chaos.redisRestarts} prefetch=${PREFETCH} given-back=${chaos.givenBack}` +
+      ` executor-mode=${EXECUTOR_MODE ?? "default"} payload=${PAYLOAD}`,
   );
   for (const [reason, count] of errors) console.log(`  failed ${count}x: ${reason}`);
-  exitCode = lost === 0 && duplicated === 0 && completed + failed === TASKS ? 0 : 1;
+  exitCode = lost === 0 && duplicated === 0 && corrupted === 0 && completed + failed === TASKS
+    ? 0
+    : 1;
 } catch (error) {
   console.error(`soak failed: ${(error as Error)?.stack ?? error}`);
 } finally {
