@@ -362,6 +362,14 @@ const TASK_ID = /^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)?$/;
 /** Tasks per SUBMIT call (keeps each Lua call short). */
 const SUBMIT_CHUNK = 500;
 /**
+ * SUBMIT calls of one operation (or one run of plain `submit`s) in flight at once, each of up to
+ * {@link SUBMIT_CHUNK} tasks: enough to keep Redis busy while the next call is built, few enough
+ * that a `map` of 100,000 tasks does not build and buffer every call at once (under Deno its peak
+ * RSS went from 233-254 to 183 MB, docs/performance.md). A task of a `map` is taken from its batch
+ * only when its call is built, so until then cancelling its future needs no Redis.
+ */
+const SUBMIT_WINDOW = 4;
+/**
  * Tasks in an operation's first SUBMIT call, the one that checks for a live listener and that the
  * rest wait for: small, so that workers get the first tasks while the rest are still being sent.
  */
@@ -1397,11 +1405,15 @@ export class StreamFuturePool implements AsyncDisposable {
         this.#failBatch(items.slice(start, end), error);
       }
     };
-    const sends: Promise<void>[] = [];
-    for (let start = 0; start < items.length; start += SUBMIT_CHUNK) {
-      sends.push(send(start, Math.min(start + SUBMIT_CHUNK, items.length)));
-    }
-    const written = Promise.all(sends).then(() => {});
+    let at = 0;
+    const lane = async () => {
+      while (at < items.length) {
+        const start = at;
+        at = Math.min(at + SUBMIT_CHUNK, items.length);
+        await send(start, at);
+      }
+    };
+    const written = Promise.all(Array.from({ length: SUBMIT_WINDOW }, lane)).then(() => {});
     // Set before the flush goes on: a later batch of it may have these operations as parents.
     for (const batch of batches) this.#writing.set(batch.op, written);
     void written.finally(() => {
@@ -1465,7 +1477,8 @@ export class StreamFuturePool implements AsyncDisposable {
    * passed, so an operation is refused whole or written whole. Tasks with parents wait until their
    * parents' operations are written; they and deduplicated tasks go through SUBMIT_EX.
    * `items` holds the batch's first chunk (taken by {@link #takeItems}); the rest of the batch,
-   * from index `next`, is taken while the first chunk is on its way.
+   * from index `next`, is taken a chunk at a time as each call is built, at most
+   * {@link SUBMIT_WINDOW} calls in flight.
    */
   async #submitBatch(
     batch: Batch,
@@ -1489,18 +1502,24 @@ export class StreamFuturePool implements AsyncDisposable {
       if (waits.length > 0) await Promise.all(waits);
       unalias(items, 0);
     }
-    /** Takes the rest of the batch (after the first chunk was sent). */
-    const takeRest = () => {
-      const from = items.length;
-      next = this.#takeItems(batch, next, Infinity, items, names);
-      if (withParents) unalias(items, from);
+    /** Takes up to `want` more tasks of the batch (all that are left: Infinity). */
+    const take = (want: number): [Outgoing[], string[]] => {
+      const part: Outgoing[] = [];
+      const partNames: string[] = [];
+      next = this.#takeItems(batch, next, want, part, partNames);
+      if (withParents) unalias(part, 0);
+      return [part, partNames];
+    };
+    /** Fails the first chunk and every task of the batch not taken yet. */
+    const failAll = (error: unknown) => {
+      const [rest] = take(Infinity);
+      this.#failBatch(items.concat(rest), error);
     };
     const general = dedupe !== "" || withParents;
     const keys = [this.#keys.listeners(queue), this.#keys.status(op), this.#keys.results(op)];
     const cmd = this.#cmd!;
     // Idempotent (see SUBMIT), so a call cut by a lost connection is simply sent again.
-    const chunk = (start: number, end: number, check: boolean, onSent?: () => void) => {
-      const slice = items.slice(start, end);
+    const chunk = (slice: Outgoing[], sliceNames: string[], check: boolean) => {
       const args = [
         this.app,
         check ? "1" : "0",
@@ -1518,61 +1537,53 @@ export class StreamFuturePool implements AsyncDisposable {
       const aside = new Map<string, string[]>();
       slice.forEach((item, i) => {
         const field = dedupe === "" ? this.#argsField(aside, item.future, item.args) : item.args;
-        args.push(item.future.id, names[start + i], field);
+        args.push(item.future.id, sliceNames[i], field);
         if (general) args.push(item.parents.join(" "), dedupe);
       });
       return withReconnect(
         cmd,
         async () => {
           await this.#storeAside(aside);
-          const reply = (general ? SUBMIT_EX : SUBMIT).run(cmd, keys, args);
-          onSent?.();
-          return await reply;
+          return await (general ? SUBMIT_EX : SUBMIT).run(cmd, keys, args);
         },
         this.#reconnectDeadline,
         `submitting to queue "${queue}"`,
       );
     };
-    try {
-      let sent: (() => void) | undefined;
-      const onSent = new Promise<void>((resolve) => (sent = resolve));
-      const first = chunk(0, FIRST_CHUNK, this.#requireWorkers, () => sent!());
-      if (next < batch.items.length) {
-        // node-redis writes a command at the next setImmediate after it was sent: the rest of a
-        // large batch is taken after that, while the first chunk is on its way.
-        void first.catch(() => {}); // (awaited below)
-        await Promise.race([onSent, first.then(() => {}, () => {})]);
-        await new Promise((resolve) => setImmediate(resolve));
-        takeRest();
+    /** Notes the dependency keys of tasks with parents among the operation's keys. */
+    const noteDeps = (list: Outgoing[]) => {
+      const info = this.#ops.get(op);
+      if (!info) return;
+      for (const item of list) {
+        if (item.parents.length > 0) info.extraKeys.push(this.#keys.deps(op, item.future.id));
       }
-      const written = await first;
+    };
+    try {
+      const written = await chunk(items, names, this.#requireWorkers);
       if (written === -1) {
         this.#dropAside([this.#keys.args(op)]);
-        this.#failBatch(items, this.#noWorkers(queue));
+        failAll(this.#noWorkers(queue));
         return;
       }
       if (Array.isArray(written)) this.#onShared(items, written as unknown[][]);
-      const info = this.#ops.get(op);
-      if (info) {
-        for (const item of items) {
-          if (item.parents.length > 0) info.extraKeys.push(this.#keys.deps(op, item.future.id));
-        }
-      }
+      noteDeps(items);
     } catch (error) {
-      this.#failBatch(items, error);
+      failAll(error);
       return;
     }
-    const rest: Promise<void>[] = [];
-    for (let start = FIRST_CHUNK; start < items.length; start += SUBMIT_CHUNK) {
-      const end = start + SUBMIT_CHUNK;
-      rest.push(
-        chunk(start, end, false).then(
-          () => {},
-          (error) => this.#failBatch(items.slice(start, end), error),
-        ),
-      );
-    }
-    await Promise.all(rest);
+    const lane = async () => {
+      for (;;) {
+        const [part, partNames] = take(SUBMIT_CHUNK);
+        if (part.length === 0) return;
+        noteDeps(part);
+        try {
+          await chunk(part, partNames, false);
+        } catch (error) {
+          this.#failBatch(part, error);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: SUBMIT_WINDOW }, lane));
   }
 
   /**
@@ -1659,6 +1670,12 @@ export class StreamFuturePool implements AsyncDisposable {
       return true;
     }
     await this.#ready;
+    // A task taken into a SUBMIT call that Redis has not answered yet: CANCEL would not find it.
+    const writing = this.#writing.get(future.operationId);
+    if (writing) {
+      await writing.catch(() => {});
+      if (future.done()) return future.cancelled();
+    }
     // The confirmation may arrive on the reply stream before CANCEL returns: keep the reason.
     if (reason) this.#cancelReasons.set(future.id, reason);
     try {

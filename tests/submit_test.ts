@@ -149,3 +149,128 @@ describe("submit calls of one turn go out together", () => {
     for (const f of futures) await assert.rejects(f, NoWorkersError);
   });
 });
+
+describe("a large operation is written a few calls at a time", () => {
+  let redis: TestRedis;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it("6,100 tasks of one map: 13 SUBMIT calls, every task in map order", async () => {
+    const c = await redis.client();
+    const app = "Window";
+    await using pool = await waitingPool(redis, app);
+    await c.sendCommand(["CONFIG", "RESETSTAT"]);
+    try {
+      const futures = pool.map(tasks.add, Array.from({ length: 6100 }, (_, i) => [i, 1]));
+      const stream = `${app}:queue:default`;
+      await waitFor(async () => (await c.sendCommand(["XLEN", stream])) === 6100, "6,100 entries");
+      // A first call of 100 tasks, then calls of up to 500: one HEXISTS each.
+      assert.equal((await calls(c)).get("hexists"), 13);
+      assert.deepEqual(await streamIds(c, stream), futures.map((f) => f.id), "in map order");
+      await using serving = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
+      await serving.ready();
+      assert.deepEqual(await Promise.all(futures), futures.map((_, i) => i + 1));
+    } finally {
+      await pool.shutdown({ cancelFutures: true });
+    }
+  });
+
+  it("a future cancelled while its map is being written is cancelled, and its task never runs", async () => {
+    const c = await redis.client();
+    const app = "WindowCancel";
+    await using pool = await waitingPool(redis, app);
+    try {
+      // A cancel first, so that CANCEL's library is in Redis (a first use would load it, and the
+      // round trips of loading it would put the CANCEL calls below after the map's SUBMITs).
+      const early = pool.submit(tasks.add, [0, 0]);
+      await waitFor(async () => (await c.sendCommand(["XLEN", `${app}:queue:default`])) === 1, "");
+      assert.equal(await early.cancel(), true);
+      // Redis holds every write until the pause ends: the map's first call goes out and waits
+      // there, unanswered, and the rest of the map waits for it.
+      await c.sendCommand(["CLIENT", "PAUSE", "5000", "WRITE"]);
+      const futures = pool.map(tasks.add, Array.from({ length: 6100 }, (_, i) => [i, 1]));
+      await waitFor(
+        async () =>
+          /name=streamfutures-client .*flags=b/.test(
+            String(await c.sendCommand(["CLIENT", "LIST"])),
+          ),
+        "the first call held in Redis",
+      );
+      // In the first call (sent, unanswered), and not taken into a call yet.
+      const picked = [3, 99, 100, 2500, 4321, 6099];
+      const cancelling = Promise.all(picked.map((i) => futures[i].cancel()));
+      // Before the pause ends: the tasks not taken yet are cancelled (without Redis), or the
+      // CANCEL calls wait in Redis behind the first call.
+      await waitFor(async () => {
+        if (picked.every((i) => i < 100 || futures[i].done())) return true;
+        const line = String(await c.sendCommand(["CLIENT", "LIST"]))
+          .split("\n").find((l) => l.includes("name=streamfutures-client "));
+        return Number(/ qbuf=(\d+)/.exec(line ?? "")?.[1] ?? 0) > 0;
+      }, "the cancels made or sent");
+      await c.sendCommand(["CLIENT", "UNPAUSE"]);
+      const cancels = await cancelling;
+      assert.deepEqual(cancels, picked.map(() => true), "every cancel() succeeds");
+      for (const i of picked) assert.equal(futures[i].cancelled(), true);
+      await using serving = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
+      await serving.ready();
+      const rest = futures.filter((_, i) => !picked.includes(i));
+      assert.deepEqual(
+        await Promise.all(rest),
+        futures.map((_, i) => i + 1).filter((_, i) => !picked.includes(i)),
+      );
+      // A cancelled task that reached Redis is marked cancelled there, with no result; one that
+      // had not been written yet never was.
+      const op = futures[0].operationId;
+      for (const i of picked) {
+        const id = futures[i].id;
+        const status = await c.sendCommand(["HGET", `${app}:${op}:status`, id]);
+        assert.ok(status === null || status === "4", `task ${i}: status ${status}`);
+        const result = await c.sendCommand(["HGET", `${app}:${op}:results`, id]);
+        assert.ok(result === null || String(result).startsWith("CancelledError"), `task ${i}`);
+      }
+    } finally {
+      await pool.shutdown({ cancelFutures: true });
+    }
+  });
+  it("a submit of a large turn cancelled while the turn is being written is cancelled", async () => {
+    const c = await redis.client();
+    const app = "WindowSolo";
+    await using pool = await waitingPool(redis, app);
+    try {
+      const early = pool.submit(tasks.add, [0, 0]);
+      await waitFor(async () => (await c.sendCommand(["XLEN", `${app}:queue:default`])) === 1, "");
+      assert.equal(await early.cancel(), true);
+      await c.sendCommand(["CLIENT", "PAUSE", "5000", "WRITE"]);
+      // 2,600 submits in one turn: six calls, the last two sent once earlier ones are answered.
+      const futures = Array.from({ length: 2600 }, (_, i) => pool.submit(tasks.add, [i, 1]));
+      await waitFor(
+        async () =>
+          /name=streamfutures-client .*flags=b/.test(
+            String(await c.sendCommand(["CLIENT", "LIST"])),
+          ),
+        "the first calls held in Redis",
+      );
+      const picked = [0, 499, 2100, 2599];
+      const cancelling = Promise.all(picked.map((i) => futures[i].cancel()));
+      await c.sendCommand(["CLIENT", "UNPAUSE"]);
+      assert.deepEqual(await cancelling, picked.map(() => true));
+      await using serving = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
+      await serving.ready();
+      const rest = futures.filter((_, i) => !picked.includes(i));
+      assert.deepEqual(
+        await Promise.all(rest),
+        futures.map((_, i) => i + 1).filter((_, i) => !picked.includes(i)),
+      );
+      for (const i of picked) {
+        const id = futures[i].id;
+        assert.equal(await c.sendCommand(["HGET", `${app}:${id}:status`, id]), "4", `task ${i}`);
+      }
+    } finally {
+      await pool.shutdown({ cancelFutures: true });
+    }
+  });
+});
