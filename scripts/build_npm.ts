@@ -207,8 +207,16 @@ try {
       outDir,
     },
     files: [ambient],
-    include: ["mod.ts", "worker.ts", "lib/**/*.ts", "examples/**/*.ts", "tests/**/*.ts"]
-      .map((pattern) => join(root, pattern)),
+    // (The soak too, so that `node npm/scripts/soak.js` puts the Node build under its chaos.)
+    include: [
+      "mod.ts",
+      "worker.ts",
+      "lib/**/*.ts",
+      "examples/**/*.ts",
+      "tests/**/*.ts",
+      "scripts/soak.ts",
+      "scripts/_soak_tasks.ts",
+    ].map((pattern) => join(root, pattern)),
   };
   const tsconfigPath = join(tmp, "tsconfig.json");
   await writeFile(tsconfigPath, JSON.stringify(tsconfig, null, 2) + "\n");
@@ -263,7 +271,8 @@ const packageJson = {
   bin: { "streamfutures-worker": "./worker.js" },
   engines: { node: ">=20" },
   dependencies: npmDependencies(denoConfig.imports ?? {}),
-  // tests/ are built so step 6 can run them, but they aren't published.
+  // tests/ (and the soak, in scripts/) are built so they can run under Node, but they aren't
+  // published.
   // (Patterns without a slash only match at the package root.)
   files: ["*.js", "*.d.ts", "*.map", "lib/", "examples/", "README.md", "LICENSE"],
 };

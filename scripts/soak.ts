@@ -4,6 +4,7 @@
  * and restarts Redis once (AOF, `appendfsync always`).
  *
  *   deno task soak
+ *   node npm/scripts/soak.js ...   (the npm build, `deno task build:npm`, under Node)
  *   deno run -A scripts/soak.ts [--tasks 5000] [--workers 4] [--seed 1] [--max-ms 200]
  *     [--prefetch 0] [--sigterm] [--executor-mode thread|process|inline] [--payload 0]
  *
@@ -32,6 +33,7 @@
  * @module
  */
 
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -41,7 +43,7 @@ import { startRedis, startWorkerProcess, type TestRedis } from "../tests/_redis.
 import type { SoakResult } from "./_soak_tasks.ts";
 
 const { values } = parseArgs({
-  args: Deno.args,
+  args: process.argv.slice(2),
   options: {
     tasks: { type: "string", default: "5000" },
     workers: { type: "string", default: "4" },
@@ -61,7 +63,7 @@ if (values.help) {
       "[--chaos-every 3 (seconds)] [--prefetch 0] [--sigterm] " +
       "[--executor-mode thread|process|inline] [--payload 0 (characters)]",
   );
-  Deno.exit(0);
+  process.exit(0);
 }
 const EXECUTOR_MODE = values["executor-mode"];
 if (EXECUTOR_MODE !== undefined && !["thread", "process", "inline"].includes(EXECUTOR_MODE)) {
@@ -261,4 +263,4 @@ try {
   }
   await redis.stop();
 }
-Deno.exit(exitCode);
+process.exit(exitCode);
