@@ -369,6 +369,16 @@ const SUBMIT_CHUNK = 500;
  * only when its call is built, so until then cancelling its future needs no Redis.
  */
 const SUBMIT_WINDOW = 4;
+
+/**
+ * Runs `step` on {@link SUBMIT_WINDOW} lanes at once, each lane again as soon as its last step is
+ * done, until a step says there is nothing left (false): at most that many calls in flight.
+ */
+async function inWindow(step: () => Promise<boolean>): Promise<void> {
+  await Promise.all(Array.from({ length: SUBMIT_WINDOW }, async () => {
+    while (await step());
+  }));
+}
 /**
  * Tasks in an operation's first SUBMIT call, the one that checks for a live listener and that the
  * rest wait for: small, so that workers get the first tasks while the rest are still being sent.
@@ -1406,14 +1416,13 @@ export class StreamFuturePool implements AsyncDisposable {
       }
     };
     let at = 0;
-    const lane = async () => {
-      while (at < items.length) {
-        const start = at;
-        at = Math.min(at + SUBMIT_CHUNK, items.length);
-        await send(start, at);
-      }
-    };
-    const written = Promise.all(Array.from({ length: SUBMIT_WINDOW }, lane)).then(() => {});
+    const written = inWindow(async () => {
+      if (at >= items.length) return false;
+      const start = at;
+      at = Math.min(at + SUBMIT_CHUNK, items.length);
+      await send(start, at);
+      return true;
+    });
     // Set before the flush goes on: a later batch of it may have these operations as parents.
     for (const batch of batches) this.#writing.set(batch.op, written);
     void written.finally(() => {
@@ -1571,19 +1580,17 @@ export class StreamFuturePool implements AsyncDisposable {
       failAll(error);
       return;
     }
-    const lane = async () => {
-      for (;;) {
-        const [part, partNames] = take(SUBMIT_CHUNK);
-        if (part.length === 0) return;
-        noteDeps(part);
-        try {
-          await chunk(part, partNames, false);
-        } catch (error) {
-          this.#failBatch(part, error);
-        }
+    await inWindow(async () => {
+      const [part, partNames] = take(SUBMIT_CHUNK);
+      if (part.length === 0) return false;
+      noteDeps(part);
+      try {
+        await chunk(part, partNames, false);
+      } catch (error) {
+        this.#failBatch(part, error);
       }
-    };
-    await Promise.all(Array.from({ length: SUBMIT_WINDOW }, lane));
+      return true;
+    });
   }
 
   /**
