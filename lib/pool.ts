@@ -475,6 +475,11 @@ export class StreamFuturePool implements AsyncDisposable {
   #attached = new Set<string>();
   /** Operations being written, for children that must wait for their parents' entries. */
   #writing = new Map<string, Promise<void>>();
+  /**
+   * Futures taken from the outbox whose SUBMIT call Redis has not answered yet, each with a
+   * promise settled once it has: a cancel waits for it (a CANCEL sent before would find no status).
+   */
+  #unanswered = new Map<string, Promise<void>>();
 
   /**
    * This pool's operations with unsettled futures (and imap's until they are forgotten, and all of
@@ -1415,12 +1420,18 @@ export class StreamFuturePool implements AsyncDisposable {
         this.#failBatch(items.slice(start, end), error);
       }
     };
+    const answered: (() => void)[] = [];
+    for (let start = 0; start < items.length; start += SUBMIT_CHUNK) {
+      const call = new Promise<void>((resolve) => answered.push(resolve));
+      this.#whileUnanswered(items.slice(start, start + SUBMIT_CHUNK), call);
+    }
     let at = 0;
     const written = inWindow(async () => {
       if (at >= items.length) return false;
       const start = at;
       at = Math.min(at + SUBMIT_CHUNK, items.length);
       await send(start, at);
+      answered[start / SUBMIT_CHUNK]();
       return true;
     });
     // Set before the flush goes on: a later batch of it may have these operations as parents.
@@ -1471,6 +1482,19 @@ export class StreamFuturePool implements AsyncDisposable {
     if (names.length > 0) void this.#cmd!.sendCommand(["UNLINK", ...names]).catch(() => {});
   }
 
+  /**
+   * Notes `items` as taken into a SUBMIT call that Redis has not answered until `answered`
+   * settles (see {@link #unanswered}).
+   */
+  #whileUnanswered(items: readonly Outgoing[], answered: Promise<unknown>): void {
+    const ids = items.map((item) => item.future.id);
+    const settled = answered.then(() => {}, () => {});
+    for (const id of ids) this.#unanswered.set(id, settled);
+    void settled.then(() => {
+      for (const id of ids) if (this.#unanswered.get(id) === settled) this.#unanswered.delete(id);
+    });
+  }
+
   /** The error of tasks refused because no live worker serves `queue`. */
   #noWorkers(queue: string): NoWorkersError {
     return new NoWorkersError(
@@ -1495,6 +1519,25 @@ export class StreamFuturePool implements AsyncDisposable {
     names: string[],
     dedupe: string,
     next: number,
+  ): Promise<void> {
+    // The first call's tasks are taken already; they may wait for their parents before it goes.
+    let firstAnswered!: () => void;
+    this.#whileUnanswered(items, new Promise<void>((resolve) => (firstAnswered = resolve)));
+    try {
+      await this.#writeBatch(batch, items, names, dedupe, next, firstAnswered);
+    } finally {
+      firstAnswered();
+    }
+  }
+
+  /** {@link #submitBatch}'s calls; `firstAnswered` once the first one is answered. */
+  async #writeBatch(
+    batch: Batch,
+    items: Outgoing[],
+    names: string[],
+    dedupe: string,
+    next: number,
+    firstAnswered: () => void,
   ): Promise<void> {
     const { queue, op, extra } = batch;
     const withParents = batch.items.some((item) => item.parents.length > 0);
@@ -1579,13 +1622,17 @@ export class StreamFuturePool implements AsyncDisposable {
     } catch (error) {
       failAll(error);
       return;
+    } finally {
+      firstAnswered();
     }
     await inWindow(async () => {
       const [part, partNames] = take(SUBMIT_CHUNK);
       if (part.length === 0) return false;
       noteDeps(part);
+      const call = chunk(part, partNames, false);
+      this.#whileUnanswered(part, call);
       try {
-        await chunk(part, partNames, false);
+        await call;
       } catch (error) {
         this.#failBatch(part, error);
       }
@@ -1677,10 +1724,10 @@ export class StreamFuturePool implements AsyncDisposable {
       return true;
     }
     await this.#ready;
-    // A task taken into a SUBMIT call that Redis has not answered yet: CANCEL would not find it.
-    const writing = this.#writing.get(future.operationId);
-    if (writing) {
-      await writing.catch(() => {});
+    // A task whose SUBMIT call Redis has not answered yet: CANCEL would not find it.
+    const answered = this.#unanswered.get(future.id);
+    if (answered) {
+      await answered;
       if (future.done()) return future.cancelled();
     }
     // The confirmation may arrive on the reply stream before CANCEL returns: keep the reason.
