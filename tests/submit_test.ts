@@ -1,6 +1,6 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { NoWorkersError, StreamFuturePool } from "../mod.ts";
+import { NoWorkersError, type StreamFuture, StreamFuturePool } from "../mod.ts";
 import * as tasks from "../examples/tasks.ts";
 import { startRedis, TASKS, type TestRedis, waitFor } from "./_redis.ts";
 import type { RedisConnection } from "../lib/_redis.ts";
@@ -27,6 +27,44 @@ async function waitingPool(redis: TestRedis, app: string): Promise<StreamFutureP
   const pool = new StreamFuturePool({ url: redis.url, app, requireWorkers: false, tasks: TASKS });
   await pool.ready();
   return pool;
+}
+
+/**
+ * Readies a test of cancels made while calls are on their way: cancels one task first, so that
+ * CANCEL's library is in Redis (a first use would load it, and the round trips of loading it would
+ * put the CANCEL calls under test after the SUBMITs), then has Redis hold every write for up to
+ * 5 s: what the pool sends next waits there, unanswered, until `CLIENT UNPAUSE`.
+ */
+async function pauseWrites(c: RedisConnection, pool: StreamFuturePool, app: string) {
+  const early = pool.submit(tasks.add, [0, 0]);
+  await waitFor(async () => (await c.sendCommand(["XLEN", `${app}:queue:default`])) === 1, "");
+  assert.equal(await early.cancel(), true);
+  await c.sendCommand(["CLIENT", "PAUSE", "5000", "WRITE"]);
+}
+
+/** The `CLIENT LIST` line of the pool's command connection. */
+async function poolClientLine(c: RedisConnection): Promise<string> {
+  return String(await c.sendCommand(["CLIENT", "LIST"])).split("\n")
+    .find((line) => line.includes("name=streamfutures-client ")) ?? "";
+}
+
+/**
+ * Starts a worker and checks that every task of `futures` but the `picked` ones ran (task i adds
+ * 1 to i).
+ */
+async function runTheRest(
+  redis: TestRedis,
+  app: string,
+  futures: StreamFuture<number>[],
+  picked: number[],
+) {
+  await using serving = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
+  await serving.ready();
+  const rest = futures.filter((_, i) => !picked.includes(i));
+  assert.deepEqual(
+    await Promise.all(rest),
+    futures.map((_, i) => i + 1).filter((_, i) => !picked.includes(i)),
+  );
 }
 
 describe("submit calls of one turn go out together", () => {
@@ -184,22 +222,10 @@ describe("a large operation is written a few calls at a time", () => {
     const app = "WindowCancel";
     await using pool = await waitingPool(redis, app);
     try {
-      // A cancel first, so that CANCEL's library is in Redis (a first use would load it, and the
-      // round trips of loading it would put the CANCEL calls below after the map's SUBMITs).
-      const early = pool.submit(tasks.add, [0, 0]);
-      await waitFor(async () => (await c.sendCommand(["XLEN", `${app}:queue:default`])) === 1, "");
-      assert.equal(await early.cancel(), true);
-      // Redis holds every write until the pause ends: the map's first call goes out and waits
-      // there, unanswered, and the rest of the map waits for it.
-      await c.sendCommand(["CLIENT", "PAUSE", "5000", "WRITE"]);
+      // The map's first call goes out and waits in Redis; the rest of the map waits for it.
+      await pauseWrites(c, pool, app);
       const futures = pool.map(tasks.add, Array.from({ length: 6100 }, (_, i) => [i, 1]));
-      await waitFor(
-        async () =>
-          /name=streamfutures-client .*flags=b/.test(
-            String(await c.sendCommand(["CLIENT", "LIST"])),
-          ),
-        "the first call held in Redis",
-      );
+      await waitFor(async () => / flags=b /.test(await poolClientLine(c)), "first call held");
       // In the first call (sent, unanswered), and not taken into a call yet.
       const picked = [3, 99, 100, 2500, 4321, 6099];
       const cancelling = Promise.all(picked.map((i) => futures[i].cancel()));
@@ -207,21 +233,13 @@ describe("a large operation is written a few calls at a time", () => {
       // CANCEL calls wait in Redis behind the first call.
       await waitFor(async () => {
         if (picked.every((i) => i < 100 || futures[i].done())) return true;
-        const line = String(await c.sendCommand(["CLIENT", "LIST"]))
-          .split("\n").find((l) => l.includes("name=streamfutures-client "));
-        return Number(/ qbuf=(\d+)/.exec(line ?? "")?.[1] ?? 0) > 0;
+        return Number(/ qbuf=(\d+)/.exec(await poolClientLine(c))?.[1] ?? 0) > 0;
       }, "the cancels made or sent");
       await c.sendCommand(["CLIENT", "UNPAUSE"]);
       const cancels = await cancelling;
       assert.deepEqual(cancels, picked.map(() => true), "every cancel() succeeds");
       for (const i of picked) assert.equal(futures[i].cancelled(), true);
-      await using serving = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
-      await serving.ready();
-      const rest = futures.filter((_, i) => !picked.includes(i));
-      assert.deepEqual(
-        await Promise.all(rest),
-        futures.map((_, i) => i + 1).filter((_, i) => !picked.includes(i)),
-      );
+      await runTheRest(redis, app, futures, picked);
       // A cancelled task that reached Redis is marked cancelled there, with no result; one that
       // had not been written yet never was.
       const op = futures[0].operationId;
@@ -236,35 +254,21 @@ describe("a large operation is written a few calls at a time", () => {
       await pool.shutdown({ cancelFutures: true });
     }
   });
+
   it("a submit of a large turn cancelled while the turn is being written is cancelled", async () => {
     const c = await redis.client();
     const app = "WindowSolo";
     await using pool = await waitingPool(redis, app);
     try {
-      const early = pool.submit(tasks.add, [0, 0]);
-      await waitFor(async () => (await c.sendCommand(["XLEN", `${app}:queue:default`])) === 1, "");
-      assert.equal(await early.cancel(), true);
-      await c.sendCommand(["CLIENT", "PAUSE", "5000", "WRITE"]);
+      await pauseWrites(c, pool, app);
       // 2,600 submits in one turn: six calls, the last two sent once earlier ones are answered.
       const futures = Array.from({ length: 2600 }, (_, i) => pool.submit(tasks.add, [i, 1]));
-      await waitFor(
-        async () =>
-          /name=streamfutures-client .*flags=b/.test(
-            String(await c.sendCommand(["CLIENT", "LIST"])),
-          ),
-        "the first calls held in Redis",
-      );
+      await waitFor(async () => / flags=b /.test(await poolClientLine(c)), "first calls held");
       const picked = [0, 499, 2100, 2599];
       const cancelling = Promise.all(picked.map((i) => futures[i].cancel()));
       await c.sendCommand(["CLIENT", "UNPAUSE"]);
       assert.deepEqual(await cancelling, picked.map(() => true));
-      await using serving = new StreamFuturePool({ url: redis.url, app, workers: 1, tasks: TASKS });
-      await serving.ready();
-      const rest = futures.filter((_, i) => !picked.includes(i));
-      assert.deepEqual(
-        await Promise.all(rest),
-        futures.map((_, i) => i + 1).filter((_, i) => !picked.includes(i)),
-      );
+      await runTheRest(redis, app, futures, picked);
       for (const i of picked) {
         const id = futures[i].id;
         assert.equal(await c.sendCommand(["HGET", `${app}:${id}:status`, id]), "4", `task ${i}`);
