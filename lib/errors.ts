@@ -298,16 +298,39 @@ export function formatErrorLine(name: string, message: string): string {
   return `${name}: ${message}`;
 }
 
-/** Extracts name, message and stack from anything a task may throw (including non-Errors). */
+/**
+ * Extracts name, message and stack from anything a task may throw (including non-Errors). Never
+ * throws itself: a value whose properties or string form cannot be read (a throwing getter or
+ * `toString`, a revoked proxy, an object without a prototype holding a BigInt) is still described.
+ */
 export function describeThrown(thrown: unknown): RemoteErrorInfo {
-  if (thrown instanceof Error) {
-    return { name: thrown.name || "Error", message: String(thrown.message), stack: thrown.stack };
-  }
-  let message: string;
+  let isError = false;
   try {
-    message = typeof thrown === "string" ? thrown : JSON.stringify(thrown) ?? String(thrown);
+    isError = thrown instanceof Error;
   } catch {
-    message = String(thrown);
+    // A proxy whose prototype cannot be read: described as a non-Error below.
   }
+  if (isError) {
+    const error = thrown as Error;
+    return {
+      name: readText(() => error.name) || "Error",
+      message: readText(() => error.message) ?? "(the error's message cannot be read)",
+      stack: readText(() => error.stack),
+    };
+  }
+  const message = typeof thrown === "string" ? thrown : readText(() => JSON.stringify(thrown)) ??
+    readText(() => String(thrown)) ?? readText(() => Object.prototype.toString.call(thrown)) ??
+    "a value that cannot be described";
   return { name: "NonErrorThrown", message: `a non-Error value was thrown: ${message}` };
+}
+
+/** `read()` as a string, or undefined when it is null / undefined or reading or converting it throws. */
+function readText(read: () => unknown): string | undefined {
+  try {
+    const value = read();
+    if (value === undefined || value === null) return undefined;
+    return typeof value === "string" ? value : String(value);
+  } catch {
+    return undefined;
+  }
 }

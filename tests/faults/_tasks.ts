@@ -113,6 +113,31 @@ export function throwNumber(): never {
   throw 42;
 }
 
+/** Throws a value that resists description: its properties or string form throw when read. */
+export function throwOdd(kind: string): never {
+  if (kind === "nullProtoBigInt") throw Object.assign(Object.create(null), { reason: 1n });
+  if (kind === "messageGetter") {
+    const error = new Error("hidden");
+    Object.defineProperty(error, "message", {
+      get() {
+        throw new Error("no message for you");
+      },
+    });
+    throw error;
+  }
+  if (kind === "toStringThrows") {
+    throw {
+      toJSON() {
+        throw new Error("no JSON");
+      },
+      toString() {
+        throw new Error("no string");
+      },
+    };
+  }
+  throw new RangeError(`kind must be nullProtoBigInt, messageGetter or toStringThrows: ${kind}`);
+}
+
 /** Writes `value` to `file` (for tests that need a side effect), returns where it ran. */
 export function touch(file: string, value: string): Trace {
   writeFileSync(file, value);

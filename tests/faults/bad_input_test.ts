@@ -108,6 +108,16 @@ describe("bad input: a clear error, the worker survives, nothing else is lost", 
     const number = await failure(pool.submit("throwNumber", []));
     assert.equal(number.remoteName, "NonErrorThrown");
     assert.match(number.message, /a non-Error value was thrown: 42/);
+    // Values whose description throws: still an error on the future, never a hung slot.
+    const nullProto = await failure(pool.submit("throwOdd", ["nullProtoBigInt"]));
+    assert.equal(nullProto.remoteName, "NonErrorThrown");
+    assert.match(nullProto.message, /a non-Error value was thrown: \[object Object\]/);
+    const getter = await failure(pool.submit("throwOdd", ["messageGetter"]));
+    assert.equal(getter.remoteName, "Error");
+    assert.equal(getter.message, "(the error's message cannot be read)");
+    const noString = await failure(pool.submit("throwOdd", ["toStringThrows"]));
+    assert.equal(noString.remoteName, "NonErrorThrown");
+    assert.match(noString.message, /a non-Error value was thrown: \[object Object\]/);
     assert.equal((await pool.submit<Trace>("where", [])).attempt, 1);
   });
 });
