@@ -5,6 +5,7 @@
  * @module
  */
 
+import { MAX_TIMER_MS } from "./_options.ts";
 import { TimeoutError } from "./errors.ts";
 
 /** A timeout (ms) and/or signal bounding a wait. */
@@ -26,6 +27,24 @@ export function checkTimeout(timeout: unknown, what = "timeout"): number | undef
   return timeout;
 }
 
+/**
+ * `setTimeout` for any delay: JavaScript timers fire at once for delays over 2^31 − 1 ms (about
+ * 24.8 days), so a longer one is waited out in steps. Returns the function that clears it.
+ */
+export function longTimeout(callback: () => void, ms: number): () => void {
+  const end = Date.now() + ms;
+  let timer: ReturnType<typeof setTimeout>;
+  const arm = (left: number) => {
+    timer = setTimeout(() => {
+      const rest = end - Date.now();
+      if (left > MAX_TIMER_MS && rest > 0) arm(rest);
+      else callback();
+    }, Math.min(left, MAX_TIMER_MS));
+  };
+  arm(ms);
+  return () => clearTimeout(timer);
+}
+
 /** Resolves like `promise`, unless the timeout passes or the signal aborts first. */
 export function withinLimits<T>(
   promise: Promise<T>,
@@ -37,17 +56,17 @@ export function withinLimits<T>(
   if (timeout === undefined && !signal) return promise;
   if (signal?.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let clearTimer: (() => void) | undefined;
     const onAbort = () => {
       cleanup();
       reject(signal!.reason);
     };
     const cleanup = () => {
-      if (timer !== undefined) clearTimeout(timer);
+      clearTimer?.();
       signal?.removeEventListener("abort", onAbort);
     };
     if (timeout !== undefined) {
-      timer = setTimeout(() => {
+      clearTimer = longTimeout(() => {
         cleanup();
         reject(new TimeoutError(`${what} did not finish within ${timeout} ms`));
       }, timeout);

@@ -23,12 +23,47 @@ export function nonNegativeInt(value: unknown, name: string, fallback: number): 
   return value;
 }
 
-/** A duration in milliseconds (finite, > 0 unless `allowZero`). */
+/** The longest delay a JavaScript timer takes: 2^31 − 1 ms, about 24.8 days. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The longest duration Redis keeps for us (a TTL, a delay): 100 years, in ms. */
+export const MAX_STORED_MS = 3_155_760_000_000;
+
+/**
+ * A duration in milliseconds that a timer of this process waits out (a heartbeat interval, a
+ * grace period, a task timeout): finite, > 0 unless `allowZero`, at most {@link MAX_TIMER_MS};
+ * rounded up to whole milliseconds.
+ */
 export function duration(
   value: unknown,
   name: string,
   fallback: number,
   allowZero = false,
+): number {
+  return checkedDuration(value, name, fallback, allowZero, MAX_TIMER_MS, "about 24.8 days");
+}
+
+/**
+ * A duration in milliseconds that Redis keeps (a key's TTL, a task's delay, how long results or
+ * dedupe entries stay): finite, > 0 unless `allowZero`, at most {@link MAX_STORED_MS}; rounded
+ * up to whole milliseconds, since Redis takes integers.
+ */
+export function storedDuration(
+  value: unknown,
+  name: string,
+  fallback: number,
+  allowZero = false,
+): number {
+  return checkedDuration(value, name, fallback, allowZero, MAX_STORED_MS, "100 years");
+}
+
+function checkedDuration(
+  value: unknown,
+  name: string,
+  fallback: number,
+  allowZero: boolean,
+  max: number,
+  maxText: string,
 ): number {
   if (value === undefined) return fallback;
   if (
@@ -40,7 +75,12 @@ export function duration(
       } finite number of milliseconds, got ${String(value)}`,
     );
   }
-  return value;
+  if (value > max) {
+    throw new RangeError(
+      `${name} must be at most ${max} milliseconds (${maxText}), got ${String(value)}`,
+    );
+  }
+  return Math.ceil(value);
 }
 
 const NAME = /^[A-Za-z0-9_.\-]+$/;

@@ -6,7 +6,14 @@
  */
 
 import { createHash } from "node:crypto";
-import { bool, duration, nonNegativeInt, type RetryOn, retryOn } from "./_options.ts";
+import {
+  bool,
+  duration,
+  nonNegativeInt,
+  type RetryOn,
+  retryOn,
+  storedDuration,
+} from "./_options.ts";
 
 /** What to do with a task whose parent (a future among its arguments) failed. */
 export type OnParentError = "fail" | "pass";
@@ -50,7 +57,7 @@ export function taskPolicy(options: TaskPolicyOptions, defaults: TaskPolicy): Ta
   }
   return {
     retries: nonNegativeInt(options.retries, "retries", defaults.retries),
-    retryDelay: duration(options.retryDelay, "retryDelay", defaults.retryDelay, true),
+    retryDelay: storedDuration(options.retryDelay, "retryDelay", defaults.retryDelay, true),
     retryOn: retryOn(options.retryOn, "retryOn", defaults.retryOn),
     timeout: options.timeout === undefined
       ? defaults.timeout
@@ -79,7 +86,7 @@ export function dueSpec(options: { delay?: number; startAt?: Date }): string {
     throw new TypeError("pass either delay (ms from now) or startAt (a Date), not both");
   }
   if (options.delay !== undefined) {
-    const delay = duration(options.delay, "delay", 0, true);
+    const delay = storedDuration(options.delay, "delay", 0, true);
     return delay > 0 ? `d${Math.round(delay)}` : "";
   }
   if (options.startAt !== undefined) {
@@ -108,7 +115,7 @@ export function dedupeSpec(
   options: { dedupe?: boolean; dedupeKey?: string; dedupeTtl?: number },
   defaultTtl: number,
 ): DedupeSpec {
-  const ttl = duration(options.dedupeTtl, "dedupeTtl", defaultTtl, true);
+  const ttl = storedDuration(options.dedupeTtl, "dedupeTtl", defaultTtl, true);
   if (options.dedupeKey !== undefined) {
     if (typeof options.dedupeKey !== "string" || options.dedupeKey.length === 0) {
       throw new TypeError(

@@ -6,6 +6,7 @@
 
 import { TimeoutError } from "./errors.ts";
 import { checkTimeout, type WaitLimits } from "./_deadline.ts";
+import { MAX_TIMER_MS } from "./_options.ts";
 import type { StreamFuture } from "./future.ts";
 
 /** Options of {@link asCompleted}. */
@@ -80,7 +81,8 @@ export function asCompleted<T>(
           resolve();
         };
         wake = done;
-        if (left !== undefined) timer = setTimeout(done, left);
+        // A wait past the timer limit wakes early and goes round again.
+        if (left !== undefined) timer = setTimeout(done, Math.min(left, MAX_TIMER_MS));
         signal?.addEventListener("abort", done, { once: true });
       });
     }

@@ -41,7 +41,7 @@ import { KV_INCR } from "./_lua/kv_incr.ts";
 import { KV_POP } from "./_lua/kv_pop.ts";
 import { KV_READ } from "./_lua/kv_read.ts";
 import { KV_SET_LIST } from "./_lua/kv_set_list.ts";
-import { duration, keyName, positiveInt } from "./_options.ts";
+import { keyName, positiveInt, storedDuration } from "./_options.ts";
 import type { RedisCommander } from "./_redis.ts";
 
 /**
@@ -72,9 +72,6 @@ export interface KeyValueStoreOptions {
   /** Keys Redis examines per `SCAN` call of {@link KeyValueStore.entries} (default 1000). */
   scanCount?: number;
 }
-
-/** The largest time to live accepted, ms (about 285,000 years). */
-const MAX_TTL = Number.MAX_SAFE_INTEGER;
 
 /** Keys read per `MGET` while iterating {@link KeyValueStore.entries}. */
 const READ_BATCH = 100;
@@ -456,11 +453,7 @@ export class KeyValueStore {
   /** Checks the `ttl` option: 0 for none, else whole milliseconds. */
   #ttl(ttl: unknown): number {
     if (ttl === undefined) return 0;
-    const ms = duration(ttl, "ttl", 0);
-    if (ms > MAX_TTL) {
-      throw new RangeError(`ttl must be at most ${MAX_TTL} milliseconds, got ${ms}`);
-    }
-    return Math.ceil(ms);
+    return storedDuration(ttl, "ttl", 0);
   }
 
   /** The value of a KV_READ reply: `{"s", text}`, `{"l", elements}`, `{"none"}`, `{type}`. */

@@ -53,7 +53,16 @@ import { SUBMIT, SUBMIT_EX, SUBMIT_SOLO } from "./_lua/submit.ts";
 import { TOUCH } from "./_lua/touch.ts";
 import { UNWATCH, WATCH } from "./_lua/watch.ts";
 import { errorFromPayload, settleStored } from "./_outcome.ts";
-import { bool, duration, heartbeats, keyName, nonNegativeInt, positiveInt } from "./_options.ts";
+import {
+  bool,
+  duration,
+  heartbeats,
+  keyName,
+  MAX_TIMER_MS,
+  nonNegativeInt,
+  positiveInt,
+  storedDuration,
+} from "./_options.ts";
 import type { RetryOn } from "./_options.ts";
 import {
   dedupeHash,
@@ -534,14 +543,14 @@ export class StreamFuturePool implements AsyncDisposable {
     ({ heartbeatInterval: this.#heartbeatInterval, heartbeatTimeout: this.#heartbeatTimeout } =
       heartbeats(options.heartbeatInterval, options.heartbeatTimeout));
     this.#defaults = taskPolicy({ ...options, priority: undefined }, DEFAULT_POLICY);
-    this.#dedupeTtl = duration(options.dedupeTtl, "dedupeTtl", 0, true);
+    this.#dedupeTtl = storedDuration(options.dedupeTtl, "dedupeTtl", 0, true);
     this.#maxPayloadBytes = positiveInt(
       options.maxPayloadBytes,
       "maxPayloadBytes",
       DEFAULT_MAX_PAYLOAD_BYTES,
     );
     this.#reconnectDeadline = duration(options.reconnectDeadline, "reconnectDeadline", 30_000);
-    this.#orphanTtl = duration(options.orphanTtl, "orphanTtl", 3_600_000);
+    this.#orphanTtl = storedDuration(options.orphanTtl, "orphanTtl", 3_600_000);
     this.#taskGrace = duration(options.taskGrace, "taskGrace", 2_000, true);
     if (this.#workers > 0 && this.#modules.length === 0) {
       throw new TypeError("workers > 0 needs tasks: the task modules the local listeners run");
@@ -1803,7 +1812,10 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#readLoop = this.#readReplies();
     this.#timers.push(
       setInterval(() => void this.#checkStarted(), this.#heartbeatInterval),
-      setInterval(() => void this.#refreshTtl(), Math.max(1, this.#orphanTtl / 3)),
+      setInterval(
+        () => void this.#refreshTtl(),
+        Math.min(Math.max(1, this.#orphanTtl / 3), MAX_TIMER_MS),
+      ),
     );
     if (this.#workers > 0) {
       this.#locals = await startLocalListeners(

@@ -10,7 +10,7 @@
  */
 
 import { checkCron, type CronSpec, nextCronTime } from "./_cron.ts";
-import { bool, duration, keyName } from "./_options.ts";
+import { bool, keyName, storedDuration } from "./_options.ts";
 import { type RedisCommander, replyPairs } from "./_redis.ts";
 import type { Keys } from "./_keys.ts";
 import { SCHEDULE, UNSCHEDULE } from "./_lua/schedule.ts";
@@ -107,7 +107,7 @@ export function storedSchedule(
     queue: keyName(options.queue, "queue", defaultQueue),
     catchUp: bool(options.catchUp, "catchUp", false),
     extra: policyFields(taskPolicy(options, defaults)),
-    keep: duration(options.keepResults, "keepResults", 86_400_000),
+    keep: storedDuration(options.keepResults, "keepResults", 86_400_000),
   };
 }
 

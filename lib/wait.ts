@@ -4,7 +4,7 @@
  * @module
  */
 
-import { checkTimeout } from "./_deadline.ts";
+import { checkTimeout, longTimeout } from "./_deadline.ts";
 import { TimeoutError } from "./errors.ts";
 import { futureControl, type StreamFuture } from "./future.ts";
 
@@ -91,12 +91,12 @@ export async function wait<T>(
 
   if (!satisfied()) {
     await new Promise<void>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let clearTimer: (() => void) | undefined;
       let finished = false;
       const finish = (error?: unknown) => {
         if (finished) return;
         finished = true;
-        if (timer !== undefined) clearTimeout(timer);
+        clearTimer?.();
         signal?.removeEventListener("abort", onAbort);
         if (error !== undefined) reject(error);
         else resolve();
@@ -117,7 +117,7 @@ export async function wait<T>(
           ),
         );
       };
-      if (timeout !== undefined) timer = setTimeout(expire, timeout);
+      if (timeout !== undefined) clearTimer = longTimeout(expire, timeout);
       signal?.addEventListener("abort", onAbort, { once: true });
     });
   }

@@ -223,6 +223,59 @@ describe("StreamFuturePool with local listeners", () => {
     assert.equal(f.state, "finished");
   });
 
+  it("waits longer than a JavaScript timer holds (2^31 ms) last until the task is done", async () => {
+    await using pool = localPool();
+    const days30 = 30 * 86_400_000;
+    const f = pool.submit(tasks.sleep, [200]);
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on("warning", onWarning);
+    try {
+      const [value, waited, , completed] = await Promise.all([
+        f.result({ timeout: days30 }),
+        wait([f], { timeout: days30 }),
+        pool.join([f], { timeout: days30 }),
+        Array.fromAsync(asCompleted([f], { timeout: days30 })),
+      ]);
+      assert.equal(value, 200);
+      assert.equal(waited.done.size, 1);
+      assert.deepEqual(completed, [f]);
+    } finally {
+      process.off("warning", onWarning);
+    }
+    assert.deepEqual(warnings, [], "no TimeoutOverflowWarning");
+  });
+
+  it("durations Redis keeps are whole milliseconds: fractions round up, more than 100 years is refused", async () => {
+    await using pool = localPool({ orphanTtl: 1_500.5, dedupeTtl: 0.5 });
+    const f = pool.submit(tasks.add, [1, 2], { dedupe: true, delay: 0.4, retryDelay: 0.2 });
+    assert.equal(await f.result({ timeout: 10_000 }), 3);
+    assert.equal(await pool.submit(tasks.add, [2, 2], { dedupeTtl: 2.5 }), 4);
+    for (const options of [{ dedupeTtl: 1e20 }, { delay: 1e20 }, { retryDelay: 4e12 }]) {
+      assert.throws(
+        () => pool.submit(tasks.add, [1, 1], options),
+        /must be at most 3155760000000 milliseconds \(100 years\), got /,
+        JSON.stringify(options),
+      );
+    }
+    assert.throws(
+      () => new StreamFuturePool({ orphanTtl: 1e20 }),
+      /orphanTtl must be at most 3155760000000 milliseconds/,
+    );
+    await assert.rejects(
+      pool.schedule("sched", "* * * * *", tasks.add, [1, 1], { keepResults: 1e20 }),
+      /keepResults must be at most 3155760000000 milliseconds/,
+    );
+    assert.throws(
+      () => pool.submit(tasks.add, [1, 1], { timeout: 30 * 86_400_000 }),
+      /timeout must be at most 2147483647 milliseconds \(about 24.8 days\)/,
+    );
+    assert.throws(
+      () => new StreamFuturePool({ heartbeatInterval: 1e12 }),
+      /heartbeatInterval must be at most 2147483647 milliseconds/,
+    );
+  });
+
   it("cancel: a pending task never runs; a finished one cannot be cancelled", async () => {
     await using pool = localPool({ concurrency: 1, keep: true });
     const blocker = pool.submit(tasks.sleep, [400]);
