@@ -27,7 +27,7 @@
 
 import { readFileSync } from "node:fs";
 import { envObject, getEnv } from "./_runtime.ts";
-import { keyName } from "./_options.ts";
+import { keyName, nearestName } from "./_options.ts";
 
 /** What a configuration is for. */
 export type ConfigTarget = "pool" | "worker";
@@ -470,33 +470,13 @@ function readError(path: string, error: unknown, warnings: string[]): undefined 
   throw new Error(`cannot read ${path}: ${message ?? error}`, { cause: error });
 }
 
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(
-        previous[j] + 1,
-        current[j - 1] + 1,
-        previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
-      );
-    }
-    previous = current;
-  }
-  return previous[b.length];
-}
-
 /** The option variable nearest to `suffix` (a name without the prefix), if it is close. */
 function nearest(suffix: string): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const option of CONFIG_OPTIONS) {
-    const known = option.env.slice(PREFIX.length);
-    const distance = editDistance(suffix.toUpperCase(), known);
-    const limit = Math.min(3, Math.floor(Math.max(suffix.length, known.length) / 3));
-    if (distance <= limit && distance < bestDistance) [best, bestDistance] = [option.env, distance];
-  }
-  return best;
+  const best = nearestName(
+    suffix.toUpperCase(),
+    CONFIG_OPTIONS.map((option) => option.env.slice(PREFIX.length)),
+  );
+  return best === undefined ? undefined : PREFIX + best;
 }
 
 function unknownVariable(name: string, where: string): string {

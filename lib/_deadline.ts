@@ -5,7 +5,7 @@
  * @module
  */
 
-import { MAX_TIMER_MS } from "./_options.ts";
+import { abortSignal, checkOptions, MAX_TIMER_MS } from "./_options.ts";
 import { TimeoutError } from "./errors.ts";
 
 /** A timeout (ms) and/or signal bounding a wait. */
@@ -14,6 +14,26 @@ export interface WaitLimits {
   timeout?: number;
   /** Give up waiting when aborted (rejects with `signal.reason`). */
   signal?: AbortSignal;
+}
+
+/** Every option name of {@link WaitLimits}. */
+export const WAIT_LIMITS: Record<keyof WaitLimits, true> = { timeout: true, signal: true };
+
+/**
+ * Checks the options of a wait (`what`, e.g. `"result()"`): an object, or undefined, with no
+ * option but those of `known`; `timeout` a non-negative number of ms, `signal` an `AbortSignal`.
+ */
+export function checkLimits<T extends WaitLimits>(
+  options: T | undefined,
+  what: string,
+  known: Readonly<Record<string, true>> = WAIT_LIMITS,
+): T & { timeout: number | undefined; signal: AbortSignal | undefined } {
+  const checked = checkOptions(options, known, what);
+  return {
+    ...checked,
+    timeout: checkTimeout(checked.timeout),
+    signal: abortSignal(checked.signal, "signal"),
+  };
 }
 
 /** Validates a `timeout` option: a non-negative finite number of ms, or undefined. */
@@ -51,8 +71,7 @@ export function withinLimits<T>(
   limits: WaitLimits | undefined,
   what: string,
 ): Promise<T> {
-  const timeout = checkTimeout(limits?.timeout);
-  const signal = limits?.signal;
+  const { timeout, signal } = checkLimits(limits, "result()");
   if (timeout === undefined && !signal) return promise;
   if (signal?.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {

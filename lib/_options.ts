@@ -83,6 +83,89 @@ function checkedDuration(
   return Math.ceil(value);
 }
 
+/**
+ * Throws `TypeError` for an option of `options` (set to anything but `undefined`) whose name is
+ * not a key of `known`: a misspelt option would otherwise be ignored without a word. `known` is
+ * a record with every option name of the options' interface (so the compiler keeps it complete).
+ */
+export function checkOptionNames(
+  options: object,
+  known: Readonly<Record<string, true>>,
+  what: string,
+): void {
+  for (const [name, value] of Object.entries(options)) {
+    if (value === undefined || Object.hasOwn(known, name)) continue;
+    const names = Object.keys(known);
+    const best = nearestName(name, names);
+    throw new TypeError(
+      `unknown option ${JSON.stringify(name)} of ${what}${
+        best === undefined ? "" : ` (did you mean ${JSON.stringify(best)}?)`
+      }; the options are ${names.join(", ")}`,
+    );
+  }
+}
+
+/**
+ * An options argument: an object (or undefined, then `{}`) with no option {@link checkOptionNames}
+ * does not know.
+ */
+export function checkOptions<T extends object>(
+  options: T | undefined,
+  known: Readonly<Record<string, true>>,
+  what: string,
+): T {
+  if (options === undefined) return {} as T;
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new TypeError(`the options of ${what} must be an object, got ${describeValue(options)}`);
+  }
+  checkOptionNames(options, known, what);
+  return options;
+}
+
+/** A `signal` option: an `AbortSignal` or undefined. */
+export function abortSignal(value: unknown, name: string): AbortSignal | undefined {
+  if (value === undefined || value instanceof AbortSignal) return value;
+  throw new TypeError(`${name} must be an AbortSignal, got ${describeValue(value)}`);
+}
+
+/** The name among `names` nearest to `name`, if it is close enough to be a slip of the fingers. */
+export function nearestName(name: string, names: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const known of names) {
+    const distance = editDistance(name.toLowerCase(), known.toLowerCase());
+    const limit = Math.min(3, Math.floor(Math.max(name.length, known.length) / 3));
+    if (distance <= limit && distance < bestDistance) [best, bestDistance] = [known, distance];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j] + 1,
+        current[j - 1] + 1,
+        previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}
+
+/** A value for messages: its type and, for primitives, the value itself. */
+export function describeValue(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "function") return `function ${value.name || "(anonymous)"}`;
+  if (typeof value === "object") return `an object (${Object.prototype.toString.call(value)})`;
+  if (typeof value === "string") return JSON.stringify(value);
+  return `${typeof value} ${String(value)}`;
+}
+
 const NAME = /^[A-Za-z0-9_.\-]+$/;
 
 /** A key-prefix component such as the app or a queue name: letters, digits, `_`, `.`, `-`. */

@@ -7,6 +7,7 @@
  */
 
 import { ConnectionError } from "./errors.ts";
+import { checkOptionNames, describeValue } from "./_options.ts";
 
 /**
  * node-redis, loaded on first use: modules that only import this one for types or helpers (an
@@ -31,6 +32,16 @@ export type ConnectionOptions = string | {
   password?: string;
   /** Use TLS. */
   tls?: boolean;
+};
+
+/** Every option name of the object form of {@link ConnectionOptions}. */
+const CONNECTION_OPTIONS: Record<keyof Exclude<ConnectionOptions, string>, true> = {
+  host: true,
+  port: true,
+  db: true,
+  username: true,
+  password: true,
+  tls: true,
 };
 
 /** How a command's reply is read. */
@@ -129,6 +140,14 @@ export function checkConnectionOptions(
         `${what} must use the redis: or rediss: scheme, got ${JSON.stringify(url.protocol)}`,
       );
     }
+    if (url.port === "0") throw new RangeError(`${what}: the port must be from 1 to 65535, got 0`);
+    if (!/^\/?(?:\d+)?$/.test(url.pathname)) {
+      throw new TypeError(
+        `${what}: the path must be empty or a database number such as /3, got ${
+          JSON.stringify(url.pathname)
+        }`,
+      );
+    }
     return options;
   }
   if (typeof options !== "object" || options === null) {
@@ -136,9 +155,15 @@ export function checkConnectionOptions(
       `${what} must be a redis:// URL or an object { host, port, db, username, password, tls }`,
     );
   }
+  checkOptionNames(options, CONNECTION_OPTIONS, what);
   const { host, port, db, username, password, tls } = options;
-  if (host !== undefined && typeof host !== "string") {
-    throw new TypeError(`${what}.host must be a string`);
+  for (const [name, value] of [["host", host], ["username", username], ["password", password]]) {
+    if (value !== undefined && typeof value !== "string") {
+      throw new TypeError(`${what}.${name} must be a string, got ${describeValue(value)}`);
+    }
+  }
+  if (tls !== undefined && typeof tls !== "boolean") {
+    throw new TypeError(`${what}.tls must be true or false, got ${describeValue(tls)}`);
   }
   if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
     throw new RangeError(`${what}.port must be an integer from 1 to 65535, got ${port}`);

@@ -5,9 +5,9 @@
  */
 
 import { TimeoutError } from "./errors.ts";
-import { checkTimeout, type WaitLimits } from "./_deadline.ts";
+import { checkLimits, type WaitLimits } from "./_deadline.ts";
 import { MAX_TIMER_MS } from "./_options.ts";
-import type { StreamFuture } from "./future.ts";
+import { futureList, type StreamFuture } from "./future.ts";
 
 /** Options of {@link asCompleted}. */
 export type AsCompletedOptions = WaitLimits;
@@ -30,13 +30,12 @@ export type AsCompletedOptions = WaitLimits;
  */
 export function asCompleted<T>(
   futures: Iterable<StreamFuture<T>>,
-  options: AsCompletedOptions = {},
+  options?: AsCompletedOptions,
 ): AsyncIterableIterator<StreamFuture<T>> {
   // Hand-written rather than an async generator: `yield` in an async generator awaits
   // thenables, which would hand out each future's value instead of the future.
-  const timeout = checkTimeout(options.timeout);
-  const { signal } = options;
-  const pending = new Set(futures);
+  const { timeout, signal } = checkLimits(options, "asCompleted()");
+  const pending = new Set(futureList(futures, "asCompleted()"));
   const total = pending.size;
   const deadline = timeout === undefined ? undefined : Date.now() + timeout;
   const ready: StreamFuture<T>[] = [];

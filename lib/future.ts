@@ -16,6 +16,7 @@
 import { CancelledError } from "./errors.ts";
 import { Channel } from "./_channel.ts";
 import { type WaitLimits, withinLimits } from "./_deadline.ts";
+import { describeValue } from "./_options.ts";
 
 /** Where the time of a task went (ms, Redis' clock for the instants). */
 export interface TaskTimings {
@@ -425,4 +426,27 @@ function runCallback<T>(callback: DoneCallback<T>, future: StreamFuture<T>): voi
 /** The pool's control handle of a future (not part of the public API). */
 export function futureControl(future: StreamFuture<unknown>): FutureControl {
   return controlOf(future);
+}
+
+/**
+ * The futures of an iterable argument of `what` (e.g. `"wait()"`), checked: a `TypeError` names
+ * the first element that is not a {@link StreamFuture}.
+ */
+export function futureList<T>(futures: Iterable<StreamFuture<T>>, what: string): StreamFuture<T>[] {
+  if (
+    futures === null || typeof (futures as Iterable<unknown>)?.[Symbol.iterator] !== "function"
+  ) {
+    throw new TypeError(
+      `${what} takes an iterable of futures, got ${describeValue(futures)}`,
+    );
+  }
+  const list = [...futures];
+  list.forEach((future, i) => {
+    if (!(future instanceof StreamFuture)) {
+      throw new TypeError(
+        `${what} takes futures of a StreamFuturePool; element ${i} is ${describeValue(future)}`,
+      );
+    }
+  });
+  return list;
 }

@@ -41,7 +41,7 @@ import { KV_INCR } from "./_lua/kv_incr.ts";
 import { KV_POP } from "./_lua/kv_pop.ts";
 import { KV_READ } from "./_lua/kv_read.ts";
 import { KV_SET_LIST } from "./_lua/kv_set_list.ts";
-import { keyName, positiveInt, storedDuration } from "./_options.ts";
+import { checkOptions, keyName, positiveInt, storedDuration } from "./_options.ts";
 import type { RedisCommander } from "./_redis.ts";
 
 /**
@@ -183,13 +183,13 @@ export class KeyValueStore {
    * await kv.set("queue", [1, 2, 3]); // a list: append / pop work on it
    * ```
    */
-  async set(key: string, value: unknown, options: KeyValueSetOptions = {}): Promise<void> {
+  async set(key: string, value: unknown, options?: KeyValueSetOptions): Promise<void> {
     const name = this.#name(key, "set");
-    if (options === null || typeof options !== "object") {
-      throw new TypeError(
-        `options must be an object such as { ttl: 1000 }, got ${describe(options)}`,
-      );
-    }
+    options = checkOptions(
+      options,
+      { ttl: true } satisfies Record<keyof KeyValueSetOptions, true>,
+      "kv.set()",
+    );
     const ttl = this.#ttl(options.ttl);
     if (Array.isArray(value) && value.length > 0) {
       const elements = Array.from(value, (element, i) => encode(element, `value[${i}]`));

@@ -36,7 +36,14 @@ import { RECOVER } from "./_lua/recover.ts";
 import { REGISTER } from "./_lua/register.ts";
 import { START } from "./_lua/start.ts";
 import { TAKE } from "./_lua/take.ts";
-import { duration, heartbeats, keyName, nonNegativeInt, positiveInt } from "./_options.ts";
+import {
+  checkOptions,
+  duration,
+  heartbeats,
+  keyName,
+  nonNegativeInt,
+  positiveInt,
+} from "./_options.ts";
 import {
   type BlockingReader,
   checkConnectionOptions,
@@ -126,6 +133,32 @@ export interface ListenerOptions {
   /** Redis password (instead of one in the URL). */
   password?: string;
 }
+
+/** Every option name of {@link ListenerOptions}: a name not among them is refused. */
+const LISTENER_OPTIONS: Record<keyof ListenerOptions, true> = {
+  url: true,
+  app: true,
+  queues: true,
+  tasks: true,
+  concurrency: true,
+  executors: true,
+  prefetch: true,
+  executorMode: true,
+  heartbeatInterval: true,
+  heartbeatTimeout: true,
+  grace: true,
+  taskGrace: true,
+  taskTimeout: true,
+  maxPayloadBytes: true,
+  reconnectDeadline: true,
+  block: true,
+  id: true,
+  log: true,
+  logLevel: true,
+  logFormat: true,
+  statsInterval: true,
+  password: true,
+};
 
 /**
  * A task still running this long after it started gets a `started` notice to its client (which
@@ -363,6 +396,11 @@ export class Listener {
    *   pool's local listeners); the listener then neither starts nor stops them.
    */
   constructor(options: ListenerOptions, shared?: { executors: ExecutorPool }) {
+    options = checkOptions(
+      options as ListenerOptions | undefined,
+      LISTENER_OPTIONS,
+      "new Listener()",
+    );
     if (shared) {
       this.#executors = shared.executors;
       this.#ownsExecutors = false;
@@ -399,6 +437,13 @@ export class Listener {
     );
     this.#reconnectDeadline = duration(options.reconnectDeadline, "reconnectDeadline", 30_000);
     this.#block = positiveInt(options.block, "block", 1000);
+    if (options.id !== undefined && (typeof options.id !== "string" || options.id.trim() === "")) {
+      throw new TypeError(
+        `id must be a non-empty string (the listener's consumer name), got ${
+          JSON.stringify(options.id)
+        }`,
+      );
+    }
     this.id = options.id ?? `${hostname()}:${pid()}:${Math.random().toString(36).slice(2, 8)}`;
     this.#logger = createLogger({
       level: checkLogLevel(options.logLevel, "logLevel"),

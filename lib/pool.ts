@@ -23,7 +23,8 @@ import {
   ProtocolError,
   TaskNotFoundError,
 } from "./errors.ts";
-import { futureControl, type FutureHooks, StreamFuture } from "./future.ts";
+import { futureControl, type FutureHooks, futureList, StreamFuture } from "./future.ts";
+import { checkLimits } from "./_deadline.ts";
 import { FutureIndex } from "./_future_index.ts";
 import { loadConfigSync } from "./_config.ts";
 import {
@@ -54,7 +55,10 @@ import { TOUCH } from "./_lua/touch.ts";
 import { UNWATCH, WATCH } from "./_lua/watch.ts";
 import { errorFromPayload, settleStored } from "./_outcome.ts";
 import {
+  abortSignal,
   bool,
+  checkOptions,
+  describeValue,
   duration,
   heartbeats,
   keyName,
@@ -309,6 +313,65 @@ export interface ImapOptions extends MapOptions {
   window?: number;
 }
 
+/** Every option name of {@link PoolOptions}: a name not among them is refused. */
+const POOL_OPTIONS: Record<keyof PoolOptions, true> = {
+  url: true,
+  app: true,
+  workers: true,
+  executors: true,
+  executorMode: true,
+  concurrency: true,
+  prefetch: true,
+  tasks: true,
+  queue: true,
+  requireWorkers: true,
+  keep: true,
+  heartbeatInterval: true,
+  heartbeatTimeout: true,
+  retries: true,
+  retryDelay: true,
+  retryOn: true,
+  timeout: true,
+  maxPayloadBytes: true,
+  reconnectDeadline: true,
+  orphanTtl: true,
+  taskGrace: true,
+  dedupeTtl: true,
+  password: true,
+  logLevel: true,
+  logFormat: true,
+};
+
+/** Every option name of {@link SubmitOptions}. */
+const SUBMIT_OPTIONS: Record<keyof SubmitOptions, true> = {
+  signal: true,
+  queue: true,
+  retries: true,
+  retryDelay: true,
+  retryOn: true,
+  timeout: true,
+  delay: true,
+  startAt: true,
+  priority: true,
+  dedupe: true,
+  dedupeKey: true,
+  dedupeTtl: true,
+  onParentError: true,
+};
+
+/** Every option name of {@link MapOptions}. */
+const MAP_OPTIONS: Record<keyof MapOptions, true> = { ...SUBMIT_OPTIONS, progress: true };
+
+/** Every option name of {@link ImapOptions}. */
+const IMAP_OPTIONS: Record<keyof ImapOptions, true> = {
+  ...MAP_OPTIONS,
+  ordered: true,
+  window: true,
+};
+
+/** Every option name of {@link ShutdownOptions}. */
+const SHUTDOWN_OPTIONS: Record<keyof ShutdownOptions, true> = { wait: true, cancelFutures: true };
+
 /** One task of `pool.results(operationId)`. */
 export interface OperationResult {
   /** The task id. */
@@ -522,6 +585,7 @@ export class StreamFuturePool implements AsyncDisposable {
   /** Creates the pool; connecting and starting local listeners happen in the background. */
   constructor(explicit: PoolOptions = {}) {
     // Options may also come from STREAMFUTURES_* variables and a streamfutures.env file.
+    checkOptions(explicit, POOL_OPTIONS, "new StreamFuturePool()");
     const config = loadConfigSync("pool", explicit as Record<string, unknown>);
     const options = config.options as PoolOptions;
     this.#url = checkConnectionOptions(options.url, "url", options.password);
@@ -617,12 +681,13 @@ export class StreamFuturePool implements AsyncDisposable {
   submit(
     fn: TaskFunction | string,
     args: readonly unknown[],
-    options: SubmitOptions = {},
+    options?: SubmitOptions,
   ): StreamFuture<unknown> {
     this.#checkOpen();
+    options = checkOptions(options, SUBMIT_OPTIONS, "submit()");
     const task = this.#taskRef(fn);
     if (!Array.isArray(args)) {
-      throw new TypeError(`args must be an array of task arguments, got ${describe(args)}`);
+      throw new TypeError(`args must be an array of task arguments, got ${describeValue(args)}`);
     }
     const { text, refs, parentFutures } = encodeArgs(args, "args");
     checkPayloadSize(text, this.#maxPayloadBytes, "the arguments");
@@ -650,15 +715,16 @@ export class StreamFuturePool implements AsyncDisposable {
   map(
     fn: TaskFunction | string,
     argsList: Iterable<readonly unknown[]>,
-    options: MapOptions = {},
+    options?: MapOptions,
   ): StreamFuture<unknown>[] {
     this.#checkOpen();
+    options = checkOptions(options, MAP_OPTIONS, "map()");
     const task = this.#taskRef(fn);
     if (
       argsList === null || typeof (argsList as Iterable<unknown>)?.[Symbol.iterator] !== "function"
     ) {
       throw new TypeError(
-        `argsList must be an iterable of argument arrays, got ${describe(argsList)}`,
+        `argsList must be an iterable of argument arrays, got ${describeValue(argsList)}`,
       );
     }
     const encoded: (string | EncodedArgs)[] = [];
@@ -666,7 +732,7 @@ export class StreamFuturePool implements AsyncDisposable {
     for (const args of argsList) {
       if (!Array.isArray(args)) {
         throw new TypeError(
-          `argsList[${i}] must be an array of task arguments, got ${describe(args)}`,
+          `argsList[${i}] must be an array of task arguments, got ${describeValue(args)}`,
         );
       }
       encoded.push(encodeListItem(args, "argsList", i, this.#maxPayloadBytes));
@@ -727,9 +793,10 @@ export class StreamFuturePool implements AsyncDisposable {
   imap(
     fn: TaskFunction | string,
     argsIterable: Iterable<readonly unknown[]> | AsyncIterable<readonly unknown[]>,
-    options: ImapOptions = {},
+    options?: ImapOptions,
   ): AsyncGenerator<unknown, void, undefined> {
     this.#checkOpen();
+    options = checkOptions(options, IMAP_OPTIONS, "imap()");
     const task = this.#taskRef(fn);
     const window = positiveInt(options.window, "window", 1000);
     const ordered = bool(options.ordered, "ordered", true);
@@ -745,7 +812,7 @@ export class StreamFuturePool implements AsyncDisposable {
     if (!iterator) {
       throw new TypeError(
         `argsIterable must be an iterable or async iterable of argument arrays, got ${
-          describe(argsIterable)
+          describeValue(argsIterable)
         }`,
       );
     }
@@ -790,7 +857,9 @@ export class StreamFuturePool implements AsyncDisposable {
           const args = step.value;
           if (!Array.isArray(args)) {
             throw new TypeError(
-              `argsIterable[${index}] must be an array of task arguments, got ${describe(args)}`,
+              `argsIterable[${index}] must be an array of task arguments, got ${
+                describeValue(args)
+              }`,
             );
           }
           const item = encodeListItem(args, "argsIterable", index, this.#maxPayloadBytes);
@@ -980,18 +1049,19 @@ export class StreamFuturePool implements AsyncDisposable {
    */
   async join(
     futures: Iterable<StreamFuture<unknown>>,
-    options: { timeout?: number; signal?: AbortSignal } = {},
+    options?: { timeout?: number; signal?: AbortSignal },
   ): Promise<void> {
-    const list = [...futures];
+    const list = futureList(futures, "join()");
+    const { timeout, signal } = checkLimits(options, "join()");
     const { notDone } = await wait(list, {
-      timeout: options.timeout,
-      signal: options.signal,
+      timeout,
+      signal,
       returnWhen: "ALL_COMPLETED",
       onTimeout: "return",
     });
     if (notDone.size > 0) {
       throw new TimeoutError(
-        `${notDone.size} of ${list.length} tasks unfinished after ${options.timeout} ms`,
+        `${notDone.size} of ${list.length} tasks unfinished after ${timeout} ms`,
       );
     }
   }
@@ -1112,7 +1182,7 @@ export class StreamFuturePool implements AsyncDisposable {
     const checked = checkScheduleName(name);
     const task = this.#taskRef(fn);
     if (!Array.isArray(args)) {
-      throw new TypeError(`args must be an array of task arguments, got ${describe(args)}`);
+      throw new TypeError(`args must be an array of task arguments, got ${describeValue(args)}`);
     }
     const { text, refs } = encodeArgs(args, "args");
     if (refs.length > 0) throw new TypeError("a scheduled task cannot take futures as arguments");
@@ -1152,7 +1222,8 @@ export class StreamFuturePool implements AsyncDisposable {
    * cancelled (running tasks are stopped); then (in the background unless `wait`) it waits for every future to settle, stops
    * the local listeners, and removes its keys (unless `keep`). Safe to call more than once.
    */
-  shutdown(options: ShutdownOptions = {}): Promise<void> {
+  shutdown(options?: ShutdownOptions): Promise<void> {
+    options = checkOptions(options, SHUTDOWN_OPTIONS, "shutdown()");
     const wait = bool(options.wait, "wait", true);
     const cancelFutures = bool(options.cancelFutures, "cancelFutures", false);
     this.#closed = true;
@@ -1178,7 +1249,7 @@ export class StreamFuturePool implements AsyncDisposable {
       return fn;
     }
     if (typeof fn !== "function") {
-      throw new TypeError(`fn must be a task function or a task name, got ${describe(fn)}`);
+      throw new TypeError(`fn must be a task function or a task name, got ${describeValue(fn)}`);
     }
     if (this.#registry) this.#nameOf(fn);
     return fn;
@@ -1203,6 +1274,7 @@ export class StreamFuturePool implements AsyncDisposable {
 
   /** Checks the options of a submit / map call and opens its operation (items to be added). */
   #batchOf(options: SubmitOptions): Batch {
+    abortSignal(options.signal, "signal");
     const queue = keyName(options.queue, "queue", this.#queue);
     const policy = taskPolicy(options, this.#defaults);
     const extra = policyFields(policy);
@@ -2128,14 +2200,6 @@ function abortError(signal: AbortSignal): CancelledError {
   return new CancelledError("the task was cancelled: its signal was aborted", {
     cause: signal.reason,
   });
-}
-
-function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "function") return `function ${value.name || "(anonymous)"}`;
-  if (typeof value === "object") return `an object (${Object.prototype.toString.call(value)})`;
-  return `${typeof value} ${String(value)}`;
 }
 
 /** Encoded task arguments, with the futures among them (parent tasks). */

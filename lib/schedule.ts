@@ -10,7 +10,7 @@
  */
 
 import { checkCron, type CronSpec, nextCronTime } from "./_cron.ts";
-import { bool, keyName, storedDuration } from "./_options.ts";
+import { bool, checkOptions, keyName, storedDuration } from "./_options.ts";
 import { type RedisCommander, replyPairs } from "./_redis.ts";
 import type { Keys } from "./_keys.ts";
 import { SCHEDULE, UNSCHEDULE } from "./_lua/schedule.ts";
@@ -37,6 +37,19 @@ export interface ScheduleOptions extends TaskPolicyOptions {
   /** How long each fired task's status and result are kept, ms (default one day). */
   keepResults?: number;
 }
+
+/** Every option name of {@link ScheduleOptions}: a name not among them is refused. */
+const SCHEDULE_OPTIONS: Record<keyof ScheduleOptions, true> = {
+  timezone: true,
+  catchUp: true,
+  queue: true,
+  keepResults: true,
+  retries: true,
+  retryDelay: true,
+  retryOn: true,
+  timeout: true,
+  priority: true,
+};
 
 /** A schedule as stored in Redis and listed by `pool.schedules()`. */
 export interface ScheduleInfo {
@@ -95,10 +108,11 @@ export function storedSchedule(
   cron: unknown,
   fn: string,
   args: string,
-  options: ScheduleOptions,
+  options: ScheduleOptions | undefined,
   defaultQueue: string,
   defaults: TaskPolicy = DEFAULT_POLICY,
 ): StoredSchedule {
+  options = checkOptions(options, SCHEDULE_OPTIONS, "schedule()");
   return {
     name,
     cron: checkCron(cron, options.timezone),

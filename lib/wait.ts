@@ -4,9 +4,9 @@
  * @module
  */
 
-import { checkTimeout, longTimeout } from "./_deadline.ts";
+import { checkLimits, longTimeout, WAIT_LIMITS } from "./_deadline.ts";
 import { TimeoutError } from "./errors.ts";
-import { futureControl, type StreamFuture } from "./future.ts";
+import { futureControl, futureList, type StreamFuture } from "./future.ts";
 
 /** When {@link wait} returns. */
 export type ReturnWhen = "FIRST_COMPLETED" | "FIRST_EXCEPTION" | "ALL_COMPLETED";
@@ -34,6 +34,13 @@ export interface WaitResult<T> {
   notDone: Set<StreamFuture<T>>;
 }
 
+/** Every option name of {@link WaitOptions}. */
+const WAIT_OPTIONS: Record<keyof WaitOptions, true> = {
+  ...WAIT_LIMITS,
+  returnWhen: true,
+  onTimeout: true,
+};
+
 const RETURN_WHEN: readonly ReturnWhen[] = ["FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED"];
 
 /**
@@ -57,24 +64,23 @@ const RETURN_WHEN: readonly ReturnWhen[] = ["FIRST_COMPLETED", "FIRST_EXCEPTION"
  */
 export async function wait<T>(
   futures: Iterable<StreamFuture<T>>,
-  options: WaitOptions = {},
+  options?: WaitOptions,
 ): Promise<WaitResult<T>> {
-  const returnWhen = options.returnWhen ?? "ALL_COMPLETED";
+  const { timeout, signal, ...rest } = checkLimits(options, "wait()", WAIT_OPTIONS);
+  const returnWhen = rest.returnWhen ?? "ALL_COMPLETED";
   if (!RETURN_WHEN.includes(returnWhen)) {
     throw new TypeError(
       `returnWhen must be one of ${RETURN_WHEN.join(", ")}, got ${JSON.stringify(returnWhen)}`,
     );
   }
-  const timeout = checkTimeout(options.timeout);
-  const onTimeout = options.onTimeout ?? "throw";
+  const onTimeout = rest.onTimeout ?? "throw";
   if (onTimeout !== "throw" && onTimeout !== "return") {
     throw new TypeError(
-      `onTimeout must be "throw" or "return", got ${JSON.stringify(options.onTimeout)}`,
+      `onTimeout must be "throw" or "return", got ${JSON.stringify(rest.onTimeout)}`,
     );
   }
-  const { signal } = options;
   signal?.throwIfAborted();
-  const all = new Set(futures);
+  const all = new Set(futureList(futures, "wait()"));
 
   const satisfied = (): boolean => {
     let doneCount = 0;

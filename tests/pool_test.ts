@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   asCompleted,
   CancelledError,
+  Listener,
   NoWorkersError,
   PoolClosedError,
   RemoteTaskError,
@@ -10,7 +11,7 @@ import {
   TimeoutError,
   wait,
 } from "../mod.ts";
-import type { PoolOptions } from "../mod.ts";
+import type { ListenerOptions, PoolOptions, StreamFuture, SubmitOptions } from "../mod.ts";
 import * as tasks from "../examples/tasks.ts";
 import { startRedis, TASKS, type TestRedis, waitFor } from "./_redis.ts";
 
@@ -441,5 +442,93 @@ describe("StreamFuturePool with local listeners", () => {
       () => new StreamFuturePool({ heartbeatInterval: 5000, heartbeatTimeout: 1000 }),
       /heartbeatTimeout \(1000 ms\) must be longer than heartbeatInterval/,
     );
+    // A misspelt option is an error, not a silently ignored one.
+    const unknown = (options: object) => options as PoolOptions;
+    assert.throws(
+      () => new StreamFuturePool(unknown({ worker: 4 })),
+      (e: unknown) =>
+        e instanceof TypeError &&
+        e.message.startsWith(
+          'unknown option "worker" of new StreamFuturePool() (did you mean "workers"?); the options are url, app, workers,',
+        ),
+    );
+    assert.throws(
+      () => new StreamFuturePool(unknown({ priority: 3 })),
+      /unknown option "priority" of new StreamFuturePool\(\); the options are/,
+    );
+    assert.doesNotThrow(() => new StreamFuturePool(unknown({ nothing: undefined })).shutdown());
+    assert.throws(() => new StreamFuturePool(unknown([])), /must be an object, got an array/);
+    assert.throws(
+      () => new Listener(unknown({ concurency: 3 }) as ListenerOptions),
+      /unknown option "concurency" of new Listener\(\) \(did you mean "concurrency"\?\)/,
+    );
+    assert.throws(
+      () => new Listener(undefined as unknown as ListenerOptions),
+      /new Listener\(\) must be an object, got undefined|unknown|queues|tasks/,
+    );
+    assert.throws(() => new Listener({ id: "", tasks: TASKS }), /id must be a non-empty string/);
+    // Connection options: the URL's path is a database number; the object's fields are typed.
+    assert.throws(() => new StreamFuturePool({ url: "redis://h:7433/abc" }), /database number/);
+    assert.throws(() => new StreamFuturePool({ url: "redis://h:0" }), RangeError);
+    assert.throws(
+      () => new StreamFuturePool({ url: { password: 5 as unknown as string } }),
+      /url.password must be a string, got number 5/,
+    );
+    assert.throws(
+      () => new StreamFuturePool({ url: { tls: "yes" as unknown as boolean } }),
+      /url.tls must be true or false/,
+    );
+    assert.throws(
+      () => new StreamFuturePool({ url: unknown({ hostt: "x" }) as PoolOptions["url"] }),
+      /unknown option "hostt" of url \(did you mean "host"\?\)/,
+    );
+  });
+
+  it("bad arguments of submit, map, waits and shutdown name what was wrong", async () => {
+    await using pool = localPool();
+    const unknown = (options: object) => options as never;
+    assert.throws(
+      () => pool.submit(tasks.add, [1, 2], unknown({ timout: 5 })),
+      /unknown option "timout" of submit\(\) \(did you mean "timeout"\?\)/,
+    );
+    assert.throws(
+      () => pool.submit(tasks.add, [1, 2], null as unknown as SubmitOptions),
+      /the options of submit\(\) must be an object, got null/,
+    );
+    assert.throws(
+      () => pool.submit(tasks.add, [1, 2], { signal: "x" as unknown as AbortSignal }),
+      /signal must be an AbortSignal, got "x"/,
+    );
+    assert.throws(() => pool.map(tasks.add, [[1, 2]], unknown({ windw: 5 })), /of map\(\)/);
+    assert.throws(() => pool.imap(tasks.add, [[1, 2]], unknown({ windw: 5 })), /"window"/);
+    const f = pool.submit(tasks.add, [1, 2]);
+    assert.throws(() => f.result(unknown({ timeuot: 5 })), /unknown option "timeuot" of result/);
+    assert.throws(
+      () => f.result({ signal: "x" as unknown as AbortSignal }),
+      /signal must be an AbortSignal/,
+    );
+    await assert.rejects(
+      wait([Promise.resolve(1)] as unknown as StreamFuture<number>[]),
+      /wait\(\) takes futures of a StreamFuturePool; element 0 is an object \(\[object Promise\]\)/,
+    );
+    await assert.rejects(
+      wait([f], unknown({ returnwhen: "FIRST_COMPLETED" })),
+      /did you mean "returnWhen"/,
+    );
+    assert.throws(
+      () => asCompleted([1] as unknown as StreamFuture<number>[]),
+      /asCompleted\(\) takes futures of a StreamFuturePool; element 0 is number 1/,
+    );
+    await assert.rejects(
+      pool.join(5 as unknown as StreamFuture<number>[]),
+      /join\(\) takes an iterable of futures, got number 5/,
+    );
+    await assert.rejects(
+      pool.schedule("s", "* * * * *", tasks.add, [1, 2], unknown({ keepresults: 5 })),
+      /unknown option "keepresults" of schedule\(\) \(did you mean "keepResults"\?\)/,
+    );
+    await assert.rejects(pool.kv.set("k", 1, unknown({ tll: 5 })), /of kv.set\(\)/);
+    assert.throws(() => pool.shutdown(unknown({ cancel: true })), /of shutdown\(\)/);
+    assert.equal(await f, 3);
   });
 });
