@@ -219,6 +219,13 @@ interface Task {
    * claimed, for a reserved task: it then starts with the time it waited added). */
   startedAt: number;
   runStart: number;
+  /**
+   * `performance.now()` when Redis last said this worker holds the task (START or TAKE let it
+   * run, or a HEARTBEAT call sent then found it still ours). A prefetched task starts only while
+   * that is recent: after the worker was frozen past its lease, it waits for the next heartbeat,
+   * which drops it if recovery gave it away meanwhile.
+   */
+  leaseAt: number;
   /** Queue wait and run time (ms), once it ended. */
   waitMs: number;
   runMs: number;
@@ -708,9 +715,16 @@ export class Listener {
       if (running.length > 0) {
         const args = [this.#keys.app, GROUP, this.id];
         for (const t of running) args.push(t.stream, t.entryId, t.op, t.taskId);
+        const sentAt = performance.now();
         writes.push(
           HEARTBEAT.run(cmd, [], args).then((reply) => {
             const verdicts = reply as (number | string)[];
+            const judged = new Set<number>();
+            for (let i = 0; i < verdicts.length; i += 2) judged.add(Number(verdicts[i]) - 1);
+            // Prefetched tasks Redis found still ours: their lease is confirmed, they may start.
+            running.forEach((task, i) => {
+              if (task.state === "reserved" && !judged.has(i)) task.leaseAt = sentAt;
+            });
             for (let i = 0; i < verdicts.length; i += 2) {
               const task = running[Number(verdicts[i]) - 1];
               if (task?.state === "reserved") {
@@ -724,6 +738,7 @@ export class Listener {
                 this.#stopTask(task, "lost", "the task was given to another attempt");
               } else this.#stopTask(task, "cancel", "the task is no longer running");
             }
+            this.#refill();
           }),
         );
       }
@@ -1326,6 +1341,7 @@ export class Listener {
       cancelSeen: false,
       startedAt: 0,
       runStart: 0,
+      leaseAt: 0,
       waitMs: 0,
       runMs: 0,
     };
@@ -1445,6 +1461,7 @@ export class Listener {
       if (verdicts[i] !== 1) return this.#release(task);
       task.startedAt = startedAt;
       task.runStart = now;
+      task.leaseAt = now;
       task.state = "reserved";
       allowed.push(task);
     });
@@ -1471,15 +1488,19 @@ export class Listener {
     return this.#tasks.size - this.#recording - this.#reserved.length - this.#startingTasks;
   }
 
-  /** Starts prefetched tasks while slots are free (not once the listener stops). */
+  /**
+   * Starts prefetched tasks while slots are free (not once the listener stops), those whose lease
+   * Redis confirmed within half the heartbeat timeout ({@link Task.leaseAt}); the others wait for
+   * the next heartbeat's verdict.
+   */
   #refill(): void {
     if (this.#refilling || this.#reserved.length === 0 || this.#state !== "running") return;
     this.#refilling = true;
     try {
       while (this.#reserved.length > 0 && this.#running() < this.#concurrency) {
-        const n = Math.min(this.#reserved.length, this.#concurrency - this.#running());
-        const tasks = this.#reserved.splice(0, n);
         const now = performance.now();
+        const tasks = this.#takeReserved(this.#concurrency - this.#running(), now);
+        if (tasks.length === 0) break;
         for (const task of tasks) {
           // It starts now: its start time in Redis' clock moves on by the time it waited.
           task.startedAt += now - task.runStart;
@@ -1490,6 +1511,24 @@ export class Listener {
     } finally {
       this.#refilling = false;
     }
+  }
+
+  /** Takes up to `n` prefetched tasks whose lease is fresh, in order, out of {@link #reserved}. */
+  #takeReserved(n: number, now: number): Task[] {
+    const reserved = this.#reserved;
+    const trusted = now - this.#heartbeatTimeout / 2;
+    const count = Math.min(n, reserved.length);
+    let fresh = 0;
+    while (fresh < count && reserved[fresh].leaseAt > trusted) fresh++;
+    if (fresh === count) return reserved.splice(0, count);
+    // Some have waited past the last confirmation (the worker was frozen, or Redis is away).
+    const taken: Task[] = [];
+    const kept: Task[] = [];
+    for (const task of reserved) {
+      (taken.length < n && task.leaseAt > trusted ? taken : kept).push(task);
+    }
+    this.#reserved = kept;
+    return taken;
   }
 
   /** Drops a prefetched task unrun (it was cancelled, or is no longer this worker's). */

@@ -9,6 +9,7 @@ import { startLossyProxy } from "./_proxy.ts";
 import { START } from "../../lib/_lua/start.ts";
 import { createHash } from "node:crypto";
 import {
+  BEAT,
   FAULT_TASKS,
   faultHooks,
   faultPool,
@@ -145,6 +146,53 @@ describe("prefetch: tasks claimed beyond concurrency", () => {
       assert.equal(result.attempt, 2, "a lost claim counts as an attempt");
     }
     await assert.rejects(blocker.result(), { name: "WorkerLostError" });
+  });
+
+  it("a worker frozen past its lease does not start the prefetched tasks recovery gave away", async () => {
+    const app = nextApp("pffrozen");
+    const file = await traceFile();
+    const first = await startWorker(redis, app, ["--concurrency", "1", "--prefetch", "2"]);
+    children.push(first);
+    await using pool = faultPool(redis, app);
+    const blocker = pool.submit<Trace>("nap", [1_500, file]);
+    await waitFor(() => blocker.running(), "blocker running");
+    const waiting = [0, 1].map(() => pool.submit<Trace>("nap", [50, file], { retries: 1 }));
+    await waitFor(async () => await claimed(app, waiting) === 2, "both prefetched");
+    // Frozen (its executor is not): recovery gives its tasks to the second worker.
+    first.kill("SIGSTOP");
+    const second = await startWorker(redis, app);
+    children.push(second);
+    for (const result of await Promise.all(waiting)) assert.equal(result.attempt, 2);
+    await assert.rejects(blocker.result(), { name: "WorkerLostError" });
+    await waitFor(
+      async () =>
+        (await readTrace(file)).some((l) => l.event === "done" && l.taskId === blocker.id),
+      "the blocker's nap ended on the executor",
+    );
+    // Thawed: the blocker's outcome frees the slot before any heartbeat has told the worker that
+    // its prefetched tasks are gone. They must not start.
+    const c = await redis.client();
+    const lastBeat = async () => {
+      const entries = (await c.sendCommand(
+        ["ZRANGE", `${app}:listeners:default`, "0", "-1", "WITHSCORES"],
+      ) as unknown[]).flat().map(String);
+      const i = entries.findIndex((id) => id.includes(`:${first.pid}:`));
+      return i < 0 ? 0 : Number(entries[i + 1]);
+    };
+    const thawed = Date.now();
+    first.kill("SIGCONT");
+    await waitFor(
+      async () => await lastBeat() > thawed + 2 * BEAT,
+      "two heartbeats after the thaw",
+    );
+    const starts = (await readTrace(file)).filter((l) => l.event === "start");
+    for (const f of waiting) {
+      assert.deepEqual(
+        starts.filter((l) => l.taskId === f.id).map((l) => l.attempt),
+        [2],
+        `task ${f.id} started once, by the second worker`,
+      );
+    }
   });
 
   it("a pool's local listeners take the prefetch option and run every task", async () => {
