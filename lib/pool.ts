@@ -1837,6 +1837,11 @@ export class StreamFuturePool implements AsyncDisposable {
         this.#reconnectDeadline,
         `cancelling task ${future.id}`,
       );
+      if (reply === "" && !future.done()) {
+        // Redis does not know the task (any more): it lost its keys, so it can never run.
+        this.#settle(future.id, (c) => c.cancel(reason));
+        return true;
+      }
       if (reply !== 1) return false;
       this.#settle(future.id, (c) => c.cancel(reason));
       return true;
@@ -2010,7 +2015,12 @@ export class StreamFuturePool implements AsyncDisposable {
           this.#lastReplyId,
         ]);
         backoff = 50;
-        if (failedSince !== undefined) this.#logger.info("reading replies again");
+        if (failedSince !== undefined) {
+          this.#logger.info("reading replies again");
+          void this.#afterOutage().catch((error) => {
+            this.#logger.warn("checking the tasks after the outage failed", { error });
+          });
+        }
         failedSince = undefined;
       } catch (error) {
         if (!this.#reading) break;
@@ -2042,6 +2052,51 @@ export class StreamFuturePool implements AsyncDisposable {
       this.#lastReplyId = entries[entries.length - 1].id;
       this.#untrimmed += entries.length;
       if (this.#untrimmed >= TRIM_EVERY) this.#trimReplies();
+    }
+  }
+
+  /**
+   * After Redis was unreachable: it may have come back without its data (a restart without
+   * persistence). The reply stream is made again if it is gone (workers write to it with
+   * NOMKSTREAM), and every future whose task Redis no longer knows (no status) fails with
+   * `TaskNotFoundError` instead of waiting forever.
+   */
+  async #afterOutage(): Promise<void> {
+    const cmd = this.#cmd!;
+    if (await cmd.sendCommand(["EXISTS", this.#replyKey]) === 0) {
+      this.#logger.warn(
+        "Redis lost this client's reply stream (a restart without persistence, a flush?): " +
+          "made it again; tasks it no longer knows fail with TaskNotFoundError",
+      );
+      const id = await cmd.sendCommand(["XADD", this.#replyKey, "*", "init", "1"]);
+      await cmd.sendCommand(["XDEL", this.#replyKey, String(id)]);
+      await TOUCH.run(cmd, [this.#replyKey], [String(this.#orphanTtl)]);
+    }
+    const byOp = new Map<string, StreamFuture<unknown>[]>();
+    for (const future of this.#futures.values()) {
+      if (future.done() || this.#unsent.has(future.id) || this.#unanswered.has(future.id)) {
+        continue;
+      }
+      const list = byOp.get(future.operationId);
+      if (list) list.push(future);
+      else byOp.set(future.operationId, [future]);
+    }
+    for (const [op, futures] of byOp) {
+      for (let i = 0; i < futures.length; i += 1000) {
+        const chunk = futures.slice(i, i + 1000);
+        const statuses = await cmd.sendCommand(
+          ["HMGET", this.#keys.status(op), ...chunk.map((f) => f.id)],
+        ) as unknown[];
+        chunk.forEach((future, j) => {
+          if (statuses[j] !== null && statuses[j] !== undefined) return;
+          const error = new TaskNotFoundError(
+            `task ${future.id} is gone from Redis: its keys vanished while Redis was unreachable ` +
+              "(a restart without persistence, a flush or an eviction)",
+          );
+          this.#unsent.delete(future.id);
+          this.#settleOne(future, (c) => c.reject(error));
+        });
+      }
     }
   }
 

@@ -55,6 +55,13 @@ local function expire_op()
     redis.call('PEXPIREAT', KEYS[3], at)
   end
 end
+-- The client's reply stream, which workers write to with NOMKSTREAM, is made again when Redis
+-- lost it (a restart without persistence, a flush): tasks sent from now on reach the client.
+if redis.call('EXISTS', reply) == 0 then
+  local made = redis.call('XADD', reply, '*', 'init', '1')
+  redis.call('XDEL', reply, made)
+  if ARGV[6] ~= '0' then redis.call('PEXPIRE', reply, ARGV[6]) end
+end
 `;
 
 /**

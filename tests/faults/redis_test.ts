@@ -150,6 +150,45 @@ describe("Redis faults", () => {
     assert.equal((await pool.submit<Trace>("where", [])).attempt, 1);
   });
 
+  it("Redis back without its data: lost futures fail with TaskNotFoundError, new work is answered, shutdown ends", async () => {
+    const app = nextApp("dataloss");
+    const worker = await startWorker(redis, app);
+    children.push(worker);
+    const pool = faultPool(redis, app, { requireWorkers: false });
+    const running = pool.submit("nap", [60_000]);
+    const delayed = pool.submit("where", [], { delay: 60_000 });
+    await waitFor(() => running.running(), "running");
+    // A restart that lost everything (persistence files gone).
+    await redis.kill("SIGKILL");
+    const { rm } = await import("node:fs/promises");
+    const { join } = await import("node:path");
+    await rm(join(redis.dir, "appendonlydir"), { recursive: true, force: true });
+    await redis.start();
+    // The running task's future learns it from its started-task check, the other from the
+    // check that follows an outage.
+    await assert.rejects(running.result({ timeout: 20_000 }), { name: "TaskNotFoundError" });
+    await assert.rejects(delayed.result({ timeout: 20_000 }), {
+      name: "TaskNotFoundError",
+      message: /is gone from Redis: its keys vanished while Redis was unreachable/,
+    });
+    assert.equal(
+      (await pool.submit<Trace>("where", []).result({ timeout: 20_000 })).pid,
+      worker.pid,
+    );
+    // A flush without a disconnect: the next submit makes the reply stream again; a cancel of a
+    // task Redis no longer knows settles it, so shutdown with cancelFutures ends.
+    const vanishing = pool.submit("where", [], { delay: 60_000 });
+    await pool.submit("where", []);
+    const c = await redis.client();
+    await c.sendCommand(["FLUSHALL"]);
+    assert.equal(
+      (await pool.submit<Trace>("where", []).result({ timeout: 20_000 })).pid,
+      worker.pid,
+    );
+    await pool.shutdown({ cancelFutures: true });
+    assert.ok(vanishing.cancelled());
+  });
+
   it("a read whose reply is lost: the tasks it took are claimed and run once, none is lost", async () => {
     const app = nextApp("lostreply");
     const file = await traceFile();
