@@ -18,6 +18,7 @@ import {
 import {
   CancelledError,
   ConnectionError,
+  formatErrorLine,
   NoWorkersError,
   PoolClosedError,
   ProtocolError,
@@ -543,6 +544,11 @@ export class StreamFuturePool implements AsyncDisposable {
   #ready: Promise<void>;
   #futures = new FutureIndex();
   #unsent = new Set<string>();
+  /**
+   * Futures settled without their task reaching Redis (cancelled before they were sent, or their
+   * SUBMIT failed): a child that takes one as an argument has its outcome written for it first.
+   */
+  #settledUnsent = new WeakSet<StreamFuture<unknown>>();
   /** Futures of tasks this pool did not submit (attached, or shared by dedupe): `"<op>/<id>"`. */
   #attached = new Set<string>();
   /** Operations being written, for children that must wait for their parents' entries. */
@@ -1633,6 +1639,7 @@ export class StreamFuturePool implements AsyncDisposable {
       );
       const waits = [...parents].map((parentOp) => this.#writing.get(parentOp)).filter((w) => w);
       if (waits.length > 0) await Promise.all(waits);
+      await this.#writeUnsentParents(batch.items);
       unalias(items, 0);
     }
     /** Takes up to `want` more tasks of the batch (all that are left: Infinity). */
@@ -1743,9 +1750,48 @@ export class StreamFuturePool implements AsyncDisposable {
     });
   }
 
+  /**
+   * Writes the outcome of the parents among `items`' that settled without reaching Redis (status
+   * "4" cancelled or "3" failed, unless Redis has one), so that SUBMIT treats them as it treats
+   * any finished parent: the child fails with `DependencyError` naming the parent's error, or gets
+   * that error as its argument (`onParentError: "pass"`), instead of finding no such task.
+   */
+  async #writeUnsentParents(items: readonly Outgoing[]): Promise<void> {
+    const parents = new Set<StreamFuture<unknown>>();
+    for (const item of items) {
+      for (const f of item.parentFutures) if (this.#settledUnsent.has(f)) parents.add(f);
+    }
+    if (parents.size === 0) return;
+    const cmd = this.#cmd!;
+    const ttl = String(this.#orphanTtl);
+    try {
+      await Promise.all([...parents].map(async (f) => {
+        const cancelled = f.cancelled();
+        const error = cancelled ? undefined : await f.exception().catch((e) => e);
+        const line = cancelled
+          ? formatErrorLine("CancelledError", "the task was cancelled before it was sent")
+          : formatErrorLine(
+            (error as Error)?.name ?? "Error",
+            (error as Error)?.message ?? String(error),
+          );
+        const status = this.#keys.status(f.operationId);
+        const results = this.#keys.results(f.operationId);
+        if (await cmd.sendCommand(["HSETNX", status, f.id, cancelled ? "4" : "3"]) === 1) {
+          await cmd.sendCommand(["HSET", results, f.id, line]);
+        }
+        await cmd.sendCommand(["PEXPIRE", status, ttl, "NX"]);
+        await cmd.sendCommand(["PEXPIRE", results, ttl, "NX"]);
+      }));
+    } catch (error) {
+      // The child's SUBMIT then finds no parent (TaskNotFoundError) or fails on its own.
+      this.#logger.warn("could not write the outcome of a parent that was never sent", { error });
+    }
+  }
+
   #failBatch(items: readonly Outgoing[], error: unknown): void {
     for (const { future } of items) {
       this.#unsent.delete(future.id);
+      this.#settledUnsent.add(future);
       this.#settle(future.id, (c) => c.reject(error));
     }
   }
@@ -1801,6 +1847,7 @@ export class StreamFuturePool implements AsyncDisposable {
   async #cancel(future: StreamFuture<unknown>, reason?: CancelledError): Promise<boolean> {
     if (future.done()) return future.cancelled();
     if (this.#unsent.delete(future.id)) {
+      for (const f of this.#futures.get(future.id)) this.#settledUnsent.add(f);
       this.#settle(future.id, (c) => c.cancel(reason));
       return true;
     }

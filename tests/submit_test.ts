@@ -1,6 +1,12 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { NoWorkersError, type StreamFuture, StreamFuturePool } from "../mod.ts";
+import {
+  CancelledError,
+  DependencyError,
+  NoWorkersError,
+  type StreamFuture,
+  StreamFuturePool,
+} from "../mod.ts";
 import * as tasks from "../examples/tasks.ts";
 import { startRedis, TASKS, type TestRedis, waitFor } from "./_redis.ts";
 import type { RedisConnection } from "../lib/_redis.ts";
@@ -179,6 +185,35 @@ describe("submit calls of one turn go out together", () => {
     const sum = pool.submit<number>("add", [first, second]);
     const after = pool.submit<number>("add", [sum, 100]);
     assert.deepEqual(await Promise.all([first, second, sum, after]), [3, 7, 10, 110]);
+  });
+
+  it("a parent cancelled before it was sent, or refused, fails its children with DependencyError naming it", async () => {
+    await using pool = new StreamFuturePool({
+      url: redis.url,
+      app: "SoloUnsentParent",
+      workers: 1,
+      tasks: TASKS,
+    });
+    await pool.ready();
+    const parent = pool.submit(tasks.add, [1, 2]);
+    const child = pool.submit(tasks.echo, [parent]);
+    const passed = pool.submit(tasks.echo, [parent], { onParentError: "pass" });
+    assert.equal(await parent.cancel(), true);
+    const error = await child.then(() => undefined, (e) => e);
+    assert.ok(error instanceof DependencyError, String(error));
+    assert.equal(error.parentId, parent.id);
+    assert.ok(error.cause instanceof CancelledError, String(error.cause));
+    assert.match(error.message, /was cancelled|failed: CancelledError/);
+    const seen = await passed;
+    assert.ok(seen instanceof Error);
+    assert.equal(seen.name, "CancelledError");
+    // Refused by the client (no live worker of its queue): the child names that error.
+    const refused = pool.submit(tasks.add, [1, 2], { queue: "nobody" });
+    const orphan = pool.submit(tasks.echo, [refused]);
+    await assert.rejects(refused, NoWorkersError);
+    const orphanError = await orphan.then(() => undefined, (e) => e);
+    assert.ok(orphanError instanceof DependencyError, String(orphanError));
+    assert.match(orphanError.message, /NoWorkersError/);
   });
 
   it("with no live worker every submit of the run fails with NoWorkersError", async () => {
