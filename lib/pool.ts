@@ -849,13 +849,39 @@ export class StreamFuturePool implements AsyncDisposable {
     const counts = { done: 0, failed: 0, running: 0 };
     const bar = options.progress ? new ProgressBar({ label }) : undefined;
     const signal = options.signal;
-    const onAbort = () => wake?.();
+    // An abort cancels the tasks in flight at once, even while the loop waits for its input or
+    // the caller's loop body runs; the generator throws the reason when it next resumes.
+    let abortWait: (() => void) | undefined;
+    const onAbort = () => {
+      for (const f of inFlight.values()) void f.cancel().catch(() => false);
+      wake?.();
+      abortWait?.();
+    };
     signal?.addEventListener("abort", onAbort);
+    /** The input's next item, or the signal's reason at once when it aborts meanwhile. */
+    const nextInput = (): Promise<IteratorResult<unknown>> => {
+      const step = Promise.resolve(iterator.next());
+      if (!signal) return step;
+      return Promise.race([
+        step,
+        new Promise<never>((_, reject) => {
+          abortWait = () => reject(signal.reason);
+          const clear = () => (abortWait = undefined);
+          step.then(clear, clear);
+        }),
+      ]);
+    };
+    let reading = false;
     try {
       for (;;) {
         signal?.throwIfAborted();
         while (!exhausted && inFlight.size < window) {
-          const step = await iterator.next();
+          reading = true;
+          const step = await nextInput();
+          reading = false;
+          // The input may take its time: the pool may have been shut down, the signal aborted.
+          signal?.throwIfAborted();
+          this.#checkOpen();
           if (step.done) {
             exhausted = true;
             break;
@@ -926,7 +952,11 @@ export class StreamFuturePool implements AsyncDisposable {
       await Promise.all([...inFlight.values()].map((f) => f.cancel().catch(() => false)));
       for (const f of inFlight.values()) consumed.push(f.id);
       if (consumed.length > 0) this.#releaseConsumed(op, consumed.splice(0));
-      await (iterator as AsyncIterator<unknown>).return?.();
+      // (An input still producing its next item, given up on abort, is told to stop without
+      // waiting for it: an async generator's return() waits for the step it is in.)
+      const stop = Promise.resolve((iterator as AsyncIterator<unknown>).return?.());
+      if (reading) stop.catch(() => {});
+      else await stop;
     }
   }
 

@@ -1,8 +1,8 @@
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { RemoteTaskError, TimeoutError } from "../mod.ts";
+import { PoolClosedError, RemoteTaskError, TimeoutError } from "../mod.ts";
 import type { ChildProcessHandle } from "../lib/_runtime.ts";
-import { startRedis, type TestRedis } from "./_redis.ts";
+import { startRedis, type TestRedis, waitFor } from "./_redis.ts";
 import { cleanUp, nextApp, pool as makePool, startWorker } from "./composition/_setup.ts";
 
 let redis: TestRedis;
@@ -73,6 +73,52 @@ describe("scale: imap, progress, partial results, timings, results, join", () =>
       if (seen === 100) break;
     }
     assert.ok(produced <= 100 + 21, `read ${produced} items of an endless input`);
+  });
+
+  it("imap: an abort cancels the tasks in flight at once, even while the input is slow; a shutdown ends the loop", async () => {
+    const app = nextApp("imapabort");
+    children.push(await startWorker(redis, app, ["--concurrency", "8"]));
+    await using pool = makePool(redis, app);
+    const controller = new AbortController();
+    let open!: () => void;
+    const never = new Promise<void>((resolve) => (open = resolve));
+    async function* stalling() {
+      for (let i = 0; i < 3; i++) yield [60_000, i] as [number, number];
+      await never; // the input's next item is a long time coming
+    }
+    let ended: unknown;
+    (async () => {
+      for await (const _ of pool.imap("later", stalling(), { signal: controller.signal })) {
+        // no result comes before the abort
+      }
+    })().then(() => (ended = "no error"), (error) => (ended = error));
+    await waitFor(() => pool.pending === 3, "three tasks in flight");
+    controller.abort(new Error("enough"));
+    await waitFor(() => ended, "the loop ended");
+    assert.match(String(ended), /enough/);
+    await waitFor(() => pool.pending === 0, "the tasks in flight cancelled");
+    open();
+
+    // Shut down while an imap reads its input: the loop ends with PoolClosedError, nothing is
+    // submitted after the shutdown began, and the shutdown ends.
+    const other = makePool(redis, app);
+    let n = 0;
+    async function* paced() {
+      for (;;) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        yield [5, n++] as [number, number];
+      }
+    }
+    let closed: unknown;
+    let results = 0;
+    (async () => {
+      for await (const _ of other.imap("later", paced(), { window: 4 })) results++;
+    })().then(() => (closed = "no error"), (error) => (closed = error));
+    await waitFor(() => results >= 3, "some results");
+    await other.shutdown();
+    await waitFor(() => closed, "the loop ended");
+    assert.ok(closed instanceof PoolClosedError, String(closed));
+    assert.equal(other.pending, 0);
   });
 
   it("imap: a failed task throws from the iteration", async () => {
