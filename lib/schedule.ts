@@ -125,24 +125,37 @@ export function storedSchedule(
   };
 }
 
-/** Stores a schedule (creating or replacing it); resolves with its first due time. */
+/**
+ * Stores a schedule (creating or replacing it); resolves with its due time. Replacing a schedule
+ * keeps its due time when the expression and time zone are unchanged, and keeps an overdue one in
+ * any case (see SCHEDULE), so the result can be in the past: the workers fire it as soon as they can.
+ */
 export async function saveSchedule(
   context: ScheduleContext,
   schedule: StoredSchedule,
 ): Promise<Date | undefined> {
-  const [seconds, micros] = await context.cmd.sendCommand(["TIME"]) as string[];
-  const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-  const next = nextCronTime(schedule.cron, now);
-  if (next === undefined) {
-    throw new RangeError(`cron expression "${schedule.cron.expression}" never fires again`);
+  const json = JSON.stringify(schedule);
+  // A due time that passes between TIME and SCHEDULE is refused: compute it again.
+  for (let attempt = 0;; attempt++) {
+    const [seconds, micros] = await context.cmd.sendCommand(["TIME"]) as string[];
+    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    const next = nextCronTime(schedule.cron, now);
+    if (next === undefined) {
+      throw new RangeError(`cron expression "${schedule.cron.expression}" never fires again`);
+    }
+    const reply = await SCHEDULE.run(context.cmd, [], [
+      context.keys.app,
+      schedule.name,
+      json,
+      String(next),
+    ]) as unknown[];
+    if (Number(reply[0]) !== -1) return new Date(Number(reply[1]));
+    if (attempt >= 10) {
+      throw new Error(
+        `schedule ${schedule.name}: its next due time kept passing before it was saved`,
+      );
+    }
   }
-  await SCHEDULE.run(context.cmd, [], [
-    context.keys.app,
-    schedule.name,
-    JSON.stringify(schedule),
-    String(next),
-  ]);
-  return new Date(next);
 }
 
 /** Removes a schedule; resolves true when it existed. */

@@ -1,6 +1,15 @@
-import { describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { checkCron, type CronSpec, nextCronTime } from "../lib/_cron.ts";
+import { startRedis, type TestRedis } from "./_redis.ts";
+import {
+  cleanUp,
+  nextApp,
+  pool as makePool,
+  readTrace,
+  traceFile,
+  waitFor,
+} from "./composition/_setup.ts";
 
 const BERLIN = "Europe/Berlin";
 
@@ -361,5 +370,154 @@ describe("nextCronTime", () => {
         message: /^afterMs must be a finite number of epoch milliseconds, got /,
       });
     }
+  });
+});
+
+describe("pool.schedule: re-registering keeps due times (Redis)", () => {
+  let redis: TestRedis;
+  before(async () => {
+    redis = await startRedis();
+  });
+  afterEach(async () => {
+    await cleanUp([]);
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  /** Redis' clock, ms. */
+  async function redisNow(): Promise<number> {
+    const c = await redis.client();
+    const [seconds, micros] = await c.sendCommand(["TIME"]) as string[];
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+  }
+
+  async function dueOf(app: string, name: string): Promise<number | undefined> {
+    const c = await redis.client();
+    const score = await c.sendCommand(["ZSCORE", `${app}:schedule-due`, name]);
+    return score === null ? undefined : Number(score);
+  }
+
+  /** The due times (from the operation ids `cron-<hash>-<due>`) of the runs in a trace. */
+  function dues(ops: string[]): number[] {
+    return ops.map((op) => parseInt(op.slice(op.lastIndexOf("-") + 1), 36)).sort((a, b) => a - b);
+  }
+
+  it("an overdue due time stays due when the app registers its schedules again before any worker is up; catchUp runs it once", async () => {
+    const app = nextApp("cronrereg");
+    const caught = await traceFile();
+    const skipped = await traceFile();
+    await using client = makePool(redis, app, { requireWorkers: false });
+    const register = async () => {
+      return [
+        await client.schedule("catch", "0 * * * *", "mark", [caught, "catch"], { catchUp: true }),
+        await client.schedule("skip", "0 * * * *", "mark", [skipped, "skip"]),
+      ];
+    };
+    const [first] = await register();
+    // Everything was down over a due time (hours ago).
+    const past = await redisNow() - 3 * 3600_000;
+    const c = await redis.client();
+    await c.sendCommand([
+      "ZADD",
+      `${app}:schedule-due`,
+      String(past),
+      "catch",
+      String(past),
+      "skip",
+    ]);
+
+    // The application starts again first and registers the same schedules: nothing moves.
+    const again = await register();
+    assert.deepEqual(again.map((d) => d?.getTime()), [past, past], "resolves with the due time");
+    assert.equal(await dueOf(app, "catch"), past);
+    assert.equal(await dueOf(app, "skip"), past);
+    assert.deepEqual(
+      (await client.schedules()).map((s) => [s.name, s.nextRun?.getTime()]),
+      [["catch", past], ["skip", past]],
+    );
+    // Only the options changed (same expression): still due.
+    await client.schedule("catch", "0 * * * *", "mark", [caught, "catch"], {
+      catchUp: true,
+      retries: 2,
+    });
+    assert.equal(await dueOf(app, "catch"), past);
+
+    // Then a worker comes up: the missed run happens, once; the skipped one moves on.
+    {
+      await using worker = makePool(redis, app, { workers: 1, executorMode: "inline" });
+      await worker.ready();
+      await waitFor(async () => (await readTrace(caught)).length === 1, "the catch-up run", 5_000);
+      await waitFor(async () => (await dueOf(app, "skip"))! > past, "skip moved on", 5_000);
+      const next = (await dueOf(app, "catch"))!;
+      assert.equal(next, first!.getTime(), "then the next due time");
+      // Registering again now keeps that next due time, and runs nothing more.
+      await register();
+      assert.equal(await dueOf(app, "catch"), next);
+      await waitFor(async () => (await dueOf(app, "skip"))! === next, "skip's next due time");
+    }
+    const runs = await readTrace(caught);
+    assert.equal(runs.length, 1, "caught up once");
+    assert.deepEqual(dues(runs.map((r) => r.operationId)), [past]);
+    assert.equal(
+      (await readTrace(skipped)).length,
+      0,
+      "the missed tick without catchUp is skipped",
+    );
+  });
+
+  it("another expression: a future due time is replaced, an overdue one is kept", async () => {
+    const app = nextApp("cronexpr");
+    await using client = makePool(redis, app, { requireWorkers: false });
+    await client.schedule("s", "0 0 1 1 *", "mark", ["/dev/null", "x"]);
+    const yearly = (await dueOf(app, "s"))!;
+    const now = await redisNow();
+    const hourly = await client.schedule("s", "0 * * * *", "mark", ["/dev/null", "x"]);
+    assert.ok(hourly!.getTime() < yearly && hourly!.getTime() > now, "the new next due time");
+    assert.equal(await dueOf(app, "s"), hourly!.getTime());
+    assert.deepEqual((await client.schedules()).map((s) => s.cron), ["0 * * * *"]);
+    const past = now - 60_000;
+    const c = await redis.client();
+    await c.sendCommand(["ZADD", `${app}:schedule-due`, String(past), "s"]);
+    const replaced = await client.schedule("s", "*/5 * * * *", "mark", ["/dev/null", "x"]);
+    assert.equal(replaced!.getTime(), past, "the overdue due time is kept");
+    assert.equal(await dueOf(app, "s"), past);
+  });
+
+  it("re-registering over and over while a worker fires an every-second schedule loses no tick and runs none twice", async () => {
+    const app = nextApp("cronbusy");
+    const file = await traceFile();
+    await using worker = makePool(redis, app, { workers: 1, executorMode: "inline" });
+    await using a = makePool(redis, app, { requireWorkers: false });
+    await using b = makePool(redis, app, { requireWorkers: false });
+    await Promise.all([worker.ready(), a.ready(), b.ready()]);
+    const first = (await a.schedule("s", "* * * * * *", "mark", [file, "s"]))!.getTime();
+    // Ticks at first, first + 1 s, + 2 s, + 3 s, all while two pools register the schedule again
+    // every few ms (b with another retry policy: same expression, so the same due times).
+    const until = first + 3_300;
+    let registrations = 0;
+    const spin = async (pool: typeof a, retries: number) => {
+      while (Date.now() < until) {
+        await pool.schedule("s", "* * * * * *", "mark", [file, "s"], { retries });
+        registrations++;
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    };
+    await Promise.all([spin(a, 0), spin(b, 1)]);
+    const expected = [0, 1000, 2000, 3000].map((d) => first + d);
+    await waitFor(
+      async () => {
+        const seen = new Set(dues((await readTrace(file)).map((t) => t.operationId)));
+        return expected.every((d) => seen.has(d));
+      },
+      "the four ticks",
+      5_000,
+    ).catch(() => {});
+    assert.equal(await a.unschedule("s"), true);
+    const ops = (await readTrace(file)).map((t) => t.operationId);
+    assert.equal(new Set(ops).size, ops.length, "no due time ran twice");
+    const ran = dues(ops);
+    assert.deepEqual(ran.slice(0, 4), expected, `${registrations} registrations; ran ${ran}`);
+    for (let i = 1; i < ran.length; i++) assert.equal(ran[i] - ran[i - 1], 1000);
   });
 });

@@ -424,6 +424,28 @@ describe("KeyValueStore (lib/kv.ts)", () => {
       assert.equal(await kv.get("n"), 2.5);
     });
 
+    it("-0 (stored as the codec's tag, not plain JSON) counts as 0, keeping the time to live", async () => {
+      const kv = store();
+      await kv.set("z", -0);
+      assert.equal(await raw(["GET", `${kv.app}:kv:z`]), '{"$sf":"Number","v":"-0"}');
+      assert.ok(Object.is(await kv.get("z"), -0));
+      assert.equal(await kv.incr("z"), 1);
+      assert.equal(await kv.get("z"), 1);
+      await kv.set("f", -0, { ttl: 60_000 });
+      assert.equal(await kv.incr("f", 0.5), 0.5, "INCRBYFLOAT");
+      assert.equal(await raw(["GET", `${kv.app}:kv:f`]), "0.5");
+      const ttl = Number(await raw(["PTTL", `${kv.app}:kv:f`]));
+      assert.ok(ttl > 50_000 && ttl <= 60_000, String(ttl));
+      await kv.set("n", -0);
+      assert.equal(await kv.incr("n", -3), -3);
+      await kv.set("b", -0);
+      assert.equal(await kv.incr("b", Number.MAX_VALUE), Number.MAX_VALUE);
+      // Other tagged numbers are still refused, unchanged.
+      await kv.set("nan", NaN);
+      await assert.rejects(kv.incr("nan"), { name: "TypeError", message: /not a number/ });
+      assert.ok(Number.isNaN(await kv.get("nan")));
+    });
+
     it("TypeError on an array or a value that is not a number; the value is unchanged", async () => {
       const kv = store();
       await kv.set("l", [1]);

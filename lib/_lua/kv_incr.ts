@@ -1,7 +1,8 @@
 import { Script } from "../_script.ts";
 
 /**
- * Adds to a number of the key-value store (a missing key counts as 0; the time to live is kept).
+ * Adds to a number of the key-value store (a missing key counts as 0, and so does -0, which the
+ * codec stores as the tag `{"$sf":"Number","v":"-0"}`; the time to live is kept).
  * An integer increment uses INCRBY while the value is an integer; otherwise INCRBYFLOAT. A result
  * a JavaScript number cannot hold (±Infinity) is undone.
  *
@@ -16,22 +17,30 @@ import { Script } from "../_script.ts";
 export const KV_INCR: Script = new Script(
   "kv_incr",
   `
+local NEGATIVE_ZERO = '{"$sf":"Number","v":"-0"}'
 local key = KEYS[1]
 local t = redis.call('TYPE', key).ok
 if t == 'list' then return {'list'} end
 if t ~= 'string' and t ~= 'none' then return {t} end
 local old = false
 if t == 'string' then
-  if redis.call('STRLEN', key) == 2 and redis.call('GET', key) == '[]' then return {'list'} end
+  local length = redis.call('STRLEN', key)
+  if length == 2 and redis.call('GET', key) == '[]' then return {'list'} end
+  -- -0 is stored as its codec tag (JSON has no -0): count it as 0.
+  if length == #NEGATIVE_ZERO and redis.call('GET', key) == NEGATIVE_ZERO then
+    old = NEGATIVE_ZERO
+    redis.call('SET', key, '0', 'KEEPTTL')
+  end
 end
 if ARGV[2] == 'i' then
   local r = redis.pcall('INCRBY', key, ARGV[1])
   -- The stored text, not the integer: Lua numbers (and some clients) round above 2^53.
   if type(r) == 'number' then return redis.call('GET', key) end
 end
-if t == 'string' then old = redis.call('GET', key) end
+if t == 'string' and not old then old = redis.call('GET', key) end
 local r = redis.pcall('INCRBYFLOAT', key, ARGV[1])
 if type(r) == 'table' then
+  if old == NEGATIVE_ZERO then redis.call('SET', key, old, 'KEEPTTL') end
   if r.err and string.find(r.err, 'NaN or Infinity', 1, true) then return {'infinite'} end
   return {'nan'}
 end

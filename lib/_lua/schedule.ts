@@ -4,21 +4,58 @@ import { LUA_COMMON } from "./_common.ts";
 /**
  * Creates or replaces a named cron schedule, and tells workers when it is next due.
  *
+ * Re-registering never loses a due time (apps call `schedule` at every start, possibly while a
+ * worker is about to fire it):
+ * - the same JSON (an identical schedule): the due time is kept as it is, also when it is overdue
+ *   (the worker that comes up fires it, or catches it up, or skips it as missed);
+ * - the same expression and time zone (only the task or its options changed): the due time is
+ *   kept too (it is the expression's next one, or an overdue one, which then runs the new task);
+ * - another expression or time zone: an overdue due time is kept (it runs once, with the new
+ *   schedule; the schedule then follows the new expression), else the new next due time is used.
+ * A due time already fired is never due again: FIRE moves the score past it atomically, and a new
+ * due time is after Redis' time in this call (else the call refuses it as stale).
+ *
  * ARGV[1] app prefix
  * ARGV[2] schedule name
  * ARGV[3] the schedule as JSON (see `lib/schedule.ts`)
- * ARGV[4] its first due time, ms (Redis time)
+ * ARGV[4] its next due time after now, ms (Redis time), used when no due time is kept
  *
- * Returns 1 when a schedule of that name was replaced, 0 when it is new.
+ * Returns {replaced, due}: replaced 1 when a schedule of that name was replaced, 0 when it is new;
+ * due the schedule's due time now (ms, decimal text). Returns {-1} and changes nothing when
+ * ARGV[4] would be used but is not after Redis' time any more (the caller computes it again).
  */
 export const SCHEDULE: Script = new Script(
   "schedule",
   LUA_COMMON + `
-local replaced = redis.call('HSET', k_schedules(), ARGV[2], ARGV[3]) == 0
-redis.call('ZADD', k_schedule_due(), ARGV[4], ARGV[2])
-redis.call('PUBLISH', k_control(), 's ' .. ARGV[4])
-if replaced then return 1 end
-return 0
+local name, json = ARGV[2], ARGV[3]
+local old = redis.call('HGET', k_schedules(), name)
+local score = redis.call('ZSCORE', k_schedule_due(), name)
+local due = nil
+if old and score then
+  if old == json then
+    due = score
+  elseif tonumber(score) <= now_ms() then
+    due = score
+  else
+    local ok, before = pcall(cjson.decode, old)
+    local spec = cjson.decode(json)
+    if ok and type(before) == 'table' and type(before.cron) == 'table'
+      and before.cron.expression == spec.cron.expression
+      and before.cron.timezone == spec.cron.timezone then
+      due = score
+    end
+  end
+end
+if not due then
+  if tonumber(ARGV[4]) <= now_ms() then return {-1} end
+  due = ARGV[4]
+end
+local replaced = 0
+if old then replaced = 1 end
+if old ~= json then redis.call('HSET', k_schedules(), name, json) end
+if due ~= score then redis.call('ZADD', k_schedule_due(), due, name) end
+redis.call('PUBLISH', k_control(), 's ' .. due)
+return {replaced, due}
 `,
 );
 
@@ -43,6 +80,11 @@ return redis.call('HDEL', k_schedules(), ARGV[2])
  * the schedule is still due at the expected time and unchanged does it move the schedule to its
  * next due time and (unless the tick is skipped) enqueue the task, as operation `ARGV[5]`
  * (status and results hashes that expire after the schedule's result time to live).
+ *
+ * A schedule replaced meanwhile is not fired with the old JSON: the worker reads it again and fires
+ * the same due time (SCHEDULE keeps overdue ones) with the new one. Since this call moves the score
+ * past the due time and SCHEDULE only ever sets a due time that is still ahead of Redis' time, no
+ * due time is handled twice.
  *
  * ARGV[1] app prefix
  * ARGV[2] schedule name
