@@ -40,6 +40,9 @@
  * - Functions, symbols, cyclic references and instances of other classes (`WeakMap`, `Promise`,
  *   `RegExp`, user classes, ...) throw a `TypeError` naming the offending path. An object reached
  *   twice without a cycle is simply encoded twice.
+ * - Objects nested in more than {@link MAX_DEPTH} (1,000) objects and arrays throw a `TypeError`
+ *   naming the path (`value[0][0]<...976 more...>[0][0]: nested deeper than 1000 levels ...`);
+ *   decoding revives tags no deeper either. Long paths are abbreviated in messages.
  *
  * @example
  * ```ts
@@ -62,6 +65,26 @@ const ACCEPTED =
 
 /** Nesting depth from which the plain-JSON check starts tracking ancestors to detect cycles. */
 const FAST_PATH_CYCLE_DEPTH = 256;
+
+/**
+ * The most levels of objects and arrays (Maps, Sets, errors, ...) nested in one another that
+ * {@link encode} takes (deeper values throw a `TypeError` naming the path) and {@link decode}
+ * revives. The codec recurses, and deeper values would overflow the call stack with a
+ * `RangeError` naming nothing. At this depth, encoding or decoding takes at most about half of the
+ * smallest default stack (about 1 MB: Node's main thread, Deno's threads; Node's worker threads
+ * have 4 MB) before JIT compilation shrinks the frames, except 1,000 Maps nested in one another,
+ * which Node 20's `JSON.stringify` needs about 3/4 of it for (measured with Deno 2.9, Node 20).
+ * Must be more than {@link FAST_PATH_CYCLE_DEPTH}.
+ */
+export const MAX_DEPTH = 1000;
+
+const TOO_DEEP =
+  `nested deeper than ${MAX_DEPTH} levels of objects and arrays (the most the codec takes)`;
+
+/** Paths of more segments than this are abbreviated in messages (their first and last few kept). */
+const LONG_PATH = 100;
+/** How many segments an abbreviated path keeps at each end. */
+const PATH_ENDS = 12;
 
 const hasOwn: (object: object, key: PropertyKey) => boolean = (object, key) =>
   Object.prototype.hasOwnProperty.call(object, key);
@@ -170,6 +193,8 @@ function isPlainJson(value: unknown, depth: number, deep: Set<object> | null): b
     case "object": {
       if (value === null) return true;
       if (depth >= FAST_PATH_CYCLE_DEPTH) {
+        // Too deep: the general encoder reports it with the path.
+        if (depth >= MAX_DEPTH) return false;
         deep ??= new Set();
         if (deep.has(value)) return false;
         deep.add(value);
@@ -246,6 +271,11 @@ function mapKeyLabel(key: unknown, index: number): string {
 function formatPath(root: string, segments: readonly Segment[], length: number): string {
   let path = root;
   for (let i = 0; i < length; i++) {
+    if (i === PATH_ENDS && length > LONG_PATH) {
+      path += `<...${length - 2 * PATH_ENDS} more...>`;
+      i = length - PATH_ENDS - 1;
+      continue;
+    }
     const segment = segments[i];
     if (typeof segment === "number") path += `[${segment}]`;
     else if (typeof segment === "string") {
@@ -253,6 +283,10 @@ function formatPath(root: string, segments: readonly Segment[], length: number):
     } else path += segment.toString();
   }
   return path;
+}
+
+function isPlainPrototype(proto: unknown): boolean {
+  return proto === Object.prototype || proto === null;
 }
 
 function className(value: object): string {
@@ -288,13 +322,6 @@ class Encoder {
     return new TypeError(`${path}: ${what} cannot be serialized ${ACCEPTED}`);
   }
 
-  #child(value: unknown, segment: Segment): unknown {
-    this.#segments.push(segment);
-    const out = this.encode(value);
-    this.#segments.pop();
-    return out;
-  }
-
   encode(value: unknown): unknown {
     switch (typeof value) {
       case "string":
@@ -324,18 +351,84 @@ class Encoder {
       const target = formatPath(this.#root, this.#segments, ancestor);
       throw this.#fail(`a cyclic reference (back to ${target})`);
     }
-    this.#ancestors.set(object, this.#segments.length);
-    const out = this.#encodeObject(object);
+    // The ancestors are the objects this one is nested in.
+    if (this.#ancestors.size >= MAX_DEPTH) {
+      const path = formatPath(this.#root, this.#segments, this.#segments.length);
+      throw new TypeError(`${path}: ${TOO_DEEP}`);
+    }
+    const segments = this.#segments;
+    this.#ancestors.set(object, segments.length);
+    // Arrays and plain objects, the common nesting, recurse here with no frame in between: each
+    // level of them takes as little of the stack as it can (see MAX_DEPTH).
+    let out: unknown;
+    if (Array.isArray(object)) {
+      const array = new Array<unknown>(object.length);
+      for (let i = 0; i < object.length; i++) {
+        segments.push(i);
+        array[i] = this.encode(object[i]);
+        segments.pop();
+      }
+      out = array;
+    } else if (
+      isPlainPrototype(Object.getPrototypeOf(object)) &&
+      typeof (object as { toJSON?: unknown }).toJSON !== "function" &&
+      this.#refOf?.(object) === undefined
+    ) {
+      const record = object as Record<string, unknown>;
+      // A null prototype makes `fields["__proto__"] = ...` define an ordinary own property.
+      const fields: Record<string, unknown> = Object.create(null);
+      for (const key of Object.keys(record)) {
+        segments.push(key);
+        fields[key] = this.encode(record[key]);
+        segments.pop();
+      }
+      out = TAG in fields ? { [TAG]: "Object", v: fields } : fields;
+    } else if (object instanceof Map) {
+      out = this.#encodeMap(object);
+    } else if (object instanceof Set) {
+      out = this.#encodeSet(object);
+    } else if (object instanceof Error) {
+      out = this.#encodeError(object);
+    } else {
+      out = this.#encodeObject(object);
+    }
     this.#ancestors.delete(object);
     return out;
   }
 
-  #encodeObject(value: object): unknown {
-    if (Array.isArray(value)) {
-      const out = new Array<unknown>(value.length);
-      for (let i = 0; i < value.length; i++) out[i] = this.#child(value[i], i);
-      return out;
+  // Children are encoded inline (push the segment, encode, pop), not by a helper, which would be
+  // one more frame on the stack per level.
+
+  #encodeMap(map: Map<unknown, unknown>): unknown {
+    const segments = this.#segments;
+    const entries: unknown[] = [];
+    let i = 0;
+    for (const entry of map) {
+      segments.push(new SpecialSegment("map key", i));
+      const key = this.encode(entry[0]);
+      segments[segments.length - 1] = new SpecialSegment("map value", i, entry[0]);
+      entries.push([key, this.encode(entry[1])]);
+      segments.pop();
+      i++;
     }
+    return { [TAG]: "Map", v: entries };
+  }
+
+  #encodeSet(set: Set<unknown>): unknown {
+    const segments = this.#segments;
+    const members: unknown[] = [];
+    let i = 0;
+    for (const member of set) {
+      segments.push(new SpecialSegment("set member", i));
+      members.push(this.encode(member));
+      segments.pop();
+      i++;
+    }
+    return { [TAG]: "Set", v: members };
+  }
+
+  /** Encodes an object other than an array, a plain object without `toJSON`, a Map, Set, Error. */
+  #encodeObject(value: object): unknown {
     if (value instanceof Date) {
       const time = value.getTime();
       return { [TAG]: "Date", v: time === time ? value.toISOString() : null };
@@ -349,28 +442,6 @@ class Encoder {
     if (value instanceof ArrayBuffer) {
       return { [TAG]: "ArrayBuffer", v: toBase64(new Uint8Array(value)) };
     }
-    if (value instanceof Map) {
-      const entries: unknown[] = [];
-      let i = 0;
-      for (const [k, v] of value) {
-        entries.push([
-          this.#child(k, new SpecialSegment("map key", i)),
-          this.#child(v, new SpecialSegment("map value", i, k)),
-        ]);
-        i++;
-      }
-      return { [TAG]: "Map", v: entries };
-    }
-    if (value instanceof Set) {
-      const members: unknown[] = [];
-      let i = 0;
-      for (const member of value) {
-        members.push(this.#child(member, new SpecialSegment("set member", i)));
-        i++;
-      }
-      return { [TAG]: "Set", v: members };
-    }
-    if (value instanceof Error) return this.#encodeError(value);
     const ref = this.#refOf?.(value);
     if (ref !== undefined) {
       const key = `${ref.op}/${ref.id}`;
@@ -399,8 +470,12 @@ class Encoder {
   ): Record<string, unknown> {
     // A null prototype makes `out["__proto__"] = ...` define an ordinary own property.
     const out: Record<string, unknown> = Object.create(null);
+    const segments = this.#segments;
     for (const key of Object.keys(value)) {
-      if (skip === undefined || !skip.has(key)) out[key] = this.#child(value[key], key);
+      if (skip !== undefined && skip.has(key)) continue;
+      segments.push(key);
+      out[key] = this.encode(value[key]);
+      segments.pop();
     }
     return out;
   }
@@ -411,12 +486,17 @@ class Encoder {
       message: String(error.message),
     };
     if (typeof error.stack === "string") v.stack = error.stack;
+    const segments = this.#segments;
     if (hasOwn(error, "cause")) {
-      v.cause = this.#child((error as { cause?: unknown }).cause, "cause");
+      segments.push("cause");
+      v.cause = this.encode((error as { cause?: unknown }).cause);
+      segments.pop();
     }
     const errors = (error as { errors?: unknown }).errors;
     if (error instanceof AggregateError && Array.isArray(errors)) {
-      v.errors = this.#child(errors, "errors");
+      segments.push("errors");
+      v.errors = this.encode(errors);
+      segments.pop();
     }
     const props = this.#encodeProperties(error as unknown as Record<string, unknown>, ERROR_FIELDS);
     for (const _ in props) {
@@ -445,8 +525,9 @@ const ERROR_FIELDS: ReadonlySet<string> = new Set([
  * @param path How to name `value` in error messages (default `"value"`).
  * @returns The JSON text.
  * @throws {TypeError} If the value contains a function, a symbol, a cyclic reference or an
- * instance of an unsupported class; the message starts with the path of the offending value,
- * e.g. `args[1].f: a function cannot be serialized (...)`.
+ * instance of an unsupported class, or is nested deeper than {@link MAX_DEPTH} levels; the message
+ * starts with the path of the offending value, e.g. `args[1].f: a function cannot be serialized
+ * (...)`.
  *
  * @example
  * ```ts
@@ -549,22 +630,99 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function revive(value: unknown): unknown {
+/**
+ * Revives the tagged objects in a parsed value (in place where it can), `depth` being how many
+ * arrays and objects it is nested in: like the encoder's, at most {@link MAX_DEPTH} (tags of
+ * scalars such as `BigInt` and `Date` count as scalars).
+ */
+function revive(value: unknown, depth: number): unknown {
   if (typeof value !== "object" || value === null) return value;
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = revive(value[i]);
+    if (depth >= MAX_DEPTH) return untaggedBeyondLimit(value);
+    for (let i = 0; i < value.length; i++) value[i] = revive(value[i], depth + 1);
     return value;
   }
   const record = value as Record<string, unknown>;
-  return hasOwn(record, TAG) ? reviveTagged(record) : reviveProperties(record);
+  if (!hasOwn(record, TAG)) {
+    if (depth >= MAX_DEPTH) return untaggedBeyondLimit(record);
+    return reviveProperties(record, depth);
+  }
+  // Tags holding values are revived here, each by a small function: one short frame per level.
+  switch (record[TAG]) {
+    case "Map":
+      return reviveMap(record, depth);
+    case "Set":
+      return reviveSet(record, depth);
+    case "Object":
+      if (!isRecord(record.v)) throw malformed("Object", "an object");
+      if (depth >= MAX_DEPTH) untaggedBeyondLimit(record);
+      return reviveProperties(record.v, depth);
+    case "Error":
+      if (depth >= MAX_DEPTH) untaggedBeyondLimit(record);
+      return reviveError(record.v, depth);
+    default:
+      return reviveTagged(record);
+  }
+}
+
+function reviveMap(record: Record<string, unknown>, depth: number): Map<unknown, unknown> {
+  const v = record.v;
+  if (!Array.isArray(v)) throw malformed("Map", "an array of [key, value] pairs");
+  if (depth >= MAX_DEPTH) untaggedBeyondLimit(record);
+  const map = new Map<unknown, unknown>();
+  for (const entry of v) {
+    if (!Array.isArray(entry) || entry.length !== 2) {
+      throw malformed("Map", "an array of [key, value] pairs");
+    }
+    map.set(revive(entry[0], depth + 1), revive(entry[1], depth + 1));
+  }
+  return map;
+}
+
+function reviveSet(record: Record<string, unknown>, depth: number): Set<unknown> {
+  const v = record.v;
+  if (!Array.isArray(v)) throw malformed("Set", "an array");
+  if (depth >= MAX_DEPTH) untaggedBeyondLimit(record);
+  const set = new Set<unknown>();
+  for (const member of v) set.add(revive(member, depth + 1));
+  return set;
+}
+
+/**
+ * A parsed value nested deeper than {@link MAX_DEPTH}: returned as it is when it holds no tagged
+ * object (JSON from elsewhere: nothing to revive), else a `TypeError` is thrown (the encoder writes
+ * no such value). Searched without recursion.
+ */
+function untaggedBeyondLimit(value: object): unknown {
+  const pending: object[] = [value];
+  while (pending.length > 0) {
+    const node = pending.pop()!;
+    if (Array.isArray(node)) {
+      for (const item of node) if (typeof item === "object" && item !== null) pending.push(item);
+      continue;
+    }
+    const record = node as Record<string, unknown>;
+    if (hasOwn(record, TAG)) {
+      throw new TypeError(
+        `cannot decode a tagged value nested deeper than ${MAX_DEPTH} levels of objects and ` +
+          `arrays (the most the codec takes)`,
+      );
+    }
+    for (const key of Object.keys(record)) {
+      const item = record[key];
+      if (typeof item === "object" && item !== null) pending.push(item);
+    }
+  }
+  return value;
 }
 
 /** Revives the property values of a parsed object in place (its own keys are taken literally). */
-function reviveProperties(record: Record<string, unknown>): Record<string, unknown> {
-  for (const key of Object.keys(record)) setOwn(record, key, revive(record[key]));
+function reviveProperties(record: Record<string, unknown>, depth: number): Record<string, unknown> {
+  for (const key of Object.keys(record)) setOwn(record, key, revive(record[key], depth + 1));
   return record;
 }
 
+/** Revives a tagged scalar (a tag whose payload holds no encoded value). */
 function reviveTagged(record: Record<string, unknown>): unknown {
   const tag = record[TAG];
   if (typeof tag !== "string") {
@@ -604,33 +762,11 @@ function reviveTagged(record: Record<string, unknown>): unknown {
     case "Date":
       if (v !== null && typeof v !== "string") throw malformed(tag, "an ISO date string or null");
       return new Date(v === null ? NaN : v);
-    case "Map": {
-      if (!Array.isArray(v)) throw malformed(tag, "an array of [key, value] pairs");
-      const map = new Map<unknown, unknown>();
-      for (const entry of v) {
-        if (!Array.isArray(entry) || entry.length !== 2) {
-          throw malformed(tag, "an array of [key, value] pairs");
-        }
-        map.set(revive(entry[0]), revive(entry[1]));
-      }
-      return map;
-    }
-    case "Set": {
-      if (!Array.isArray(v)) throw malformed(tag, "an array");
-      const set = new Set<unknown>();
-      for (const member of v) set.add(revive(member));
-      return set;
-    }
     case "ArrayBuffer": {
       if (typeof v !== "string") throw malformed(tag, "a base64 string");
       const bytes = fromBase64(v, tag);
       return bytes.buffer.byteLength === bytes.byteLength ? bytes.buffer : bytes.slice().buffer;
     }
-    case "Object":
-      if (!isRecord(v)) throw malformed(tag, "an object");
-      return reviveProperties(v);
-    case "Error":
-      return reviveError(v);
   }
   const ctor = TYPED_ARRAYS.get(tag);
   if (ctor !== undefined) {
@@ -648,24 +784,24 @@ function reviveTagged(record: Record<string, unknown>): unknown {
   throw new TypeError(`unknown codec tag ${JSON.stringify(tag.slice(0, 100))}`);
 }
 
-function reviveError(v: unknown): Error {
+function reviveError(v: unknown, depth: number): Error {
   if (!isRecord(v) || typeof v.name !== "string" || typeof v.message !== "string") {
     throw malformed("Error", "an object with string name and message");
   }
   let error: Error;
   if (v.name === "AggregateError" && Array.isArray(v.errors)) {
-    error = new AggregateError(revive(v.errors) as unknown[], v.message);
+    error = new AggregateError(revive(v.errors, depth + 1) as unknown[], v.message);
   } else {
     const ctor = ERROR_CONSTRUCTORS.get(v.name) ?? Error;
     error = new ctor(v.message);
-    if (Array.isArray(v.errors)) defineHidden(error, "errors", revive(v.errors));
+    if (Array.isArray(v.errors)) defineHidden(error, "errors", revive(v.errors, depth + 1));
   }
   if (error.name !== v.name) defineHidden(error, "name", v.name);
   if (typeof v.stack === "string") defineHidden(error, "stack", v.stack);
-  if (hasOwn(v, "cause")) defineHidden(error, "cause", revive(v.cause));
+  if (hasOwn(v, "cause")) defineHidden(error, "cause", revive(v.cause, depth + 1));
   if (v.props !== undefined) {
     if (!isRecord(v.props)) throw malformed("Error", 'an object whose "props" is an object');
-    const props = reviveProperties(v.props);
+    const props = reviveProperties(v.props, depth);
     for (const key of Object.keys(props)) {
       if (!ERROR_FIELDS.has(key)) {
         setOwn(error as unknown as Record<string, unknown>, key, props[key]);
@@ -684,7 +820,8 @@ function reviveError(v: unknown): Error {
  * @param text The JSON text.
  * @returns The decoded value.
  * @throws {SyntaxError} If `text` is not valid JSON.
- * @throws {TypeError} If `text` contains an unknown or malformed tagged value.
+ * @throws {TypeError} If `text` contains an unknown or malformed tagged value, or a tagged value
+ * nested deeper than {@link MAX_DEPTH} levels (deeper plain JSON is returned as parsed).
  *
  * @example
  * ```ts
@@ -700,7 +837,7 @@ export function decode(text: string, resolveRef?: (ref: FutureRef) => unknown): 
   const previous = resolving;
   resolving = resolveRef;
   try {
-    return revive(parsed);
+    return revive(parsed, 0);
   } finally {
     resolving = previous;
   }

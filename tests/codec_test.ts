@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { byteLength, decode, encode, encodeArgs } from "../lib/codec.ts";
+import { byteLength, decode, encode, encodeArgs, MAX_DEPTH } from "../lib/codec.ts";
 
 const ACCEPTED =
   "(accepted: JSON values, undefined, Date, BigInt, Map, Set, Uint8Array, NaN/Infinity)";
@@ -44,9 +44,9 @@ test("plain JSON values encode byte-identically to JSON.stringify", () => {
     assert.equal(text, JSON.stringify(value));
     assert.deepStrictEqual(decode(text), value === values[16] ? { nullProto: 1 } : value);
   }
-  // Deeper than the fast path's depth limit: still identical.
+  // Deeper than the fast path's cycle tracking, as deep as the codec takes: still identical.
   let deep: unknown = "leaf";
-  for (let i = 0; i < 2000; i++) deep = i % 2 ? [deep] : { k: deep };
+  for (let i = 0; i < MAX_DEPTH; i++) deep = i % 2 ? [deep] : { k: deep };
   assert.equal(encode(deep), JSON.stringify(deep));
   assert.equal(JSON.stringify(decode(encode(deep))), JSON.stringify(deep));
 });
@@ -62,8 +62,125 @@ test("deep values: extended types far down, and cycles far down, are handled", (
   node.n = root.n;
   assert.throws(
     () => encode(root),
-    /^TypeError: value(\.n){301}: a cyclic reference \(back to value\.n\) cannot be serialized/,
+    // The path, 301 segments long, is abbreviated.
+    /^TypeError: value(\.n){12}<\.\.\.277 more\.\.\.>(\.n){12}: a cyclic reference \(back to value\.n\) cannot be serialized/,
   );
+});
+
+/** Values nested `depth` levels deep (`depth` objects, arrays, Maps, ... in one another). */
+const NESTED: Record<string, (depth: number) => unknown> = {
+  "plain arrays": (depth) => nestIn(depth, 1, (v) => [v]),
+  "plain objects": (depth) => nestIn(depth, "leaf", (v) => ({ n: v })),
+  "arrays and objects around a BigInt": (depth) =>
+    nestIn(depth, 7n, (v, i) => (i % 2 ? [v, undefined] : { n: v, "$sf": -0 })),
+  "Maps": (depth) => nestIn(depth, 1, (v) => new Map([["k", v]])),
+  "Map keys": (depth) => nestIn(depth, 1, (v) => new Map([[v, 2n]])),
+  "Sets": (depth) => nestIn(depth, NaN, (v) => new Set([v])),
+  "error causes": (depth) => nestIn(depth, 1, (v) => new Error("e", { cause: v })),
+  // An AggregateError and its errors array: two levels.
+  "aggregate errors": (depth) =>
+    nestIn(Math.ceil(depth / 2), 1, (v) => new AggregateError([v], "e")),
+};
+
+function nestIn(depth: number, leaf: unknown, wrap: (v: unknown, i: number) => unknown): unknown {
+  let value = leaf;
+  for (let i = 0; i < depth; i++) value = wrap(value, i);
+  return value;
+}
+
+/** The levels of containers in a decoded value, down its first child (errors: their cause). */
+function depthOf(value: unknown): number {
+  let depth = 0;
+  for (;;) {
+    if (value instanceof Error) {
+      value = value instanceof AggregateError ? value.errors : value.cause;
+    } else if (value instanceof Map) value = [...value][0][value.has("k") ? 1 : 0];
+    else if (value instanceof Set) value = [...value][0];
+    else if (Array.isArray(value)) value = value[0];
+    else if (typeof value === "object" && value !== null && !(value instanceof Date)) {
+      value = (value as { n: unknown }).n;
+    } else return depth;
+    depth++;
+  }
+}
+
+test("values nested exactly MAX_DEPTH (1000) levels deep round-trip", () => {
+  assert.equal(MAX_DEPTH, 1000);
+  for (const [name, make] of Object.entries(NESTED)) {
+    const value = make(MAX_DEPTH);
+    const text = encode(value);
+    const decoded = decode(text);
+    // (assert.deepStrictEqual recurses too deeply for this.)
+    assert.equal(depthOf(decoded), MAX_DEPTH, name);
+    assert.equal(encode(decoded), text, name);
+  }
+});
+
+test("values nested deeper than MAX_DEPTH throw a TypeError naming the (abbreviated) path", () => {
+  const tooDeep = "nested deeper than 1000 levels of objects and arrays (the most the codec takes)";
+  for (const [name, make] of Object.entries(NESTED)) {
+    // Just beyond the limit, and far beyond (where the stack would overflow).
+    for (const depth of [MAX_DEPTH + 1, 30_000]) {
+      const value = make(depth);
+      assert.throws(() => encode(value), (error: Error) => {
+        assert.ok(error instanceof TypeError, `${name} ${depth}: ${error}`);
+        assert.match(error.message, /^value.*<\.\.\.\d+ more\.\.\.>.*: nested deeper than 1000 /);
+        return true;
+      });
+    }
+  }
+  // The path of the first value too deep: 1000 segments, of which the first and last 12 shown.
+  const args = [NESTED["plain objects"](5000)];
+  assert.throws(() => encodeArgs(args), {
+    name: "TypeError",
+    message: `args[0]${".n".repeat(11)}<...976 more...>${".n".repeat(12)}: ${tooDeep}`,
+  });
+  assert.throws(() => encode([[NESTED["Maps"](MAX_DEPTH - 1)]]), {
+    name: "TypeError",
+    message: `value[0][0]${'.get("k")'.repeat(10)}<...976 more...>${
+      '.get("k")'.repeat(12)
+    }: ${tooDeep}`,
+  });
+  // An object within MAX_DEPTH levels is one more level: a Date in 999 arrays, not in 1000.
+  assert.doesNotThrow(() => encode(nestIn(MAX_DEPTH - 1, new Date(0), (v) => [v])));
+  assert.throws(() => encode(nestIn(MAX_DEPTH, new Date(0), (v) => [v])), TypeError);
+  // Other errors deep down are still reported (with their path abbreviated).
+  assert.throws(
+    () => encode(nestIn(500, () => {}, (v) => ({ n: v }))),
+    /^TypeError: value(\.n){12}<\.\.\.476 more\.\.\.>(\.n){12}: a function cannot be serialized/,
+  );
+});
+
+test("decode revives tags at most MAX_DEPTH levels deep, and returns deeper plain JSON", () => {
+  const tooDeep = /^TypeError: cannot decode a tagged value nested deeper than 1000 levels/;
+  const texts: Record<string, (depth: number) => string> = {
+    arrays: (depth) => "[".repeat(depth) + '{"$sf":"BigInt","v":"1"}' + "]".repeat(depth),
+    objects: (depth) => '{"n":'.repeat(depth) + '{"$sf":"Date","v":null}' + "}".repeat(depth),
+    Maps: (depth) => '{"$sf":"Map","v":[["k",'.repeat(depth) + "1" + "]]}".repeat(depth),
+    Sets: (depth) => '{"$sf":"Set","v":['.repeat(depth) + "1" + "]}".repeat(depth),
+    Objects: (depth) => '{"$sf":"Object","v":{"$sf":'.repeat(depth) + "1" + "}}".repeat(depth),
+    errors: (depth) =>
+      '{"$sf":"Error","v":{"name":"Error","message":"e","cause":'.repeat(depth) + "1" +
+      "}}".repeat(depth),
+  };
+  for (const [name, text] of Object.entries(texts)) {
+    // A tag of a scalar counts no level: a BigInt in 1000 arrays decodes.
+    assert.doesNotThrow(() => decode(text(MAX_DEPTH)), name);
+    for (const depth of [MAX_DEPTH + 1, 30_000]) {
+      assert.throws(() => decode(text(depth)), tooDeep, `${name} ${depth}`);
+    }
+  }
+  // Plain JSON deeper than the limit, from elsewhere, decodes as JSON.parse reads it, even when a
+  // "\u" escape (which could spell "$sf") makes decode look for tags.
+  for (const depth of [MAX_DEPTH + 1, 30_000]) {
+    const text = '{"n":'.repeat(depth) + '"\\u0041"' + "}".repeat(depth);
+    assert.equal(depthOf(decode(text)), depth);
+  }
+  const [five, deep] = decode(
+    `[{"$sf":"BigInt","v":"5"},${"[".repeat(2000)}"\\u0041"${"]".repeat(2000)}]`,
+  ) as [bigint, unknown];
+  assert.equal(five, 5n);
+  assert.equal(depthOf(deep), 2000);
 });
 
 test("undefined round-trips at top level, in arrays and as object property values", () => {
