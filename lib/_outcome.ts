@@ -26,11 +26,21 @@ interface ErrorInfo {
 }
 
 /**
+ * How deep {@link errorFromInfo} rebuilds the causes of a `DependencyError`. The scripts write a
+ * chain of at most three errors (the child's, the parent's summed up as the failure at the root of
+ * the graph, the root's own; see `dependency_error` in `_lua/_common.ts`); lines written
+ * otherwise (an older version's, which nested one level per task) stop here: deeper levels stay
+ * text in the message, so rebuilding an error never costs one parse per level of the graph.
+ */
+const MAX_CAUSE_DEPTH = 3;
+
+/**
  * The error a future rejects with, from `{name, message, stack?, attempts?, parent?}`: the
  * library's own verdicts (lost worker, timeout, failed parent) as their classes, anything the
- * task threw as a `RemoteTaskError`; all with `attempts`.
+ * task threw as a `RemoteTaskError`; all with `attempts`. `depth`: how many errors up the cause
+ * chain this one is.
  */
-function errorFromInfo(info: ErrorInfo): Error {
+function errorFromInfo(info: ErrorInfo, depth = 0): Error {
   const name = String(info.name ?? "Error");
   const message = String(info.message ?? "");
   const attempts = Number(info.attempts) >= 0 ? Number(info.attempts) : 1;
@@ -45,23 +55,29 @@ function errorFromInfo(info: ErrorInfo): Error {
       return new TaskNotFoundError(message);
     case "DependencyError": {
       // From a notice ({parent: {id, status, error}}), or parsed back from the results line
-      // "parent task <id> failed: <line>" / "parent task <id> was cancelled: <line>".
+      // "parent task <id> failed: <line>" / "parent task <id> was cancelled: <line>". A parent
+      // that failed with a DependencyError itself is named by the failure at the root of the
+      // graph, "DependencyError: root task <id> failed: <line>": the cause is then a
+      // DependencyError with that message (no parentId: its parent is not named), whose cause is
+      // the root's error.
       let parent = info.parent;
-      if (!parent) {
-        const match = /^parent task (\S+) (failed|was cancelled): (.*)$/s.exec(message);
+      let isParent = true;
+      if (!parent && depth < MAX_CAUSE_DEPTH) {
+        const match = /^(parent|root) task (\S+) (failed|was cancelled): (.*)$/s.exec(message);
         if (match) {
-          parent = { id: match[1], status: match[2] === "failed" ? "3" : "4", error: match[3] };
+          isParent = match[1] === "parent";
+          parent = { id: match[2], status: match[3] === "failed" ? "3" : "4", error: match[4] };
         }
       }
       const line = String(parent?.error ?? "");
-      const cause = parent === undefined
+      const cause = parent === undefined || depth >= MAX_CAUSE_DEPTH
         ? undefined
         : String(parent.status) === "4"
         ? new CancelledError(line.replace(/^CancelledError: /, ""))
-        : errorFromLine(line);
+        : errorFromLine(line, depth + 1);
       return new DependencyError(message, {
         cause,
-        parentId: parent?.id === undefined ? undefined : String(parent.id),
+        parentId: parent?.id === undefined || !isParent ? undefined : String(parent.id),
       });
     }
   }
@@ -81,13 +97,17 @@ export function errorFromPayload(id: string, payload: string | undefined): Error
   }
 }
 
-/** The error of a results-hash line `"<ErrorName>: <message>"`. */
-export function errorFromLine(line: string): Error {
+/**
+ * The error of a results-hash line `"<ErrorName>: <message>"` (`depth`: see
+ * {@link errorFromInfo}).
+ */
+export function errorFromLine(line: string, depth = 0): Error {
   const colon = line.indexOf(": ");
   return errorFromInfo(
     colon === -1
       ? { name: "Error", message: line }
       : { name: line.slice(0, colon), message: line.slice(colon + 2) },
+    depth,
   );
 }
 

@@ -263,6 +263,57 @@ local function split_ref(ref)
   return string.sub(ref, 1, slash - 1), string.sub(ref, slash + 1)
 end
 
+-- The most bytes of a failed task's results line that a DependencyError names (see
+-- dependency_error); a longer line is cut there.
+local DEPENDENCY_LINE_MAX = 2048
+
+-- 'line' cut to its first 'max' bytes (never inside a UTF-8 sequence), with a marker that says
+-- how long it was; unchanged when not longer.
+local function cut_line(line, max)
+  if #line <= max then return line end
+  local cut = max
+  while cut > 0 do
+    local b = string.byte(line, cut + 1)
+    if b < 128 or b >= 192 then break end
+    cut = cut - 1
+  end
+  return string.sub(line, 1, cut) .. '… (truncated: ' .. #line .. ' bytes in all)'
+end
+
+-- The DependencyError of a child whose parent 'parent_tid' ended with status 'status' ("3" or
+-- "4") and results line 'stored': its message "parent task <parent id> failed: <line>" ("was
+-- cancelled" for status "4"), and <line>, the parent's error as the child names it. That is the
+-- parent's own line (cut to DEPENDENCY_LINE_MAX bytes), unless the parent itself failed with a
+-- DependencyError: then it is "DependencyError: root task <root id> failed: <root line>" (or
+-- "was cancelled"), where the root is the task whose failure or cancellation started the cascade
+-- and <root line> its results line, as its own direct children name it. So a message never
+-- nests the messages of the levels above it: its size does not grow with the depth of the graph.
+local function dependency_error(parent_tid, status, stored)
+  local what = 'failed'
+  if status == '4' then what = 'was cancelled' end
+  local line
+  if status == '3' and string.sub(stored, 1, 29) == 'DependencyError: parent task ' then
+    -- The parent's own message: "parent task <grandparent id> failed: <its line>".
+    local gid, gwhat, gline = string.match(stored, '^DependencyError: parent task (%S+) (failed): (.*)$')
+    if not gid then
+      gid, gwhat, gline = string.match(stored, '^DependencyError: parent task (%S+) (was cancelled): (.*)$')
+    end
+    if gid then
+      local rid, rwhat, rline = string.match(gline, '^DependencyError: root task (%S+) (failed): (.*)$')
+      if not rid then
+        rid, rwhat, rline = string.match(gline, '^DependencyError: root task (%S+) (was cancelled): (.*)$')
+      end
+      if not rid then rid, rwhat, rline = gid, gwhat, gline end
+      -- The root line was cut already, marker included (the extra room keeps it as it is); the
+      -- bound matters for a line written otherwise (an earlier version nested every level).
+      line = 'DependencyError: root task ' .. rid .. ' ' .. rwhat .. ': ' ..
+        cut_line(rline, DEPENDENCY_LINE_MAX + 64)
+    end
+  end
+  if not line then line = cut_line(stored, DEPENDENCY_LINE_MAX) end
+  return 'parent task ' .. parent_tid .. ' ' .. what .. ': ' .. line, line
+end
+
 -- A parent of the waiting task 'child' reached a final status.
 local function release_child(child, parent_ref, parent_tid, status, stored)
   local cop, ctid = split_ref(child)
@@ -273,11 +324,9 @@ local function release_child(child, parent_ref, parent_tid, status, stored)
   if status ~= '2' and record[3] ~= 'pass' then
     redis.call('DEL', dk)
     if redis.call('HGET', k_status(cop), ctid) ~= '0' then return end
-    local what = 'failed'
-    if status == '4' then what = 'was cancelled' end
-    local message = 'parent task ' .. parent_tid .. ' ' .. what .. ': ' .. stored
+    local message, line = dependency_error(parent_tid, status, stored)
     local payload = cjson.encode({name = 'DependencyError', message = message, attempts = 0,
-      parent = {id = parent_tid, status = status, error = stored}})
+      parent = {id = parent_tid, status = status, error = line}})
     hset(k_status(cop), ctid, '3')
     hset(k_results(cop), ctid, 'DependencyError: ' .. message)
     notice(entry_reply(flat), 't', ctid, 's', '3', 'p', payload)

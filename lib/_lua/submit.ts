@@ -303,11 +303,9 @@ for i = first + 2, #ARGV, 5 do
             end
           end
         end
-        local what = 'failed'
-        if failed[3] == '4' then what = 'was cancelled' end
-        local message = 'parent task ' .. failed[2] .. ' ' .. what .. ': ' .. failed[4]
+        local message, line = dependency_error(failed[2], failed[3], failed[4])
         local payload = cjson.encode({name = 'DependencyError', message = message, attempts = 0,
-          parent = {id = failed[2], status = failed[3], error = failed[4]}})
+          parent = {id = failed[2], status = failed[3], error = line}})
         redis.call('HSET', KEYS[2], id, '3')
         redis.call('HSET', KEYS[3], id, 'DependencyError: ' .. message)
         notice(reply, 't', id, 's', '3', 'p', payload)

@@ -104,6 +104,80 @@ describe("futures as arguments (dependency graphs)", () => {
     assert.deepEqual((await readTrace(file)).filter((t) => t.label === "hello"), [], "never ran");
   });
 
+  it("a deep chain whose root fails: every level names the root, messages do not grow", async () => {
+    const app = nextApp("dagdeep");
+    await using pool = makePool(redis, app, { workers: 1, executorMode: "inline" });
+    await pool.ready();
+    // The gate keeps the root waiting until the whole chain is registered: the cascade then runs
+    // through every level at the root's failure, in Redis.
+    const gate = pool.submit("later", [300, 0]);
+    const root = pool.submit("fail", ["ValueError", "root broke", gate]);
+    const chain = [root];
+    for (let i = 0; i < 300; i++) chain.push(pool.submit("echo", [chain[chain.length - 1]]));
+    const started = Date.now();
+    const errors = await Promise.all(chain.map((f) => f.then(() => undefined, (e: unknown) => e)));
+    assert.ok(Date.now() - started < 10_000, `settled after ${Date.now() - started} ms`);
+    assert.ok(errors[0] instanceof RemoteTaskError, String(errors[0]));
+    const check = (error: unknown, i: number, parentId: string) => {
+      if (!(error instanceof DependencyError)) throw new Error(`level ${i}: ${error}`);
+      assert.equal(error.parentId, parentId);
+      assert.ok(error.message.length < 1024, `level ${i}: ${error.message.length} characters`);
+      assert.ok(error.message.includes("ValueError: root broke"), error.message);
+      if (i === 1) {
+        assert.equal(error.message, `parent task ${root.id} failed: ValueError: root broke`);
+        assert.ok(error.cause instanceof RemoteTaskError);
+        return;
+      }
+      assert.equal(
+        error.message,
+        `parent task ${parentId} failed: DependencyError: root task ${root.id} failed: ` +
+          "ValueError: root broke",
+      );
+      // The parent's error, summed up by the root failure; its cause is the root's error.
+      const cause = error.cause;
+      assert.ok(cause instanceof DependencyError, String(cause));
+      assert.equal(cause.message, `root task ${root.id} failed: ValueError: root broke`);
+      assert.equal(cause.parentId, undefined);
+      assert.ok(cause.cause instanceof RemoteTaskError, String(cause.cause));
+      assert.equal((cause.cause as RemoteTaskError).remoteName, "ValueError");
+      assert.equal((cause.cause as RemoteTaskError).message, "root broke");
+    };
+    for (let i = 1; i < chain.length; i++) check(errors[i], i, chain[i - 1].id);
+    // The same from the stored results line (a future attached later), and from SUBMIT_EX (a
+    // child submitted after its parent failed).
+    const last = chain[chain.length - 1];
+    await using observer = makePool(redis, app);
+    check(
+      await observer.future(last.id).then(() => undefined, (e: unknown) => e),
+      300,
+      chain[299].id,
+    );
+    const late = pool.submit("echo", [last]);
+    check(await late.then(() => undefined, (e: unknown) => e), 301, last.id);
+    const c = await redis.client();
+    const sizes = await c.sendCommand(["HSTRLEN", `${app}:${last.operationId}:results`, last.id]);
+    assert.ok(Number(sizes) < 1024, `stored line of ${sizes} bytes`);
+  });
+
+  it("a parent's long error line is cut in the child's DependencyError (whole characters)", async () => {
+    const app = nextApp("daglong");
+    await using pool = makePool(redis, app, { workers: 1, executorMode: "inline" });
+    const message = "x" + "é".repeat(3000); // 6,001 bytes in UTF-8; "ValueError: " adds 12
+    const bad = pool.submit("fail", ["ValueError", message]);
+    const child = pool.submit("echo", [bad]);
+    const grandchild = pool.submit("echo", [child]);
+    const error = await child.then(() => undefined, (e: unknown) => e);
+    assert.ok(error instanceof DependencyError, String(error));
+    assert.ok(error.message.endsWith("… (truncated: 6013 bytes in all)"), error.message.slice(-60));
+    assert.ok(!error.message.includes("\ufffd"), "no broken UTF-8 sequence");
+    const cut = new TextEncoder().encode(error.message).length;
+    assert.ok(cut < 2200, `${cut} bytes`);
+    const deeper = await grandchild.then(() => undefined, (e: unknown) => e);
+    assert.ok(deeper instanceof DependencyError, String(deeper));
+    assert.ok(deeper.message.endsWith("… (truncated: 6013 bytes in all)"), deeper.message);
+    assert.ok(deeper.message.includes(`root task ${bad.id} failed: ValueError: xéé`));
+  });
+
   it("a parent whose entries vanish: recovery fails its waiting children", async () => {
     const app = nextApp("dagvanish");
     children.push(
@@ -131,6 +205,14 @@ describe("futures as arguments (dependency graphs)", () => {
     const good = pool.submit("world", []);
     const seen = await pool.submit("inspect", [bad], { onParentError: "pass" });
     assert.deepEqual(seen, { error: true, name: "ValueError", message: "bad parent" });
+    // A parent that failed with a DependencyError: its name and message (naming the root failure).
+    const child = pool.submit("hello", [bad]);
+    const grandchild = await pool.submit("inspect", [child], { onParentError: "pass" });
+    assert.deepEqual(grandchild, {
+      error: true,
+      name: "DependencyError",
+      message: `parent task ${bad.id} failed: ValueError: bad parent`,
+    });
     assert.deepEqual(await pool.submit("inspect", [good], { onParentError: "pass" }), {
       error: false,
       value: "world",
