@@ -236,7 +236,11 @@ describe("StreamFuturePool with local listeners", () => {
         f.result({ timeout: days30 }),
         wait([f], { timeout: days30 }),
         pool.join([f], { timeout: days30 }),
-        Array.fromAsync(asCompleted([f], { timeout: days30 })),
+        (async () => {
+          const yielded = [];
+          for await (const done of asCompleted([f], { timeout: days30 })) yielded.push(done);
+          return yielded;
+        })(),
       ]);
       assert.equal(value, 200);
       assert.equal(waited.done.size, 1);
