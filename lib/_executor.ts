@@ -83,7 +83,16 @@ interface Executor {
   readonly running: Set<number>;
   /** Tasks given to it before it was ready. */
   backlog: RunMessage[];
+  /** Set while a replacement is being started (tried again and again until one starts). */
+  restarting: boolean;
+  /** The timer of the next restart attempt. */
+  retryTimer?: ReturnType<typeof setTimeout>;
 }
+
+/** The first wait before another attempt to restart an executor, ms (doubled each time). */
+const RESTART_DELAY_MIN = 100;
+/** The longest wait between attempts to restart an executor, ms. */
+const RESTART_DELAY_MAX = 5_000;
 
 /** The executor threads of one worker. */
 export class ExecutorPool {
@@ -125,6 +134,7 @@ export class ExecutorPool {
         ready: false,
         running: new Set(),
         backlog: [],
+        restarting: false,
       };
       this.#executors.push(executor);
       starts.push(this.#launch(executor));
@@ -137,16 +147,28 @@ export class ExecutorPool {
     return this.#seq++;
   }
 
-  /** Starts tasks, spread over the least busy executors; their outcomes go to `sink`. */
+  /**
+   * Starts tasks, spread over the least busy executors that are ready (an executor being
+   * restarted gets tasks only when none is ready); their outcomes go to `sink`.
+   */
   run(tasks: readonly RunMessage[], sink: ExecutorSink): void {
     if (this.#closed) return;
+    for (const task of tasks) this.#sinks.set(task[0], sink);
+    this.#dispatch(tasks);
+  }
+
+  /** Hands tasks whose sinks are known to the least busy executors, ready ones first. */
+  #dispatch(tasks: readonly RunMessage[]): void {
     const batches = new Map<Executor, RunMessage[]>();
     for (const task of tasks) {
-      this.#sinks.set(task[0], sink);
-      let best = this.#executors[0];
+      let best: Executor | undefined;
       for (const executor of this.#executors) {
-        if (executor.running.size < best.running.size) best = executor;
+        if (
+          !best || executor.ready && !best.ready ||
+          executor.ready === best.ready && executor.running.size < best.running.size
+        ) best = executor;
       }
+      if (!best) continue;
       best.running.add(task[0]);
       this.#where.set(task[0], best);
       let batch = batches.get(best);
@@ -195,6 +217,12 @@ export class ExecutorPool {
       this.#checkIdle();
       return;
     }
+    if (!executor.ready) {
+      // Not started yet: it waits in the backlog of an executor that is starting.
+      executor.backlog = executor.backlog.filter((task) => task[0] !== seq);
+      this.#checkIdle();
+      return;
+    }
     this.#replace(executor, `its executor ${this.#noun} was terminated to stop task ${why}`);
   }
 
@@ -221,10 +249,22 @@ export class ExecutorPool {
   /** Stops every thread at once. */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const executor of this.#executors) clearTimeout(executor.retryTimer);
     await Promise.all(this.#executors.map((e) => e.thread?.terminate().catch(() => {})));
   }
 
   #replace(executor: Executor, why: string): void {
+    this.#lose(executor, why);
+    const old = executor.thread;
+    executor.thread = undefined;
+    executor.ready = false;
+    void old?.terminate().catch(() => {});
+    if (this.#closed) return;
+    void this.#restart(executor);
+  }
+
+  /** Reports the tasks of an executor (running, or waiting in its backlog) lost. */
+  #lose(executor: Executor, why: string): void {
     const lost = new Map<ExecutorSink, number[]>();
     for (const seq of executor.running) {
       this.#where.delete(seq);
@@ -237,18 +277,53 @@ export class ExecutorPool {
     }
     executor.running.clear();
     executor.backlog = [];
-    const old = executor.thread;
-    executor.thread = undefined;
-    executor.ready = false;
-    void old?.terminate().catch(() => {});
     for (const [sink, seqs] of lost) sink.onLost(seqs, why);
     this.#checkIdle();
-    if (this.#closed) return;
-    void this.#launch(executor).catch((error) => {
-      this.#options.log(
-        `could not restart executor ${executor.index}: ${(error as Error).message}`,
-      );
-    });
+  }
+
+  /**
+   * Starts a replacement for an executor that died or was terminated, trying again after a
+   * failure (a task module that fails to load for a while) with a growing delay. Meanwhile tasks
+   * go to the other executors; the tasks that waited for this one (none was ready) move to an
+   * executor that is ready, or are reported lost, after each failure.
+   */
+  async #restart(executor: Executor): Promise<void> {
+    if (executor.restarting) return;
+    executor.restarting = true;
+    let delay = RESTART_DELAY_MIN;
+    try {
+      while (!this.#closed) {
+        try {
+          await this.#launch(executor);
+          return;
+        } catch (error) {
+          const failed = executor.thread;
+          executor.thread = undefined;
+          executor.ready = false;
+          void failed?.terminate().catch(() => {});
+          if (this.#closed) return;
+          const message = firstLine((error as Error)?.message ?? String(error));
+          this.#options.log(
+            `could not restart executor ${executor.index} (${message}); trying again in ${delay} ms`,
+          );
+          if (this.#executors.some((e) => e.ready)) {
+            const waiting = executor.backlog;
+            executor.backlog = [];
+            for (const task of waiting) {
+              executor.running.delete(task[0]);
+              this.#where.delete(task[0]);
+            }
+            this.#dispatch(waiting);
+          } else {
+            this.#lose(executor, `its executor ${this.#noun} could not be restarted: ${message}`);
+          }
+          await new Promise((resolve) => executor.retryTimer = setTimeout(resolve, delay));
+          delay = Math.min(delay * 2, RESTART_DELAY_MAX);
+        }
+      }
+    } finally {
+      executor.restarting = false;
+    }
   }
 
   /** What an executor is, for messages: "thread" or "process". */
@@ -269,11 +344,16 @@ export class ExecutorPool {
         new URL("./_executor_thread.ts", import.meta.url),
         init,
       );
+    if (this.#closed) {
+      // Closed while it started: nobody would stop it.
+      await thread.terminate().catch(() => {});
+      throw new Error("the executor pool was closed");
+    }
     executor.thread = thread;
     await new Promise<void>((resolve, reject) => {
       thread.onError((error) => {
+        if (executor.thread !== thread) return; // a thread already replaced
         if (!executor.ready) return reject(error);
-        if (executor.thread !== thread) return;
         this.#options.log(
           `executor ${executor.index} died (${(error as Error)?.message ?? error}); restarting it`,
         );
@@ -311,6 +391,7 @@ export class ExecutorPool {
           for (const [sink, list] of bySink) sink.onDone(list);
           this.#checkIdle();
         } else if (m.t === "ready") {
+          if (executor.thread !== thread) return;
           this.#names = m.names!;
           executor.ready = true;
           const backlog = executor.backlog;
@@ -364,4 +445,10 @@ function startInline(init: ExecutorInit): ThreadHandle {
       return Promise.resolve();
     },
   };
+}
+
+/** The first line of a message (a load failure's message may hold a whole stack). */
+function firstLine(text: string): string {
+  const end = text.indexOf("\n");
+  return end === -1 ? text : text.slice(0, end);
 }

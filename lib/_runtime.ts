@@ -253,34 +253,58 @@ export interface ThreadHandle {
  */
 export async function startThread(url: URL, data: unknown): Promise<ThreadHandle> {
   const target = siblingUrl(url);
+  let terminated = false;
+  let onError: (e: unknown) => void = () => {};
+  const report = (error: unknown) => {
+    if (!terminated) onError(error);
+  };
   if (deno) {
     const WorkerCtor =
       (globalThis as unknown as { Worker: new (u: string, o: object) => WebWorker })
         .Worker;
     const w = new WorkerCtor(target.href, { type: "module" });
-    let onError: (e: unknown) => void = () => {};
+    let onMessage: (m: unknown) => void = () => {};
     w.onerror = (e: { message?: string; preventDefault?: () => void }) => {
       e.preventDefault?.();
-      onError(new Error(e.message ?? "thread error"));
+      report(new Error(e.message ?? "thread error"));
+    };
+    // A Web Worker has no exit event: the thread says it is going away (threadPort's exit).
+    w.onmessage = (e: { data: unknown }) => {
+      const m = e.data as Record<string, unknown> | null;
+      if (m && typeof m === "object" && THREAD_EXIT in m) {
+        report(new Error(`the executor thread exited (code ${m[THREAD_EXIT]})`));
+      } else onMessage(m);
     };
     w.postMessage({ init: data });
     return {
       post: (m) => w.postMessage(m),
-      onMessage: (h) => (w.onmessage = (e: { data: unknown }) => h(e.data)),
+      onMessage: (h) => (onMessage = h),
       onError: (h) => (onError = h),
-      terminate: () => Promise.resolve(w.terminate()),
+      terminate: () => {
+        terminated = true;
+        return Promise.resolve(w.terminate());
+      },
     };
   }
   const { Worker } = await import("node:worker_threads");
   const w = new Worker(target);
+  w.on("error", report);
+  // `process.exit()` in a task ends the thread without an error: as dead as a crashed one.
+  w.on("exit", (code: number) => report(new Error(`the executor thread exited (code ${code})`)));
   w.postMessage({ init: data });
   return {
     post: (m) => w.postMessage(m),
     onMessage: (h) => void w.on("message", h),
-    onError: (h) => void w.on("error", h),
-    terminate: async () => void await w.terminate(),
+    onError: (h) => (onError = h),
+    terminate: async () => {
+      terminated = true;
+      await w.terminate();
+    },
   };
 }
+
+/** The key of the message a Deno thread sends when a task ends it (see {@link threadPort}). */
+const THREAD_EXIT = "\u0001sf:exit";
 
 interface WebWorker {
   postMessage(m: unknown): void;
@@ -823,6 +847,7 @@ export async function threadPort(): Promise<ThreadPort> {
       postMessage(m: unknown): void;
       close(): void;
     };
+    const exiting = exitThreadOnExit(scope);
     const data = await new Promise<unknown>((resolve) => {
       scope.onmessage = (e) => {
         const m = e.data as { init?: unknown };
@@ -832,7 +857,9 @@ export async function threadPort(): Promise<ThreadPort> {
     });
     return {
       data,
-      post: (m) => scope.postMessage(m),
+      post: (m) => {
+        if (!exiting()) scope.postMessage(m);
+      },
       onMessage: (h) => (handler = h),
       close: () => (scope.onmessage = null),
     };
@@ -851,6 +878,34 @@ export async function threadPort(): Promise<ThreadPort> {
     onMessage: (h) => (handler = h),
     close: () => parentPort.close(),
   };
+}
+
+/**
+ * In a Deno Web Worker (no exit event reaches its parent): makes `Deno.exit()` and `process.exit()`
+ * tell the parent that the thread is going away ({@link startThread} reports it as an error, as a
+ * dead executor), then close the thread. The call throws, so that the code after it does not run
+ * on as if it had returned; nothing the thread posts afterwards reaches the parent. Returns
+ * whether the thread is exiting.
+ */
+function exitThreadOnExit(scope: { postMessage(m: unknown): void; close(): void }): () => boolean {
+  let exiting = false;
+  const exit = (code?: number): never => {
+    if (!exiting) {
+      exiting = true;
+      scope.postMessage({ [THREAD_EXIT]: code ?? 0 });
+      scope.close();
+    }
+    throw new Error(`the executor thread is exiting (code ${code ?? 0})`);
+  };
+  const targets = [deno, nodeProcess] as ({ exit: unknown } | undefined)[];
+  for (const target of targets) {
+    try {
+      if (target) target.exit = exit;
+    } catch {
+      // not replaceable here: such an exit goes unnoticed, as before
+    }
+  }
+  return () => exiting;
 }
 
 /** A child process started with {@link spawnProcess}. */

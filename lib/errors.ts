@@ -298,10 +298,22 @@ export function formatErrorLine(name: string, message: string): string {
   return `${name}: ${message}`;
 }
 
+/** The most characters of a thrown error's name that {@link describeThrown} keeps. */
+export const MAX_ERROR_NAME = 200;
+/** The most characters of a thrown error's message that {@link describeThrown} keeps. */
+export const MAX_ERROR_MESSAGE = 64 * 1024;
+/** The most characters of a thrown error's stack that {@link describeThrown} keeps. */
+export const MAX_ERROR_STACK = 64 * 1024;
+/** The most characters of the message at the start of a stack that is too long. */
+const STACK_MESSAGE = 1024;
+
 /**
  * Extracts name, message and stack from anything a task may throw (including non-Errors). Never
  * throws itself: a value whose properties or string form cannot be read (a throwing getter or
  * `toString`, a revoked proxy, an object without a prototype holding a BigInt) is still described.
+ * Name, message and stack are cut to {@link MAX_ERROR_NAME}, {@link MAX_ERROR_MESSAGE} and
+ * {@link MAX_ERROR_STACK} characters (marked `… (truncated: N characters in all)`): a task that
+ * throws a huge message must not stall its worker nor fill Redis.
  */
 export function describeThrown(thrown: unknown): RemoteErrorInfo {
   let isError = false;
@@ -312,16 +324,44 @@ export function describeThrown(thrown: unknown): RemoteErrorInfo {
   }
   if (isError) {
     const error = thrown as Error;
+    const name = readText(() => error.name) || "Error";
+    const message = readText(() => error.message);
+    let stack = readText(() => error.stack);
+    if (stack !== undefined && stack.length > MAX_ERROR_STACK && message !== undefined) {
+      // The stack usually starts with "name: message": a long message is cut shorter there (it
+      // is whole, or cut, in `message`), so that the frames after it are kept.
+      const head = `${name}: ${message}`;
+      if (message.length > STACK_MESSAGE && stack.startsWith(head)) {
+        stack = `${name}: ${truncate(message, STACK_MESSAGE)}${stack.slice(head.length)}`;
+      }
+    }
     return {
-      name: readText(() => error.name) || "Error",
-      message: readText(() => error.message) ?? "(the error's message cannot be read)",
-      stack: readText(() => error.stack),
+      name: truncate(name, MAX_ERROR_NAME),
+      message: message === undefined
+        ? "(the error's message cannot be read)"
+        : truncate(message, MAX_ERROR_MESSAGE),
+      stack: stack === undefined ? undefined : truncate(stack, MAX_ERROR_STACK),
     };
   }
   const message = typeof thrown === "string" ? thrown : readText(() => JSON.stringify(thrown)) ??
     readText(() => String(thrown)) ?? readText(() => Object.prototype.toString.call(thrown)) ??
     "a value that cannot be described";
-  return { name: "NonErrorThrown", message: `a non-Error value was thrown: ${message}` };
+  return {
+    name: "NonErrorThrown",
+    message: `a non-Error value was thrown: ${truncate(message, MAX_ERROR_MESSAGE)}`,
+  };
+}
+
+/**
+ * `text` cut to its first `max` characters (never between the halves of a surrogate pair), with
+ * a marker that says how long it was; unchanged when not longer.
+ */
+function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}… (truncated: ${text.length} characters in all)`;
 }
 
 /** `read()` as a string, or undefined when it is null / undefined or reading or converting it throws. */

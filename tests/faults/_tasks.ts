@@ -5,7 +5,7 @@
  * @module
  */
 
-import { appendFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { currentTask } from "../../mod.ts";
 
@@ -182,4 +182,38 @@ export function strayThrow(): string {
     throw new Error("thrown by a stray timer");
   }, 0);
   return "ok";
+}
+
+/**
+ * Ends the process or thread it runs on: `how` is `"process"` (`process.exit`) or `"deno"`
+ * (`Deno.exit`, on Deno only).
+ */
+export function exitExecutor(how: string, code: number): never {
+  if (how === "deno") {
+    (globalThis as unknown as { Deno: { exit(code: number): never } }).Deno.exit(code);
+  } else process.exit(code);
+  throw new Error(`${how} exit returned`);
+}
+
+/** Throws an Error with a message of `chars` characters (and a stack that holds it, too). */
+export function throwHuge(chars: number): never {
+  throw new Error("m".repeat(chars));
+}
+
+/**
+ * While the file named by STREAMFUTURES_TEST_FAIL_LOAD exists, this module fails to load: an
+ * executor that starts then cannot load its task modules.
+ */
+const failLoadFlag = process.env.STREAMFUTURES_TEST_FAIL_LOAD;
+if (failLoadFlag && existsSync(failLoadFlag)) {
+  throw new Error(`the fault tasks fail to load on purpose (${failLoadFlag} exists)`);
+}
+
+/** Made once per load of this module: tells the executors (threads, processes) apart. */
+const executorToken = `${process.pid}:${Math.random()}`;
+
+/** Sleeps `ms`, then returns a token of the executor it ran on (the same for all its tasks). */
+export async function napExecutor(ms: number): Promise<string> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return executorToken;
 }
