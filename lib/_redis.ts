@@ -389,10 +389,13 @@ export async function connect(
   );
   let downSince: number | undefined;
   let lastError: unknown;
+  /** While connecting: ends the wait at once for an error that waiting cannot mend. */
+  let refused: ((error: unknown) => void) | undefined;
   // Errors are reported through command rejections; node-redis reconnects by itself.
   client.on("error", (error: unknown) => {
     lastError = error;
     downSince ??= Date.now();
+    if (refused && isSettingError(error)) refused(error);
   });
   client.on("ready", () => (downSince = undefined));
   const close = () => {
@@ -416,6 +419,15 @@ export async function connect(
             ),
           );
         }, deadline);
+        refused = (error) =>
+          reject(
+            new ConnectionError(
+              `cannot connect to ${describeConnection(options)}: ${
+                (error as Error).message
+              } (a setting to fix, so not tried again)`,
+              { cause: error },
+            ),
+          );
       }),
     ]);
   } catch (error) {
@@ -423,6 +435,7 @@ export async function connect(
     throw error;
   } finally {
     clearTimeout(timer);
+    refused = undefined;
   }
   await watch.start();
   const { Buffer } = await import("node:buffer");
@@ -439,6 +452,17 @@ export async function connect(
       return downSince;
     },
   };
+}
+
+/**
+ * True for a connection error that trying again cannot mend: wrong credentials, a user without
+ * the rights to connect, a database number the server does not have.
+ */
+function isSettingError(error: unknown): boolean {
+  const message = String((error as Error)?.message ?? "");
+  return /^(WRONGPASS|NOAUTH|NOPERM)\b|^ERR (DB index is out of range|invalid password)/.test(
+    message,
+  );
 }
 
 /**

@@ -151,14 +151,22 @@ describe("prefetch: tasks claimed beyond concurrency", () => {
   it("a worker frozen past its lease does not start the prefetched tasks recovery gave away", async () => {
     const app = nextApp("pffrozen");
     const file = await traceFile();
-    const first = await startWorker(redis, app, ["--concurrency", "1", "--prefetch", "2"]);
+    // Executor processes (Node's default threads would freeze with the worker).
+    const first = await startWorker(redis, app, [
+      "--concurrency",
+      "1",
+      "--prefetch",
+      "2",
+      "--executor-mode",
+      "process",
+    ]);
     children.push(first);
     await using pool = faultPool(redis, app);
     const blocker = pool.submit<Trace>("nap", [1_500, file]);
     await waitFor(() => blocker.running(), "blocker running");
     const waiting = [0, 1].map(() => pool.submit<Trace>("nap", [50, file], { retries: 1 }));
     await waitFor(async () => await claimed(app, waiting) === 2, "both prefetched");
-    // Frozen (its executor is not): recovery gives its tasks to the second worker.
+    // Frozen (its executor process is not): recovery gives its tasks to the second worker.
     first.kill("SIGSTOP");
     const second = await startWorker(redis, app);
     children.push(second);

@@ -2,7 +2,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { CancelledError, ConnectionError, StreamFuturePool } from "../../mod.ts";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
-import { startWorkerProcess, type TestRedis } from "../_redis.ts";
+import { startRedis, startWorkerProcess, type TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
 import { startLossyProxy } from "./_proxy.ts";
 import { TAKE } from "../../lib/_lua/take.ts";
@@ -398,5 +398,35 @@ describe("Redis faults", () => {
       async () => (await readTrace(file)).some((t) => t.event === "aborted"),
       "the orphaned task was stopped",
     );
+  });
+});
+
+describe("Redis settings that waiting cannot mend", () => {
+  it("a wrong password or a database Redis does not have fails at once, not after reconnectDeadline", async () => {
+    const secured = await startRedis();
+    try {
+      await (await secured.client()).sendCommand(["CONFIG", "SET", "requirepass", "secret"]);
+      const port = secured.port;
+      for (
+        const [url, why] of [
+          [`redis://:wrong@127.0.0.1:${port}`, /WRONGPASS/],
+          [`redis://127.0.0.1:${port}`, /NOAUTH/],
+          [`redis://:secret@127.0.0.1:${port}/99`, /DB index is out of range/],
+        ] as const
+      ) {
+        const pool = new StreamFuturePool({ url, reconnectDeadline: 60_000 });
+        const started = Date.now();
+        await assert.rejects(pool.ready(), (error: unknown) => {
+          assert.ok(error instanceof ConnectionError, String(error));
+          assert.match(error.message, why);
+          assert.match(error.message, /a setting to fix, so not tried again/);
+          return true;
+        });
+        assert.ok(Date.now() - started < 30_000, `${url}: failed after ${Date.now() - started} ms`);
+        await pool.shutdown();
+      }
+    } finally {
+      await secured.stop();
+    }
   });
 });
