@@ -15,7 +15,7 @@
 
 import { CancelledError } from "./errors.ts";
 import { Channel } from "./_channel.ts";
-import { type WaitLimits, withinLimits } from "./_deadline.ts";
+import { checkLimits, type WaitLimits, withinLimits } from "./_deadline.ts";
 import { describeValue } from "./_options.ts";
 
 /** Where the time of a task went (ms, Redis' clock for the instants). */
@@ -276,12 +276,17 @@ export class StreamFuture<T> implements PromiseLike<T> {
 
   /**
    * Waits for the task's value. A `timeout` (ms) rejects the wait with `TimeoutError`, an aborted
-   * `signal` with its reason; neither cancels the task.
+   * `signal` with its reason; neither cancels the task. A future already done gives its outcome
+   * whatever the limits (as Python's `result(timeout=0)` does).
    */
   result(options?: ResultOptions): Promise<T> {
     const promise = this.#promiseOf();
     // A result() nobody awaits must not crash the process with an unhandled rejection.
     promise.catch(ignore);
+    if (this.done()) {
+      checkLimits(options, "result()");
+      return promise;
+    }
     return withinLimits(promise, options, `task ${this.id}`);
   }
 

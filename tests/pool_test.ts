@@ -222,6 +222,8 @@ describe("StreamFuturePool with local listeners", () => {
     await assert.rejects(waiting, /stop waiting/);
     assert.equal(await f.result({ timeout: 5_000 }), 300);
     assert.equal(f.state, "finished");
+    // Done: its value, whatever the limits (Python's result(timeout=0)).
+    assert.equal(await f.result({ timeout: 0, signal: controller.signal }), 300);
   });
 
   it("waits longer than a JavaScript timer holds (2^31 ms) last until the task is done", async () => {
