@@ -151,34 +151,28 @@ describe("prefetch: tasks claimed beyond concurrency", () => {
   it("a worker frozen past its lease does not start the prefetched tasks recovery gave away", async () => {
     const app = nextApp("pffrozen");
     const file = await traceFile();
-    // Executor processes (Node's default threads would freeze with the worker).
-    const first = await startWorker(redis, app, [
-      "--concurrency",
-      "1",
-      "--prefetch",
-      "2",
-      "--executor-mode",
-      "process",
-    ]);
+    const first = await startWorker(redis, app, ["--concurrency", "1", "--prefetch", "2"]);
     children.push(first);
     await using pool = faultPool(redis, app);
     const blocker = pool.submit<Trace>("nap", [1_500, file]);
     await waitFor(() => blocker.running(), "blocker running");
     const waiting = [0, 1].map(() => pool.submit<Trace>("nap", [50, file], { retries: 1 }));
     await waitFor(async () => await claimed(app, waiting) === 2, "both prefetched");
-    // Frozen (its executor process is not): recovery gives its tasks to the second worker.
+    const blockerEnded = (...events: string[]) => async () =>
+      (await readTrace(file)).some((l) => events.includes(l.event) && l.taskId === blocker.id);
+    await waitFor(blockerEnded("start"), "the blocker's nap started on its executor");
+    // Frozen: recovery gives its tasks to the second worker.
     first.kill("SIGSTOP");
     const second = await startWorker(redis, app);
     children.push(second);
     for (const result of await Promise.all(waiting)) assert.equal(result.attempt, 2);
     await assert.rejects(blocker.result(), { name: "WorkerLostError" });
-    await waitFor(
-      async () =>
-        (await readTrace(file)).some((l) => l.event === "done" && l.taskId === blocker.id),
-      "the blocker's nap ended on the executor",
-    );
-    // Thawed: the blocker's outcome frees the slot before any heartbeat has told the worker that
-    // its prefetched tasks are gone. They must not start.
+    // Deno's executors are processes, which go on while their worker is frozen: the blocker's
+    // outcome waits for the worker, and on the thaw it frees the slot before any heartbeat has
+    // told the worker that its prefetched tasks are gone. They must not start. (Node's executor
+    // threads freeze with the worker: there the thaw's order of events is the runtime's.)
+    const threads = !("Deno" in globalThis);
+    if (!threads) await waitFor(blockerEnded("done"), "the blocker's nap ended");
     const c = await redis.client();
     const lastBeat = async () => {
       const entries = (await c.sendCommand(
@@ -189,6 +183,7 @@ describe("prefetch: tasks claimed beyond concurrency", () => {
     };
     const thawed = Date.now();
     first.kill("SIGCONT");
+    await waitFor(blockerEnded("done", "aborted"), "the blocker's nap ended or was stopped");
     await waitFor(
       async () => await lastBeat() > thawed + 2 * BEAT,
       "two heartbeats after the thaw",
