@@ -41,6 +41,7 @@ import {
   duration,
   heartbeats,
   keyName,
+  MAX_TIMER_MS,
   nonNegativeInt,
   positiveInt,
 } from "./_options.ts";
@@ -866,7 +867,7 @@ export class Listener {
     if (current && current.at <= due) return;
     if (current) clearTimeout(current.timer);
     // Timers hold at most 2^31 - 1 ms; a later due time wakes early, finds nothing and re-arms.
-    const delay = Math.min(Math.max(0, due - (Date.now() + this.#clockOffset)), 2 ** 31 - 1);
+    const delay = Math.min(Math.max(0, due - (Date.now() + this.#clockOffset)), MAX_TIMER_MS);
     const timer = setTimeout(() => {
       this.#wakeTimers.delete(queue);
       void this.#promote(queue).catch((error) => {
@@ -990,7 +991,7 @@ export class Listener {
         this.#cron().catch((error) => {
           this.#logger.warn(`cron schedules failed: ${error}`);
         });
-      }, Math.min(delay, 2 ** 31 - 1)),
+      }, Math.min(delay, MAX_TIMER_MS)),
     };
   }
 

@@ -1951,11 +1951,7 @@ export class StreamFuturePool implements AsyncDisposable {
     const deadline = this.#reconnectDeadline;
     this.#cmd = await connect(this.#url, "streamfutures-client", deadline);
     this.#reader = await connectReader(this.#url, "streamfutures-client-read", deadline);
-    // The reply stream must exist: workers write to it with NOMKSTREAM so that replies to a
-    // vanished client do not recreate it. It expires unless this pool keeps refreshing it.
-    const id = await this.#cmd.sendCommand(["XADD", this.#replyKey, "*", "init", "1"]);
-    await this.#cmd.sendCommand(["XDEL", this.#replyKey, String(id)]);
-    await TOUCH.run(this.#cmd, [this.#replyKey], [String(this.#orphanTtl)]);
+    const id = await this.#makeReplyStream();
     // The submit scripts are in Redis before the first flush: a call that finds its script
     // missing loads it and goes again, behind calls sent after it (submission order is kept
     // unless Redis loses its functions while the pool runs: FUNCTION FLUSH, a restart without
@@ -2138,6 +2134,19 @@ export class StreamFuturePool implements AsyncDisposable {
    * NOMKSTREAM), and every future whose task Redis no longer knows (no status) fails with
    * `TaskNotFoundError` instead of waiting forever.
    */
+  /**
+   * Makes the reply stream, empty; resolves with the id of the entry that made it. It must exist:
+   * workers write to it with NOMKSTREAM so that replies to a vanished client do not recreate it.
+   * It expires unless this pool keeps refreshing it.
+   */
+  async #makeReplyStream(): Promise<string> {
+    const cmd = this.#cmd!;
+    const id = String(await cmd.sendCommand(["XADD", this.#replyKey, "*", "init", "1"]));
+    await cmd.sendCommand(["XDEL", this.#replyKey, id]);
+    await TOUCH.run(cmd, [this.#replyKey], [String(this.#orphanTtl)]);
+    return id;
+  }
+
   async #afterOutage(): Promise<void> {
     const cmd = this.#cmd!;
     if (await cmd.sendCommand(["EXISTS", this.#replyKey]) === 0) {
@@ -2145,9 +2154,7 @@ export class StreamFuturePool implements AsyncDisposable {
         "Redis lost this client's reply stream (a restart without persistence, a flush?): " +
           "made it again; tasks it no longer knows fail with TaskNotFoundError",
       );
-      const id = await cmd.sendCommand(["XADD", this.#replyKey, "*", "init", "1"]);
-      await cmd.sendCommand(["XDEL", this.#replyKey, String(id)]);
-      await TOUCH.run(cmd, [this.#replyKey], [String(this.#orphanTtl)]);
+      await this.#makeReplyStream();
     }
     const byOp = new Map<string, StreamFuture<unknown>[]>();
     for (const future of this.#futures.values()) {
