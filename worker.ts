@@ -94,10 +94,29 @@ function seconds(name: string, value: string | undefined): number | undefined {
   return parseConfigValue(option, text, `--${name}`) as number;
 }
 
+/**
+ * `--name -1` as `--name=-1`: `parseArgs` takes a value that starts with "-" for an option of its
+ * own ("argument is ambiguous"), so a negative number would not reach the check that says what
+ * the option accepts.
+ */
+function negativeValuesJoined(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const next = args[i + 1];
+    if (/^--[a-z-]+$/.test(args[i]) && next !== undefined && /^-[\d.]/.test(next)) {
+      out.push(`${args[i]}=${next}`);
+      i++;
+    } else {
+      out.push(args[i]);
+    }
+  }
+  return out;
+}
+
 /** Parses worker command-line arguments (throws `TypeError` / `RangeError` on bad input). */
 export function parseWorkerArgs(args: readonly string[]): WorkerArgs {
   const { values } = parseArgs({
-    args: [...args],
+    args: negativeValuesJoined(args),
     options: {
       tasks: { type: "string", multiple: true },
       url: { type: "string" },

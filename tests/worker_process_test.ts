@@ -353,6 +353,10 @@ describe("worker processes", () => {
     assert.equal((await child.exited).code, 2);
     assert.match(child.stderr(), /--concurrency must be a number/);
     assert.match(child.stderr(), /Usage: streamfutures-worker/);
+    // A negative number reaches the check that says what is accepted.
+    const negative = await spawnProcess(exe, [...pre, "--concurrency", "-1", "--tasks", "x.ts"]);
+    assert.equal((await negative.exited).code, 2);
+    assert.match(negative.stderr(), /concurrency must be a positive integer, got -1/);
     const help = await spawnProcess(exe, [...pre, "--help"]);
     assert.equal((await help.exited).code, 0);
     assert.match(help.stdout(), /--tasks <path\|url>/);
