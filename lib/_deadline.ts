@@ -65,13 +65,16 @@ export function longTimeout(callback: () => void, ms: number): () => void {
   return () => clearTimeout(timer);
 }
 
-/** Resolves like `promise`, unless the timeout passes or the signal aborts first. */
+/**
+ * Resolves like `promise`, unless the timeout passes or the signal aborts first. `limits` are
+ * checked already ({@link checkLimits}).
+ */
 export function withinLimits<T>(
   promise: Promise<T>,
-  limits: WaitLimits | undefined,
+  limits: { timeout: number | undefined; signal: AbortSignal | undefined },
   what: string,
 ): Promise<T> {
-  const { timeout, signal } = checkLimits(limits, "result()");
+  const { timeout, signal } = limits;
   if (timeout === undefined && !signal) return promise;
   if (signal?.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {

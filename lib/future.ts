@@ -283,11 +283,9 @@ export class StreamFuture<T> implements PromiseLike<T> {
     const promise = this.#promiseOf();
     // A result() nobody awaits must not crash the process with an unhandled rejection.
     promise.catch(ignore);
-    if (this.done()) {
-      checkLimits(options, "result()");
-      return promise;
-    }
-    return withinLimits(promise, options, `task ${this.id}`);
+    const limits = checkLimits(options, "result()");
+    if (this.done()) return promise;
+    return withinLimits(promise, limits, `task ${this.id}`);
   }
 
   /**

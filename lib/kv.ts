@@ -452,7 +452,6 @@ export class KeyValueStore {
 
   /** Checks the `ttl` option: 0 for none, else whole milliseconds. */
   #ttl(ttl: unknown): number {
-    if (ttl === undefined) return 0;
     return storedDuration(ttl, "ttl", 0);
   }
 
