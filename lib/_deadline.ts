@@ -71,7 +71,7 @@ export function longTimeout(callback: () => void, ms: number): () => void {
  */
 export function withinLimits<T>(
   promise: Promise<T>,
-  limits: { timeout: number | undefined; signal: AbortSignal | undefined },
+  limits: WaitLimits,
   what: string,
 ): Promise<T> {
   const { timeout, signal } = limits;
