@@ -40,6 +40,7 @@ import { RawParts, type ThreadPort } from "./_runtime.ts";
 import { connect, type ConnectionOptions, type RedisConnection } from "./_redis.ts";
 import { KeyValueStore } from "./kv.ts";
 import { loadTasks, type TaskRegistry } from "./_tasks.ts";
+import { chunkedTaskName, isGenerator, runChunk } from "./_chunks.ts";
 import {
   argsText,
   type DoneMessage,
@@ -234,10 +235,11 @@ class Executor {
     const context = new Context(this, message);
     this.#contexts.set(seq, context);
     try {
-      const fn = this.#tasks.byName.get(name);
+      const chunked = chunkedTaskName(name);
+      const fn = this.#tasks.byName.get(chunked ?? name);
       if (!fn) {
         throw new UnknownTaskError(
-          `no task named ${JSON.stringify(name)} (known: ${
+          `no task named ${JSON.stringify(chunked ?? name)} (known: ${
             [...this.#tasks.byName.keys()].join(", ")
           })`,
         );
@@ -253,6 +255,20 @@ class Executor {
       }
       if (!Array.isArray(args)) {
         throw new ProtocolError(`the arguments of task ${taskId} are not an array`);
+      }
+      if (chunked !== undefined) {
+        if (args.length !== 1) {
+          throw new ProtocolError(`chunk task ${taskId} has ${args.length} arguments, not 1`);
+        }
+        const calls = args[0];
+        const outcomes = await runInTask(
+          context,
+          () => runChunk(fn, calls, context.signal, this.maxPayloadBytes),
+        );
+        context.finished = true;
+        checkPayloadSize(outcomes, this.maxPayloadBytes, "the results of the chunk");
+        this.done([seq, 1, outcomes]);
+        return;
       }
       const value = await runInTask(context, async () => {
         const result = fn(...args);
@@ -280,13 +296,6 @@ class Executor {
       this.#contexts.delete(seq);
     }
   }
-}
-
-/** True for generator objects (sync or async), whose values are yielded one by one. */
-function isGenerator(value: unknown): boolean {
-  if (value === null || typeof value !== "object") return false;
-  const tag = Object.prototype.toString.call(value);
-  return tag === "[object AsyncGenerator]" || tag === "[object Generator]";
 }
 
 /**

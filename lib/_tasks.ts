@@ -6,6 +6,7 @@
  */
 
 import { resolveModuleUrl } from "./_runtime.ts";
+import { CHUNK_PREFIX } from "./_chunks.ts";
 
 /** A function that can run as a task. */
 // deno-lint-ignore no-explicit-any
@@ -60,6 +61,12 @@ export async function loadTasks(modules: readonly (string | URL)[]): Promise<Tas
     }
     for (const [name, value] of Object.entries(module)) {
       if (typeof value !== "function") continue;
+      if (name.startsWith(CHUNK_PREFIX)) {
+        throw new TypeError(
+          `task module ${url} exports "${name}": names starting with "${CHUNK_PREFIX}" are ` +
+            "reserved for chunks of map() calls",
+        );
+      }
       const previous = origin.get(name);
       if (previous !== undefined && byName.get(name) !== value) {
         throw new TypeError(`task name "${name}" is exported by both ${previous} and ${url}`);

@@ -55,6 +55,7 @@ import { SUBMIT, SUBMIT_EX, SUBMIT_SOLO } from "./_lua/submit.ts";
 import { TOUCH } from "./_lua/touch.ts";
 import { UNWATCH, WATCH } from "./_lua/watch.ts";
 import { errorFromPayload, settleStored } from "./_outcome.ts";
+import { checkChunksize, chunkArgs, chunkCalls, chunkTaskName, isChunkCall } from "./_chunks.ts";
 import {
   abortSignal,
   bool,
@@ -260,6 +261,8 @@ type GeneratorLike<R> = Generator<unknown, R, any> | AsyncGenerator<unknown, R, 
 interface Outgoing {
   readonly future: StreamFuture<unknown>;
   readonly fn: TaskFunction | string;
+  /** A chunk of `map` calls of `fn` (task `chunk:<name>`; see `_chunks.ts`). */
+  readonly chunk?: boolean;
   readonly args: string;
   /** Parent tasks referenced in the arguments (`"<op>/<taskId>"` as encoded). */
   readonly parents: readonly string[];
@@ -301,10 +304,22 @@ export interface MapOptions extends SubmitOptions {
    * stderr is a terminal: `true`, or the bar's label.
    */
   progress?: boolean | string;
+  /**
+   * Send the calls in chunks of up to this many (default 1), as Python's `Executor.map` does:
+   * each chunk is one task, whose calls a worker runs one after the other. Every call still gets
+   * its own future, value and error; for many short calls, far fewer Redis writes and messages.
+   * Per chunk, not per call: the lease, heartbeats and fencing, retries after a lost worker
+   * (`retryOn: "error"` with retries is refused), `timeout` (the run time limit of the whole
+   * chunk), what `currentTask()` shows, and what `results()` / `future(id)` see in Redis. A call
+   * whose future is cancelled still runs unless every call of its chunk is cancelled (then the
+   * chunk is). A call's future cannot be an argument of another task. Chunks are also cut so that
+   * their arguments stay within `maxPayloadBytes`.
+   */
+  chunksize?: number;
 }
 
-/** Options of {@link StreamFuturePool.imap}. */
-export interface ImapOptions extends MapOptions {
+/** Options of {@link StreamFuturePool.imap} (`chunksize` is for `map` only). */
+export interface ImapOptions extends Omit<MapOptions, "chunksize"> {
   /** Yield results in input order (default true), or as they complete. */
   ordered?: boolean;
   /**
@@ -361,11 +376,16 @@ const SUBMIT_OPTIONS: Record<keyof SubmitOptions, true> = {
 };
 
 /** Every option name of {@link MapOptions}. */
-const MAP_OPTIONS: Record<keyof MapOptions, true> = { ...SUBMIT_OPTIONS, progress: true };
+const MAP_OPTIONS: Record<keyof MapOptions, true> = {
+  ...SUBMIT_OPTIONS,
+  progress: true,
+  chunksize: true,
+};
 
 /** Every option name of {@link ImapOptions}. */
 const IMAP_OPTIONS: Record<keyof ImapOptions, true> = {
-  ...MAP_OPTIONS,
+  ...SUBMIT_OPTIONS,
+  progress: true,
   ordered: true,
   window: true,
 };
@@ -726,6 +746,16 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#checkOpen();
     options = checkOptions(options, MAP_OPTIONS, "map()");
     const task = this.#taskRef(fn);
+    const chunksize = checkChunksize(options.chunksize);
+    if (chunksize > 1) {
+      const policy = taskPolicy(options, this.#defaults);
+      if (policy.retries > 0 && policy.retryOn === "error") {
+        throw new TypeError(
+          'retryOn: "error" with retries cannot be combined with chunksize > 1 (an error of one ' +
+            'call would run its whole chunk again): use chunksize 1, or retryOn: "lost"',
+        );
+      }
+    }
     if (
       argsList === null || typeof (argsList as Iterable<unknown>)?.[Symbol.iterator] !== "function"
     ) {
@@ -749,25 +779,76 @@ export class StreamFuturePool implements AsyncDisposable {
     }
     const batch = this.#batchOf(options);
     const op = batch.op;
-    const futures: StreamFuture<unknown>[] = new Array(encoded.length);
-    for (let index = 0; index < encoded.length; index++) {
-      const item = encoded[index];
-      const plain = typeof item === "string";
-      const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
-      batch.items.push({
-        future,
-        fn: task,
-        args: plain ? item : item.text,
-        parents: plain ? NO_REFS : item.refs,
-        parentFutures: plain ? NO_REFS : item.parentFutures,
-      });
-      futures[index] = future;
+    let futures: StreamFuture<unknown>[];
+    if (chunksize > 1) futures = this.#chunks(task, encoded, batch, chunksize);
+    else {
+      futures = new Array(encoded.length);
+      for (let index = 0; index < encoded.length; index++) {
+        const item = encoded[index];
+        const plain = typeof item === "string";
+        const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
+        batch.items.push({
+          future,
+          fn: task,
+          args: plain ? item : item.text,
+          parents: plain ? NO_REFS : item.refs,
+          parentFutures: plain ? NO_REFS : item.parentFutures,
+        });
+        futures[index] = future;
+      }
     }
     if (batch.items.length > 0) this.#enqueue(batch, options.signal);
     if (options.progress) {
       void this.progress(futures, {
         label: typeof options.progress === "string" ? options.progress : undefined,
       });
+    }
+    return futures;
+  }
+
+  /**
+   * `map`'s calls in chunks of up to `chunksize` (see {@link MapOptions.chunksize}): one task of
+   * the chunk task `chunk:<name>` per chunk, added to `batch`; returns the calls' futures.
+   */
+  #chunks(
+    task: TaskFunction | string,
+    encoded: readonly (string | EncodedArgs)[],
+    batch: Batch,
+    chunksize: number,
+  ): StreamFuture<unknown>[] {
+    const op = batch.op;
+    const futures: StreamFuture<unknown>[] = new Array(encoded.length);
+    // A chunk's arguments within maxPayloadBytes: counted as 3 bytes per UTF-16 unit at most.
+    const limit = this.#maxPayloadBytes;
+    for (let start = 0, n = 0; start < encoded.length; n++) {
+      const texts: string[] = [];
+      const ids: string[] = [];
+      const parents = new Map<string, StreamFuture<unknown>>();
+      let bytes = 4;
+      let end = start;
+      for (; end < encoded.length && end - start < chunksize; end++) {
+        const item = encoded[end];
+        const text = typeof item === "string" ? item : item.text;
+        if (end > start && bytes + 3 * text.length + 1 > limit) break;
+        bytes += 3 * text.length + 1;
+        texts.push(text);
+        ids.push(`${op}.${end.toString(36)}`);
+        if (typeof item !== "string") {
+          item.refs.forEach((ref, i) => parents.set(ref, item.parentFutures[i]));
+        }
+      }
+      const future = this.#newFuture(`${op}.c_${n.toString(36)}`, op);
+      batch.items.push({
+        future,
+        fn: task,
+        chunk: true,
+        args: chunkArgs(texts),
+        parents: parents.size ? [...parents.keys()] : NO_REFS,
+        parentFutures: parents.size ? [...parents.values()] : NO_REFS,
+      });
+      const calls = chunkCalls(future, op, ids);
+      for (let i = 0; i < calls.length; i++) futures[start + i] = calls[i];
+      start = end;
     }
     return futures;
   }
@@ -802,6 +883,9 @@ export class StreamFuturePool implements AsyncDisposable {
     options?: ImapOptions,
   ): AsyncGenerator<unknown, void, undefined> {
     this.#checkOpen();
+    if (typeof options === "object" && options !== null && "chunksize" in options) {
+      throw new TypeError("chunksize applies to map(), not to imap() (whose window streams calls)");
+    }
     options = checkOptions(options, IMAP_OPTIONS, "imap()");
     const task = this.#taskRef(fn);
     const window = positiveInt(options.window, "window", 1000);
@@ -1446,7 +1530,8 @@ export class StreamFuturePool implements AsyncDisposable {
       const item = all[i++];
       if (!this.#unsent.delete(item.future.id)) continue; // cancelled before it was sent
       try {
-        names.push(this.#nameOf(item.fn));
+        const name = this.#nameOf(item.fn);
+        names.push(item.chunk ? chunkTaskName(name) : name);
       } catch (error) {
         this.#settle(item.future.id, (c) => c.reject(error));
         continue;
@@ -2353,11 +2438,16 @@ const NO_REFS: readonly never[] = Object.freeze([]);
 const parentsMet = new Map<string, StreamFuture<unknown>>();
 function refOfFuture(value: object): { op: string; id: string } | undefined {
   if (!(value instanceof StreamFuture)) return undefined;
+  if (isChunkCall(value)) {
+    throw new TypeError(
+      `the future of call ${value.id}, sent in a chunk (map's chunksize > 1), cannot be a task ` +
+        "argument: await it and pass its value, or map with chunksize 1",
+    );
+  }
   parentsMet.set(`${value.operationId}/${value.id}`, value);
   return { op: value.operationId, id: value.id };
 }
 
-/** Encodes task arguments; futures among them become task references (parents). */
 /**
  * Encodes one argument list of `map` / `imap` (`list[index]` in messages) and checks its size: the
  * JSON text of plain JSON arguments (the common case: no intermediate objects, no message paths
@@ -2382,6 +2472,7 @@ function encodeListItem(
   return item && item.refs.length > 0 ? item : text;
 }
 
+/** Encodes task arguments; futures among them become task references (parents). */
 function encodeArgs(args: readonly unknown[], path: string): EncodedArgs {
   parentsMet.clear();
   const { text, refs } = encodeWithRefs(args, path, refOfFuture);

@@ -217,3 +217,13 @@ export async function napExecutor(ms: number): Promise<string> {
   await new Promise((resolve) => setTimeout(resolve, ms));
   return executorToken;
 }
+
+/**
+ * For chunks of calls: `n * 10`, but throws a `RangeError` for odd `n` and returns a symbol (which
+ * cannot be sent) for 4.
+ */
+export function tens(n: number): unknown {
+  if (n % 2 === 1) throw new RangeError(`odd: ${n}`);
+  if (n === 4) return Symbol("four");
+  return n * 10;
+}

@@ -1,0 +1,214 @@
+/**
+ * Chunks: `pool.map(fn, argsList, { chunksize })` sends its calls in chunks of up to `chunksize`
+ * calls, as Python's `Executor.map(..., chunksize=n)` does. Each chunk is one task in Redis (one
+ * stream entry, one START and FINISH, one result), named `chunk:<task name>`, whose one argument
+ * is the list of its calls' argument lists; a worker runs the calls one after the other and
+ * records the list of their outcomes, `[1, value]` or `[0, name, message, stack]` each. The
+ * client gives every call a future of its own, settled from its chunk's.
+ *
+ * What is per chunk, not per call: the lease, heartbeats and fencing, retries (after a lost
+ * worker; `retryOn: "error"` is refused, since an error of one call would run its whole chunk
+ * again), `timeout` (the run time limit of the whole chunk), `currentTask()` (a chunk's calls see
+ * the chunk's task id, signal and progress), and what Redis keeps (`pool.results(op)` and
+ * `pool.future(id)` see the chunks).
+ *
+ * @module
+ */
+
+import { checkPayloadSize, encode } from "./codec.ts";
+import { CancelledError, describeThrown, ProtocolError, RemoteTaskError } from "./errors.ts";
+import { futureControl, type FutureHooks, StreamFuture } from "./future.ts";
+import type { TaskFunction } from "./_tasks.ts";
+
+/** The prefix of a chunk task's name: `chunk:<task name>`. Task modules may not export it. */
+export const CHUNK_PREFIX = "chunk:";
+
+/** The largest `chunksize` accepted. */
+export const MAX_CHUNKSIZE = 100_000;
+
+/** Checks `chunksize`: a whole number from 1 to {@link MAX_CHUNKSIZE} (default 1). */
+export function checkChunksize(value: unknown): number {
+  if (value === undefined) return 1;
+  if (typeof value !== "number" || !Number.isInteger(value)) {
+    throw new TypeError(
+      `chunksize must be a whole number of calls per chunk (1 to ${MAX_CHUNKSIZE}), got ${
+        typeof value === "number" ? value : typeof value
+      }`,
+    );
+  }
+  if (value < 1 || value > MAX_CHUNKSIZE) {
+    throw new RangeError(
+      `chunksize must be from 1 to ${MAX_CHUNKSIZE} calls per chunk, got ${value}`,
+    );
+  }
+  return value;
+}
+
+/** The task name of a chunk of calls of task `name`. */
+export function chunkTaskName(name: string): string {
+  return CHUNK_PREFIX + name;
+}
+
+/** The task name of the calls a chunk task runs, or `undefined` for a task that is no chunk. */
+export function chunkedTaskName(name: string): string | undefined {
+  return name.startsWith(CHUNK_PREFIX) ? name.slice(CHUNK_PREFIX.length) : undefined;
+}
+
+/** The encoded argument list of a chunk task: one argument, the list of its calls' lists. */
+export function chunkArgs(calls: readonly string[]): string {
+  return `[[${calls.join(",")}]]`;
+}
+
+/**
+ * Runs a chunk's calls of `fn` one after the other (on a worker, inside the chunk's task context)
+ * and returns the encoded list of their outcomes. A call that throws, whose value cannot be
+ * encoded or is longer than `maxPayloadBytes`, or that is a generator (whose values a chunk cannot
+ * stream) has a failed outcome; the others go on. Stops with `signal.reason` when the chunk is
+ * cancelled or timed out.
+ */
+export async function runChunk(
+  fn: TaskFunction,
+  calls: unknown,
+  signal: AbortSignal,
+  maxPayloadBytes: number,
+): Promise<string> {
+  if (!Array.isArray(calls) || !calls.every(Array.isArray)) {
+    throw new TypeError("a chunk task takes one argument, the list of its calls' argument lists");
+  }
+  const parts: string[] = new Array(calls.length);
+  for (let i = 0; i < calls.length; i++) {
+    if (signal.aborted) throw signal.reason;
+    try {
+      const result = fn(...(calls[i] as unknown[]));
+      if (isGenerator(result)) {
+        throw new TypeError(
+          "a generator task cannot run in a chunk (map's chunksize > 1): its values would be lost",
+        );
+      }
+      const encoded = encode(await result, "result");
+      checkPayloadSize(encoded, maxPayloadBytes, "the result");
+      parts[i] = `[1,${encoded}]`;
+    } catch (thrown) {
+      const info = describeThrown(thrown);
+      parts[i] = `[0,${JSON.stringify(info.name)},${JSON.stringify(info.message)},${
+        JSON.stringify(info.stack ?? "")
+      }]`;
+    }
+  }
+  return `[${parts.join(",")}]`;
+}
+
+/** True for generator objects (sync or async). */
+export function isGenerator(value: unknown): boolean {
+  if (value === null || typeof value !== "object") return false;
+  const tag = Object.prototype.toString.call(value);
+  return tag === "[object AsyncGenerator]" || tag === "[object Generator]";
+}
+
+/** The chunk each call's future belongs to. */
+const chunkOf = new WeakMap<StreamFuture<unknown>, Chunk>();
+
+/** True for the future of a call sent in a chunk. */
+export function isChunkCall(future: StreamFuture<unknown>): boolean {
+  return chunkOf.has(future);
+}
+
+/** One chunk: its task's future and its calls' futures. */
+class Chunk {
+  readonly task: StreamFuture<unknown>;
+  readonly calls: StreamFuture<unknown>[] = [];
+  /** Calls whose holder cancelled them (asked: their futures settle a moment later). */
+  readonly #unwanted = new Set<StreamFuture<unknown>>();
+  /** Calls whose future was disposed of by its holder. */
+  #disposed = 0;
+
+  constructor(task: StreamFuture<unknown>) {
+    this.task = task;
+  }
+
+  async cancel(call: StreamFuture<unknown>): Promise<boolean> {
+    if (this.task.done()) return this.task.cancelled();
+    // The chunk's task stops (or never runs) once none of its calls is wanted any more; until
+    // then a cancelled call still runs with the others, and its outcome is dropped.
+    this.#unwanted.add(call);
+    if (this.#unwanted.size < this.calls.length) return true;
+    return await this.task.cancel();
+  }
+
+  async dispose(call: StreamFuture<unknown>): Promise<void> {
+    if (!call.done()) await call.cancel();
+    if (++this.#disposed === this.calls.length) await this.task[Symbol.asyncDispose]();
+  }
+
+  /** Wires the task's states and outcome to the calls' futures. */
+  follow(): void {
+    const task = this.task;
+    futureControl(task).observe((t) => {
+      for (const call of this.calls) {
+        if (t.state === "running") futureControl(call).markRunning(t.attempt);
+        else if (t.state === "pending") futureControl(call).markPending(t.attempt);
+      }
+    });
+    task.then((outcomes) => this.#settle(outcomes), (error) => {
+      for (const call of this.calls) {
+        const control = futureControl(call);
+        if (task.cancelled() && error instanceof CancelledError) control.cancel(error);
+        else control.reject(error);
+      }
+    });
+  }
+
+  #settle(outcomes: unknown): void {
+    const timings = this.task.timings;
+    const raw = timings && `${timings.wait},${timings.run},${timings.startedAt.getTime()}`;
+    const list = Array.isArray(outcomes) && outcomes.length === this.calls.length
+      ? outcomes as unknown[][]
+      : undefined;
+    this.calls.forEach((call, i) => {
+      const control = futureControl(call);
+      if (raw) control.timings(raw);
+      const outcome = list?.[i];
+      if (!Array.isArray(outcome)) {
+        control.reject(
+          new ProtocolError(
+            `the outcome of call ${call.id} is missing from the result of chunk ${this.task.id}`,
+          ),
+        );
+      } else if (outcome[0] === 1) {
+        control.resolve(outcome[1]);
+      } else {
+        control.reject(
+          new RemoteTaskError({
+            name: String(outcome[1]),
+            message: String(outcome[2]),
+            stack: typeof outcome[3] === "string" && outcome[3] ? outcome[3] : undefined,
+          }, { attempts: this.task.attempt }),
+        );
+      }
+    });
+  }
+}
+
+const CALL_HOOKS: FutureHooks = {
+  cancel: (call) => chunkOf.get(call)!.cancel(call),
+  dispose: (call) => chunkOf.get(call)!.dispose(call),
+};
+
+/**
+ * The futures of a chunk's calls (ids `ids`, operation `op`), settled from the chunk task's
+ * future `task`.
+ */
+export function chunkCalls(
+  task: StreamFuture<unknown>,
+  op: string,
+  ids: readonly string[],
+): StreamFuture<unknown>[] {
+  const chunk = new Chunk(task);
+  for (const id of ids) {
+    const call = new StreamFuture<unknown>(id, op, CALL_HOOKS);
+    chunkOf.set(call, chunk);
+    chunk.calls.push(call);
+  }
+  chunk.follow();
+  return chunk.calls;
+}

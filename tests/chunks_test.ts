@@ -1,0 +1,242 @@
+import { after, afterEach, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { CancelledError, RemoteTaskError } from "../mod.ts";
+import type { StreamFuture } from "../mod.ts";
+import type { ChildProcessHandle } from "../lib/_runtime.ts";
+import { runChunk } from "../lib/_chunks.ts";
+import { loadTasks } from "../lib/_tasks.ts";
+import { startRedis, type TestRedis } from "./_redis.ts";
+import {
+  cleanTraces,
+  faultPool,
+  killAll,
+  nextApp,
+  readTrace,
+  startWorker,
+  traceFile,
+  waitFor,
+} from "./faults/_setup.ts";
+import type { Trace } from "./faults/_tasks.ts";
+
+let redis: TestRedis;
+const children: ChildProcessHandle[] = [];
+
+describe("map with chunksize: calls sent in chunks, one task per chunk", () => {
+  before(async () => {
+    redis = await startRedis();
+  });
+  afterEach(async () => {
+    await killAll(children);
+    await cleanTraces();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it("every call gets its own future and value, in input order; Redis holds one task per chunk", async () => {
+    const app = nextApp("chunks");
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app);
+    const inputs = Array.from({ length: 25 }, (_, i) => [String(i)] as [string]);
+    const futures = pool.map<string>("say", inputs, { chunksize: 10 });
+    assert.equal(futures.length, 25);
+    assert.deepEqual(await Promise.all(futures), inputs.map(([s]) => s));
+    const op = futures[0].operationId;
+    assert.ok(futures.every((f) => f.operationId === op));
+    assert.deepEqual(futures.map((f) => f.id), inputs.map((_, i) => `${op}.${i.toString(36)}`));
+    assert.ok(futures.every((f) => f.state === "finished" && f.attempt === 1));
+    assert.ok(futures.every((f) => f.timings && f.timings.run >= 0), "timings of the chunk");
+    const rows = await pool.results(op);
+    assert.deepEqual(rows.map((r) => [r.taskId, r.status]), [
+      [`${op}.c_0`, "completed"],
+      [`${op}.c_1`, "completed"],
+      [`${op}.c_2`, "completed"],
+    ]);
+    const c = await redis.client();
+    for (const f of futures) await f[Symbol.asyncDispose]();
+    assert.equal(await c.sendCommand(["EXISTS", `${app}:${op}:status`]), 0, "released");
+  });
+
+  it("a call that throws, or whose value cannot be sent, fails alone; the others complete", async () => {
+    const app = nextApp("chunkerr");
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app);
+    const futures = pool.map<number>("tens", [[0], [1], [2], [3], [4], [6]], { chunksize: 6 });
+    const settled = await Promise.allSettled(futures);
+    const values = settled.map((s) => s.status === "fulfilled" ? s.value : undefined);
+    assert.deepEqual(values, [0, undefined, 20, undefined, undefined, 60]);
+    for (const i of [1, 3]) {
+      const error = (settled[i] as PromiseRejectedResult).reason;
+      assert.ok(error instanceof RemoteTaskError);
+      assert.equal(error.remoteName, "RangeError");
+      assert.equal(error.message, `odd: ${i}`);
+      assert.equal(error.attempts, 1);
+    }
+    const symbol = (settled[4] as PromiseRejectedResult).reason;
+    assert.ok(symbol instanceof RemoteTaskError);
+    assert.equal(symbol.remoteName, "TypeError");
+    assert.match(symbol.message, /symbol/i);
+  });
+
+  it("refuses what it cannot do, before sending anything", async () => {
+    const app = nextApp("chunkargs");
+    await using pool = faultPool(redis, app, { requireWorkers: false });
+    const calls = [["a"], ["b"]];
+    assert.throws(() => pool.map("say", calls, { chunksize: 0 }), RangeError);
+    assert.throws(() => pool.map("say", calls, { chunksize: 100_001 }), RangeError);
+    assert.throws(() => pool.map("say", calls, { chunksize: 1.5 }), TypeError);
+    assert.throws(
+      () => pool.map("say", calls, { chunksize: "10" as unknown as number }),
+      /chunksize must be a whole number/,
+    );
+    assert.throws(
+      () => pool.map("say", calls, { chunksize: 2, retries: 2, retryOn: "error" }),
+      /retryOn: "error" with retries cannot be combined with chunksize > 1/,
+    );
+    assert.throws(
+      () => pool.imap("say", calls, { chunksize: 2 } as never),
+      /chunksize applies to map\(\), not to imap\(\)/,
+    );
+    const chunked = pool.map("say", calls, { chunksize: 2 });
+    assert.throws(
+      () => pool.submit("say", [chunked[0]]),
+      /sent in a chunk .* cannot be a task argument/,
+    );
+    assert.equal(pool.pending, 1, "only the chunk of the one map that was accepted");
+    await Promise.all(chunked.map((f) => f.cancel()));
+    await assert.rejects(chunked[0], CancelledError);
+  });
+
+  it("cancelling every call of a queued chunk cancels its task; one call alone still runs with the others", async () => {
+    const app = nextApp("chunkcancel");
+    const file = await traceFile();
+    await using pool = faultPool(redis, app, { requireWorkers: false });
+    const futures = pool.map<Trace>("nap", [[1, file], [1, file], [1, file], [1, file]], {
+      chunksize: 2,
+    });
+    const op = futures[0].operationId;
+    const c = await redis.client();
+    const status = (chunk: number) =>
+      c.sendCommand(["HGET", `${app}:${op}:status`, `${op}.c_${chunk}`]);
+    await waitFor(async () => (await status(1)) === "0", "both chunks queued");
+    assert.equal(await futures[0].cancel(), true);
+    assert.equal(futures[0].state, "cancelled");
+    assert.equal(await status(0), "0", "the chunk's other call is still wanted");
+    assert.equal(await futures[2].cancel(), true);
+    assert.equal(await futures[1].cancel(), true);
+    assert.equal(await status(0), "4", "no call of chunk 0 is wanted: its task is cancelled");
+    children.push(await startWorker(redis, app));
+    const last = await futures[3];
+    assert.equal(last.taskId, `${op}.c_1`);
+    await assert.rejects(futures[0], CancelledError);
+    await assert.rejects(futures[1], CancelledError);
+    await assert.rejects(futures[2], CancelledError);
+    const starts = (await readTrace(file)).filter((t) => t.event === "start");
+    assert.deepEqual(starts.map((t) => t.taskId), [`${op}.c_1`, `${op}.c_1`]);
+  });
+
+  it("cancelling the calls of a running chunk stops it on its worker; so does the map's signal", async () => {
+    const app = nextApp("chunkrunning");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app);
+    const futures = pool.map<Trace>("nap", [[60_000, file], [60_000, file]], { chunksize: 2 });
+    await waitFor(async () => (await readTrace(file)).length > 0, "first call started");
+    await waitFor(() => futures.every((f) => f.running()), "both calls running with their chunk");
+    assert.deepEqual(await Promise.all(futures.map((f) => f.cancel())), [true, true]);
+    for (const f of futures) await assert.rejects(f, CancelledError);
+    await waitFor(
+      async () => (await readTrace(file)).some((t) => t.event === "aborted"),
+      "the running call aborted",
+    );
+    assert.equal((await readTrace(file)).filter((t) => t.event === "start").length, 1);
+
+    const controller = new AbortController();
+    const more = pool.map<Trace>("nap", [[60_000, file], [60_000, file], [60_000, file]], {
+      chunksize: 2,
+      signal: controller.signal,
+    });
+    await waitFor(
+      async () => (await readTrace(file)).filter((t) => t.event === "start").length === 3,
+      "both chunks running",
+    );
+    controller.abort();
+    for (const f of more) await assert.rejects(f, CancelledError);
+  });
+
+  it("a chunk whose worker dies runs again on another worker (retries), every call with it", async () => {
+    const app = nextApp("chunklost");
+    const file = await traceFile();
+    const one = await startWorker(redis, app);
+    const two = await startWorker(redis, app);
+    children.push(one, two);
+    await using pool = faultPool(redis, app);
+    const futures: StreamFuture<Trace>[] = pool.map<Trace>(
+      "nap",
+      [[1_000, file], [1, file], [1, file]],
+      { chunksize: 3, retries: 1 },
+    );
+    const start = await waitFor(async () => (await readTrace(file))[0], "chunk started");
+    const victim = start.pid === one.pid ? one : two;
+    const survivor = victim === one ? two : one;
+    victim.kill("SIGKILL");
+    const traces = await Promise.all(futures);
+    assert.deepEqual(traces.map((t) => [t.pid, t.attempt]), [
+      [survivor.pid, 2],
+      [survivor.pid, 2],
+      [survivor.pid, 2],
+    ]);
+    assert.ok(futures.every((f) => f.attempt === 2));
+  });
+
+  it("chunks are cut to keep their arguments within maxPayloadBytes", async () => {
+    const app = nextApp("chunkbytes");
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app, { maxPayloadBytes: 4_000 });
+    const text = "x".repeat(500);
+    const futures = pool.map<string>("say", Array.from({ length: 10 }, () => [text]), {
+      chunksize: 10,
+    });
+    assert.deepEqual(await Promise.all(futures), Array(10).fill(text));
+    const rows = await pool.results(futures[0].operationId);
+    assert.ok(rows.length >= 4, `${rows.length} chunks for 10 calls of 500 bytes, 4,000 at most`);
+  });
+});
+
+describe("chunks on the worker (pure logic)", () => {
+  it("runChunk: outcomes per call; a generator call fails alone; an aborted signal stops the chunk", async () => {
+    const controller = new AbortController();
+    function* gen() {
+      yield 1;
+    }
+    const fn = (n: number) => n === 2 ? gen() : n;
+    const text = await runChunk(fn, [[1], [2], [3]], controller.signal, 1_000);
+    const outcomes = JSON.parse(text);
+    assert.deepEqual(outcomes[0], [1, 1]);
+    assert.equal(outcomes[1][0], 0);
+    assert.equal(outcomes[1][1], "TypeError");
+    assert.match(outcomes[1][2], /generator task cannot run in a chunk/);
+    assert.deepEqual(outcomes[2], [1, 3]);
+    const big = JSON.parse(await runChunk(() => "y".repeat(2_000), [[]], controller.signal, 1_000));
+    assert.equal(big[0][0], 0, "a value over maxPayloadBytes fails its call");
+    await assert.rejects(runChunk(fn, [1], controller.signal, 1_000), TypeError);
+    controller.abort(new CancelledError("stop"));
+    await assert.rejects(runChunk(fn, [[1]], controller.signal, 1_000), /stop/);
+  });
+
+  it("task modules may not export names starting with chunk:", async () => {
+    const { mkdtemp, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { pathToFileURL } = await import("node:url");
+    const dir = await mkdtemp(join(tmpdir(), "streamfutures-chunk-"));
+    try {
+      const file = join(dir, "tasks.mjs");
+      await writeFile(file, 'function f() {}\nexport { f as "chunk:f" };\n');
+      await assert.rejects(loadTasks([pathToFileURL(file)]), /reserved for chunks/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
