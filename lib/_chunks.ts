@@ -166,6 +166,7 @@ class Chunk {
       : undefined;
     this.calls.forEach((call, i) => {
       const control = futureControl(call);
+      if (call.attempt < this.task.attempt) control.markPending(this.task.attempt);
       if (raw) control.timings(raw);
       const outcome = list?.[i];
       if (!Array.isArray(outcome)) {

@@ -5,7 +5,7 @@
  * Node.
  *
  *   deno run -A tests/bench/_client.ts throughput --url U --app A [--jobs 20000] [--warmup 2000]
- *     [--task-ms 0] [--payload 0] [--gate]
+ *     [--task-ms 0] [--payload 0] [--chunksize 1] [--gate]
  *   deno run -A tests/bench/_client.ts latency --url U --app A [--samples 2000] [--warmup 200]
  *   deno run -A --v8-flags=--expose-gc tests/bench/_client.ts fill --url U --app A [--jobs 100000]
  *   node [--expose-gc] npm/tests/bench/_client.js <role> ...
@@ -16,7 +16,7 @@
  *   with `--gate` (so the driver can reset Redis' statistics), then times one
  *   `pool.map(tasks.noop | tasks.sleep, ...)` (with `--payload N`: the no-op called with a string of
  *   N characters; with `--echo` too, `echo`, which returns it, so that a result of that size comes
- *   back) of `--jobs` tasks from the call until every future
+ *   back; with `--chunksize N`, in chunks of N calls) of `--jobs` tasks from the call until every future
  *   has its result (each one checked). Result: `{ seconds, jobs, cpuMicros }` (`cpuMicros`: this
  *   process's CPU time over the timed part).
  * - latency: `--warmup` then `--samples` sequential `await pool.submit(tasks.noop, [])`. Result:
@@ -54,6 +54,7 @@ const { positionals, values } = parseArgs({
     warmup: { type: "string", default: "0" },
     "task-ms": { type: "string", default: "0" },
     payload: { type: "string", default: "0" },
+    chunksize: { type: "string", default: "1" },
     samples: { type: "string", default: "2000" },
     gate: { type: "boolean", default: false },
     echo: { type: "boolean", default: false },
@@ -61,7 +62,14 @@ const { positionals, values } = parseArgs({
   },
 });
 
-type IntOption = "jobs" | "warmup" | "task-ms" | "payload" | "samples" | "timeout-ms";
+type IntOption =
+  | "jobs"
+  | "warmup"
+  | "task-ms"
+  | "payload"
+  | "chunksize"
+  | "samples"
+  | "timeout-ms";
 
 /** A non-negative integer option. */
 function int(name: IntOption): number {
@@ -75,6 +83,8 @@ function int(name: IntOption): number {
 
 const role = positionals[0] ?? "?";
 const timeoutMs = int("timeout-ms");
+/** `map`'s chunksize (1: every call is a task of its own). */
+const chunksize = Math.max(1, int("chunksize"));
 const log = (...args: unknown[]) => console.error(`[streamfutures ${role}]`, ...args);
 
 /** Rejects after `ms` with a clear message unless `promise` settles first. */
@@ -137,13 +147,13 @@ async function mapRun(
   if (taskMs > 0) {
     const argsList = new Array<[number]>(n);
     for (let i = 0; i < n; i++) argsList[i] = [taskMs];
-    futures = pool.map(tasks.sleep, argsList);
+    futures = pool.map(tasks.sleep, argsList, { chunksize });
   } else if (payload > 0) {
     // The no-op task called with one string argument of `--payload` characters (it ignores it).
     const text = "x".repeat(payload);
     const argsList = new Array<[string]>(n);
     for (let i = 0; i < n; i++) argsList[i] = [text];
-    futures = pool.map(values.echo ? "echo" : "noop", argsList);
+    futures = pool.map(values.echo ? "echo" : "noop", argsList, { chunksize });
     if (values.echo) {
       const results = await deadline(Promise.all(futures), timeoutMs, `${what} (${n} tasks)`);
       const wrong = results.findIndex((r) => r !== text);
@@ -153,7 +163,7 @@ async function mapRun(
   } else {
     const argsList = new Array<[]>(n);
     for (let i = 0; i < n; i++) argsList[i] = [];
-    futures = pool.map(tasks.noop, argsList);
+    futures = pool.map(tasks.noop, argsList, { chunksize });
   }
   const results = await deadline(Promise.all(futures), timeoutMs, `${what} (${n} tasks)`);
   check(results, taskMs > 0 ? taskMs : null, what);
