@@ -726,7 +726,14 @@ export class StreamFuturePool implements AsyncDisposable {
 
   /**
    * Submits one call of a task per argument list, all under one operation id, and returns their
-   * futures in input order (eager, like Python's `Executor.map` but returning futures).
+   * futures in input order (eager, like Python's `Executor.map` but returning futures). With
+   * `chunksize` > 1 the calls go in chunks, one task per chunk (see {@link MapOptions.chunksize}).
+   *
+   * @example
+   * ```ts ignore
+   * const sums = await Promise.all(pool.map(tasks.add, [[1, 2], [3, 4]]));
+   * const many = pool.map(tasks.add, pairs, { chunksize: 100 }); // one task per 100 calls
+   * ```
    */
   map<F extends TaskFunction>(
     fn: F,
