@@ -113,6 +113,11 @@ export function isChunkCall(future: StreamFuture<unknown>): boolean {
   return chunkOf.has(future);
 }
 
+/** The future of the chunk task a call's future belongs to, if it was sent in a chunk. */
+export function chunkTaskOf(future: StreamFuture<unknown>): StreamFuture<unknown> | undefined {
+  return chunkOf.get(future)?.task;
+}
+
 /** One chunk: its task's future and its calls' futures. */
 class Chunk {
   readonly task: StreamFuture<unknown>;

@@ -55,7 +55,14 @@ import { SUBMIT, SUBMIT_EX, SUBMIT_SOLO } from "./_lua/submit.ts";
 import { TOUCH } from "./_lua/touch.ts";
 import { UNWATCH, WATCH } from "./_lua/watch.ts";
 import { errorFromPayload, settleStored } from "./_outcome.ts";
-import { checkChunksize, chunkArgs, chunkCalls, chunkTaskName, isChunkCall } from "./_chunks.ts";
+import {
+  checkChunksize,
+  chunkArgs,
+  chunkCalls,
+  chunkTaskName,
+  chunkTaskOf,
+  isChunkCall,
+} from "./_chunks.ts";
 import {
   abortSignal,
   bool,
@@ -305,7 +312,8 @@ export interface MapOptions extends SubmitOptions {
    */
   progress?: boolean | string;
   /**
-   * Send the calls in chunks of up to this many (default 1), as Python's `Executor.map` does:
+   * Send the calls in chunks of up to this many (default 1), as Python's `Executor.map` does
+   * (`imap`: a chunk also goes out when the window is full, and when an async input stalls):
    * each chunk is one task, whose calls a worker runs one after the other. Every call still gets
    * its own future, value and error; for many short calls, far fewer Redis writes and messages.
    * Per chunk, not per call: the lease, heartbeats and fencing, retries after a lost worker
@@ -318,8 +326,8 @@ export interface MapOptions extends SubmitOptions {
   chunksize?: number;
 }
 
-/** Options of {@link StreamFuturePool.imap} (`chunksize` is for `map` only). */
-export interface ImapOptions extends Omit<MapOptions, "chunksize"> {
+/** Options of {@link StreamFuturePool.imap}. */
+export interface ImapOptions extends MapOptions {
   /** Yield results in input order (default true), or as they complete. */
   ordered?: boolean;
   /**
@@ -384,8 +392,7 @@ const MAP_OPTIONS: Record<keyof MapOptions, true> = {
 
 /** Every option name of {@link ImapOptions}. */
 const IMAP_OPTIONS: Record<keyof ImapOptions, true> = {
-  ...SUBMIT_OPTIONS,
-  progress: true,
+  ...MAP_OPTIONS,
   ordered: true,
   window: true,
 };
@@ -753,16 +760,7 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#checkOpen();
     options = checkOptions(options, MAP_OPTIONS, "map()");
     const task = this.#taskRef(fn);
-    const chunksize = checkChunksize(options.chunksize);
-    if (chunksize > 1) {
-      const policy = taskPolicy(options, this.#defaults);
-      if (policy.retries > 0 && policy.retryOn === "error") {
-        throw new TypeError(
-          'retryOn: "error" with retries cannot be combined with chunksize > 1 (an error of one ' +
-            'call would run its whole chunk again): use chunksize 1, or retryOn: "lost"',
-        );
-      }
-    }
+    const chunksize = this.#chunksizeOf(options);
     if (
       argsList === null || typeof (argsList as Iterable<unknown>)?.[Symbol.iterator] !== "function"
     ) {
@@ -811,6 +809,21 @@ export class StreamFuturePool implements AsyncDisposable {
       });
     }
     return futures;
+  }
+
+  /** Checks `chunksize` and what it cannot be combined with (map, imap). */
+  #chunksizeOf(options: MapOptions): number {
+    const chunksize = checkChunksize(options.chunksize);
+    if (chunksize > 1) {
+      const policy = taskPolicy(options, this.#defaults);
+      if (policy.retries > 0 && policy.retryOn === "error") {
+        throw new TypeError(
+          'retryOn: "error" with retries cannot be combined with chunksize > 1 (an error of one ' +
+            'call would run its whole chunk again): use chunksize 1, or retryOn: "lost"',
+        );
+      }
+    }
+    return chunksize;
   }
 
   /**
@@ -890,11 +903,9 @@ export class StreamFuturePool implements AsyncDisposable {
     options?: ImapOptions,
   ): AsyncGenerator<unknown, void, undefined> {
     this.#checkOpen();
-    if (typeof options === "object" && options !== null && "chunksize" in options) {
-      throw new TypeError("chunksize applies to map(), not to imap() (whose window streams calls)");
-    }
     options = checkOptions(options, IMAP_OPTIONS, "imap()");
     const task = this.#taskRef(fn);
+    const chunksize = this.#chunksizeOf(options);
     const window = positiveInt(options.window, "window", 1000);
     const ordered = bool(options.ordered, "ordered", true);
     if (options.dedupe || options.dedupeKey !== undefined) {
@@ -915,15 +926,32 @@ export class StreamFuturePool implements AsyncDisposable {
     }
     const template = this.#batchOf(options);
     const label = typeof options.progress === "string" ? options.progress : undefined;
-    return this.#imap(task, iterator, template, window, ordered, options, label);
+    const asyncInput = typeof source?.[Symbol.asyncIterator] === "function";
+    return this.#imap(
+      task,
+      iterator,
+      template,
+      {
+        window,
+        ordered,
+        chunksize,
+        asyncInput,
+      },
+      options,
+      label,
+    );
   }
 
   async *#imap(
     task: TaskFunction | string,
     iterator: AsyncIterator<unknown> | Iterator<unknown>,
     template: Batch,
-    window: number,
-    ordered: boolean,
+    { window, ordered, chunksize, asyncInput }: {
+      window: number;
+      ordered: boolean;
+      chunksize: number;
+      asyncInput: boolean;
+    },
     options: ImapOptions,
     label: string | undefined,
   ): AsyncGenerator<unknown, void, undefined> {
@@ -963,12 +991,76 @@ export class StreamFuturePool implements AsyncDisposable {
       ]);
     };
     let reading = false;
+    // With chunksize > 1: the calls read and not sent yet (their futures are made when their
+    // chunk goes out: full, at the end of the input or of the window, or when the input stalls).
+    let chunk: {
+      first: number;
+      texts: string[];
+      bytes: number;
+      refs: Map<string, StreamFuture<unknown>>;
+    } | undefined;
+    let chunks = 0;
+    let consumedCalls = 0;
+    /** Calls of each chunk not consumed yet (its task's entries are released after the last). */
+    const unconsumed = new Map<StreamFuture<unknown>, number>();
+    const follow = (future: StreamFuture<unknown>) => {
+      if (!ordered) {
+        future.addDoneCallback((f) => {
+          completed.push(f);
+          wake?.();
+        });
+      }
+      if (bar) this.#countProgress(future, counts, () => bar.update(counts));
+    };
+    const openBatch = () => {
+      if (!batch || batch.sealed) {
+        batch = { ...template, items: [], sealed: false };
+        this.#enqueue(batch, undefined);
+      }
+      return batch;
+    };
+    const sendChunk = () => {
+      if (!chunk) return;
+      const { first, texts, refs } = chunk;
+      chunk = undefined;
+      const future = this.#newFuture(`${op}.c_${(chunks++).toString(36)}`, op);
+      openBatch().items.push({
+        future,
+        fn: task,
+        chunk: true,
+        args: chunkArgs(texts),
+        parents: refs.size ? [...refs.keys()] : NO_REFS,
+        parentFutures: refs.size ? [...refs.values()] : NO_REFS,
+      });
+      const ids = texts.map((_, k) => `${op}.${(first + k).toString(36)}`);
+      const calls = chunkCalls(future, op, ids);
+      unconsumed.set(future, calls.length);
+      calls.forEach((call, k) => {
+        inFlight.set(first + k, call);
+        follow(call);
+      });
+    };
+    /** Resolves true when `step` has not settled by the end of this turn of the event loop. */
+    const stalls = (step: Promise<unknown>) =>
+      new Promise<boolean>((resolve) => {
+        step.then(() => resolve(false), () => resolve(false));
+        setImmediate(() => resolve(true));
+      });
     try {
       for (;;) {
         signal?.throwIfAborted();
-        while (!exhausted && inFlight.size < window) {
+        // In chunks: a chunk is begun only when the window has room for a whole one (else every
+        // consumed call would make a chunk of one).
+        while (
+          !exhausted &&
+          (chunk
+            ? inFlight.size + chunk.texts.length < window
+            : window - inFlight.size >= Math.min(chunksize, window))
+        ) {
           reading = true;
-          const step = await nextInput();
+          const next = nextInput();
+          if (chunk && asyncInput && await stalls(next)) sendChunk();
+          const step = await next;
           reading = false;
           // The input may take its time: the pool may have been shut down, the signal aborted.
           signal?.throwIfAborted();
@@ -989,22 +1081,25 @@ export class StreamFuturePool implements AsyncDisposable {
           const { text, refs, parentFutures } = typeof item === "string"
             ? { text: item, refs: NO_REFS, parentFutures: NO_REFS }
             : item;
+          if (chunksize > 1) {
+            // A chunk's arguments within maxPayloadBytes (3 bytes per UTF-16 unit at most).
+            const bytes = 3 * text.length + 1;
+            if (chunk && chunk.bytes + bytes > this.#maxPayloadBytes) sendChunk();
+            chunk ??= { first: index, texts: [], bytes: 4, refs: new Map() };
+            chunk.texts.push(text);
+            chunk.bytes += bytes;
+            refs.forEach((ref, i) => chunk!.refs.set(ref, parentFutures[i]));
+            index++;
+            if (chunk.texts.length === chunksize) sendChunk();
+            continue;
+          }
           const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
-          if (!batch || batch.sealed) {
-            batch = { ...template, items: [], sealed: false };
-            this.#enqueue(batch, undefined);
-          }
-          batch.items.push({ future, fn: task, args: text, parents: refs, parentFutures });
+          openBatch().items.push({ future, fn: task, args: text, parents: refs, parentFutures });
           inFlight.set(index, future);
-          if (!ordered) {
-            future.addDoneCallback((f) => {
-              completed.push(f);
-              wake?.();
-            });
-          }
-          if (bar) this.#countProgress(future, counts, () => bar.update(counts));
+          follow(future);
           index++;
         }
+        sendChunk();
         if (bar) bar.update({ ...counts, total: exhausted ? index : undefined });
         if (inFlight.size === 0) return;
         let next: StreamFuture<unknown>;
@@ -1030,8 +1125,17 @@ export class StreamFuturePool implements AsyncDisposable {
           at = parseInt(next.id.slice(op.length + 1), 36);
         }
         inFlight.delete(at);
-        consumed.push(next.id);
-        if (consumed.length >= 256) this.#releaseConsumed(op, consumed.splice(0));
+        const of = chunkTaskOf(next);
+        if (!of) consumed.push(next.id);
+        else if (unconsumed.set(of, unconsumed.get(of)! - 1).get(of) === 0) {
+          unconsumed.delete(of);
+          consumed.push(of.id);
+        }
+        // Released in batches of 256 calls' tasks (of a chunk's calls, once all are consumed).
+        if (++consumedCalls >= 256 && (!of || !unconsumed.has(of))) {
+          this.#releaseConsumed(op, consumed.splice(0));
+          consumedCalls = 0;
+        }
         yield await next;
       }
     } finally {
@@ -1041,7 +1145,8 @@ export class StreamFuturePool implements AsyncDisposable {
       bar?.stop();
       // Stopped early: the tasks still in flight are cancelled; consumed entries released.
       await Promise.all([...inFlight.values()].map((f) => f.cancel().catch(() => false)));
-      for (const f of inFlight.values()) consumed.push(f.id);
+      for (const f of inFlight.values()) if (!chunkTaskOf(f)) consumed.push(f.id);
+      for (const f of unconsumed.keys()) consumed.push(f.id);
       if (consumed.length > 0) this.#releaseConsumed(op, consumed.splice(0));
       // (An input still producing its next item, given up on abort, is told to stop without
       // waiting for it: an async generator's return() waits for the step it is in.)

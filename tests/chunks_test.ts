@@ -94,10 +94,7 @@ describe("map with chunksize: calls sent in chunks, one task per chunk", () => {
       () => pool.map("say", calls, { chunksize: 2, retries: 2, retryOn: "error" }),
       /retryOn: "error" with retries cannot be combined with chunksize > 1/,
     );
-    assert.throws(
-      () => pool.imap("say", calls, { chunksize: 2 } as never),
-      /chunksize applies to map\(\), not to imap\(\)/,
-    );
+    assert.throws(() => pool.imap("say", calls, { chunksize: 0 }), RangeError);
     const chunked = pool.map("say", calls, { chunksize: 2 });
     assert.throws(
       () => pool.submit("say", [chunked[0]]),
@@ -201,6 +198,102 @@ describe("map with chunksize: calls sent in chunks, one task per chunk", () => {
     assert.deepEqual(await Promise.all(futures), Array(10).fill(text));
     const rows = await pool.results(futures[0].operationId);
     assert.ok(rows.length >= 4, `${rows.length} chunks for 10 calls of 500 bytes, 4,000 at most`);
+  });
+});
+
+describe("imap with chunksize", () => {
+  before(async () => {
+    redis = await startRedis();
+  });
+  afterEach(async () => {
+    await killAll(children);
+    await cleanTraces();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  it("yields every call's value in input order or as completed, within the window; releases each chunk once consumed", async () => {
+    const app = nextApp("imapchunks");
+    children.push(await startWorker(redis, app, ["--concurrency", "4"]));
+    await using pool = faultPool(redis, app);
+    let read = 0;
+    let consumed = 0;
+    let ahead = 0;
+    function* input() {
+      for (let i = 0; i < 1_000; i++) {
+        read++;
+        ahead = Math.max(ahead, read - consumed);
+        yield [String(i)] as [string];
+      }
+    }
+    const c = await redis.client();
+    let most = 0;
+    for await (const value of pool.imap<string>("say", input(), { chunksize: 30, window: 100 })) {
+      assert.equal(value, String(consumed++));
+      if (consumed % 100 === 0) {
+        const keys = await c.sendCommand(["KEYS", `${app}:*:status`]) as string[];
+        for (const key of keys) most = Math.max(most, Number(await c.sendCommand(["HLEN", key])));
+      }
+    }
+    assert.equal(consumed, 1_000);
+    assert.ok(ahead <= 101, `read ${ahead} inputs ahead of the consumer (window 100)`);
+    // In flight: at most 100 calls, 4 chunks; consumed and not released yet: under 256 calls.
+    assert.ok(most <= 4 + Math.ceil(256 / 30) + 1, `an operation hash held ${most} chunk tasks`);
+    await waitFor(
+      async () => ((await c.sendCommand(["KEYS", `${app}:*:status`])) as string[]).length === 0,
+      "every chunk released",
+    );
+
+    const values: number[] = [];
+    const unordered = pool.imap<number>("tens", [[2], [1], [0], [6]], {
+      chunksize: 2,
+      ordered: false,
+    });
+    await assert.rejects(async () => {
+      for await (const v of unordered) values.push(v);
+    }, (error) => error instanceof RemoteTaskError && error.message === "odd: 1");
+    assert.deepEqual(values, [20], "the first chunk's values come in call order, up to the error");
+  });
+
+  it("a slow async input does not hold back the calls read so far; an abort stops the chunks in flight", async () => {
+    const app = nextApp("imapchunkslow");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    async function* input() {
+      yield [1, file] as [number, string];
+      yield [1, file] as [number, string];
+      await gate; // the input stalls: the two calls read so far go out as a chunk of 2
+      yield [60_000, file] as [number, string];
+      yield [60_000, file] as [number, string];
+    }
+    const controller = new AbortController();
+    const it = pool.imap<Trace>("nap", input(), { chunksize: 100, signal: controller.signal })[
+      Symbol.asyncIterator
+    ]();
+    const first = it.next();
+    await waitFor(
+      async () => (await readTrace(file)).filter((t) => t.event === "done").length === 2,
+      "the two calls read before the input stalled ran",
+    );
+    release();
+    const a = await first;
+    const b = await it.next();
+    assert.equal(a.value!.taskId, b.value!.taskId, "one chunk");
+    const pending = it.next();
+    await waitFor(
+      async () => (await readTrace(file)).filter((t) => t.event === "start").length === 3,
+      "the second chunk running",
+    );
+    controller.abort();
+    await assert.rejects(pending);
+    await waitFor(
+      async () => (await readTrace(file)).some((t) => t.event === "aborted"),
+      "the running chunk stopped",
+    );
   });
 });
 
