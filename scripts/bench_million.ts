@@ -7,7 +7,7 @@
  *
  *   deno task bench:million
  *   deno run -A scripts/bench_million.ts [--tasks 1000000] [--window 5000] [--workers 4]
- *     [--concurrency 100] [--ordered]
+ *     [--concurrency 100] [--ordered] [--chunksize 1]
  *
  * @module
  */
@@ -28,13 +28,14 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "100" },
     executors: { type: "string" },
     ordered: { type: "boolean", default: false },
+    chunksize: { type: "string", default: "1" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
 if (values.help) {
   console.log(
     "usage: deno run -A scripts/bench_million.ts [--tasks N] [--window N] [--workers N] " +
-      "[--concurrency N] [--ordered]",
+      "[--concurrency N] [--ordered] [--chunksize N]",
   );
   Deno.exit(0);
 }
@@ -99,7 +100,8 @@ try {
   const startRss = peakRss;
   console.error(
     `[bench:million] ${N} tasks, window ${values.window}, ${values.workers} local listeners x ` +
-      `concurrency ${values.concurrency}, ${values.ordered ? "ordered" : "unordered"}; ` +
+      `concurrency ${values.concurrency}, ${values.ordered ? "ordered" : "unordered"}, ` +
+      `chunksize ${values.chunksize}; ` +
       `RSS after start ${mb(startRss)}`,
   );
   const started = performance.now();
@@ -109,6 +111,7 @@ try {
     const _ of pool.imap(tasks.noop, input(), {
       window: Number(values.window),
       ordered: values.ordered,
+      chunksize: Number(values.chunksize),
     })
   ) {
     count++;
