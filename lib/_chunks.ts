@@ -15,7 +15,8 @@
  * @module
  */
 
-import { checkPayloadSize, encode } from "./codec.ts";
+import { setImmediate } from "node:timers";
+import { byteLength, checkPayloadSize, encode } from "./codec.ts";
 import { CancelledError, describeThrown, ProtocolError, RemoteTaskError } from "./errors.ts";
 import { futureControl, type FutureHooks, StreamFuture } from "./future.ts";
 import type { TaskFunction } from "./_tasks.ts";
@@ -60,24 +61,47 @@ export function chunkArgs(calls: readonly string[]): string {
 }
 
 /**
- * Runs a chunk's calls of `fn` one after the other (on a worker, inside the chunk's task context)
- * and returns the encoded list of their outcomes. A call that throws, whose value cannot be
- * encoded or is longer than `maxPayloadBytes`, or that is a generator (whose values a chunk cannot
- * stream) has a failed outcome; the others go on. Stops with `signal.reason` when the chunk is
- * cancelled or timed out.
+ * The outcome of a call whose own outcome does not fit in its chunk's result: short, so that one
+ * per call left still fits ({@link runChunk}).
+ */
+const TOO_LARGE = '[0,"RangeError","its outcome does not fit in its chunk\'s result ' +
+  '(maxPayloadBytes in all): use a smaller chunksize",""]';
+
+/** How long a chunk's calls may run without the event loop turning (abort messages, heartbeats). */
+const TURN_MS = 10;
+
+/**
+ * Runs a chunk's calls of `fn` one after the other (on a worker, inside the chunk's task context;
+ * `onCall(i)` is told which call runs) and returns the encoded list of their outcomes. A call that
+ * throws, whose value cannot be encoded or is longer than `maxPayloadBytes`, or that is a generator
+ * (whose values a chunk cannot stream) has a failed outcome; the others go on. The outcomes in all
+ * stay within `maxPayloadBytes`: one that would not fit (with room kept for a short outcome per
+ * call left) is replaced by a short `RangeError`. Between calls the event loop turns at least every
+ * {@link TURN_MS} ms, even for synchronous calls, and the chunk stops with `signal.reason` once it
+ * is cancelled or timed out.
  */
 export async function runChunk(
   fn: TaskFunction,
   calls: unknown,
   signal: AbortSignal,
   maxPayloadBytes: number,
+  onCall?: (index: number) => void,
 ): Promise<string> {
   if (!Array.isArray(calls) || !calls.every(Array.isArray)) {
     throw new TypeError("a chunk task takes one argument, the list of its calls' argument lists");
   }
   const parts: string[] = new Array(calls.length);
+  // "[", "]" and a comma per call, then the outcomes so far.
+  let used = calls.length + 1;
+  let turned = performance.now();
   for (let i = 0; i < calls.length; i++) {
+    if (performance.now() - turned >= TURN_MS) {
+      await new Promise((resolve) => setImmediate(resolve));
+      turned = performance.now();
+    }
     if (signal.aborted) throw signal.reason;
+    onCall?.(i);
+    let part: string;
     try {
       const result = fn(...(calls[i] as unknown[]));
       if (isGenerator(result)) {
@@ -87,12 +111,21 @@ export async function runChunk(
       }
       const encoded = encode(await result, "result");
       checkPayloadSize(encoded, maxPayloadBytes, "the result");
-      parts[i] = `[1,${encoded}]`;
+      part = `[1,${encoded}]`;
     } catch (thrown) {
       const info = describeThrown(thrown);
-      parts[i] = `[0,${JSON.stringify(info.name)},${JSON.stringify(info.message)},${
+      part = `[0,${JSON.stringify(info.name)},${JSON.stringify(info.message)},${
         JSON.stringify(info.stack ?? "")
       }]`;
+    }
+    const bytes = byteLength(part);
+    const reserve = (calls.length - i - 1) * TOO_LARGE.length;
+    if (used + bytes + reserve > maxPayloadBytes) {
+      parts[i] = TOO_LARGE;
+      used += TOO_LARGE.length;
+    } else {
+      parts[i] = part;
+      used += bytes;
     }
   }
   return `[${parts.join(",")}]`;
@@ -154,13 +187,29 @@ class Chunk {
         else if (t.state === "pending") futureControl(call).markPending(t.attempt);
       }
     });
-    task.then((outcomes) => this.#settle(outcomes), (error) => {
-      for (const call of this.calls) {
-        const control = futureControl(call);
-        if (task.cancelled() && error instanceof CancelledError) control.cancel(error);
-        else control.reject(error);
-      }
-    });
+    // The calls settle once the progress values published before the outcome are handed on.
+    void this.#forwardProgress().finally(() =>
+      task.then((outcomes) => this.#settle(outcomes), (error) => {
+        for (const call of this.calls) {
+          const control = futureControl(call);
+          if (task.cancelled() && error instanceof CancelledError) control.cancel(error);
+          else control.reject(error);
+        }
+      })
+    );
+  }
+
+  /**
+   * Hands the progress values the chunk's calls publish (`[call, value]`, see the executor) to
+   * the calls' futures, until the chunk's future settles.
+   */
+  async #forwardProgress(): Promise<void> {
+    let index = 0;
+    for await (const event of this.task.progress()) {
+      if (!Array.isArray(event) || event.length !== 2) continue;
+      const call = this.calls[event[0]];
+      if (call) futureControl(call).event("p", this.task.attempt, index++, event[1]);
+    }
   }
 
   #settle(outcomes: unknown): void {

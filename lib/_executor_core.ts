@@ -101,6 +101,11 @@ class Context {
   readonly kv: KeyValueStore;
   /** Set when the task ended: later progress values are dropped. */
   finished = false;
+  /**
+   * In a chunk task, the call running (its progress values go out as `[call, value]`, for the
+   * client to hand to that call's future); -1 otherwise.
+   */
+  call = -1;
   readonly #seq: number;
   readonly #executor: Executor;
   #controller: AbortController | undefined;
@@ -129,8 +134,9 @@ class Context {
     let index = 0;
     return this.#progress ??= (value) => {
       if (this.finished) return;
-      const encoded = encode(value, "progress");
+      let encoded = encode(value, "progress");
       checkPayloadSize(encoded, this.#executor.maxPayloadBytes, "the progress value");
+      if (this.call >= 0) encoded = `[${this.call},${encoded}]`;
       this.#executor.done([this.#seq, 2, "p", index++, encoded]);
     };
   }
@@ -263,7 +269,8 @@ class Executor {
         const calls = args[0];
         const outcomes = await runInTask(
           context,
-          () => runChunk(fn, calls, context.signal, this.maxPayloadBytes),
+          () =>
+            runChunk(fn, calls, context.signal, this.maxPayloadBytes, (i) => (context.call = i)),
         );
         context.finished = true;
         checkPayloadSize(outcomes, this.maxPayloadBytes, "the results of the chunk");

@@ -318,7 +318,8 @@ export interface MapOptions extends SubmitOptions {
    * its own future, value and error; for many short calls, far fewer Redis writes and messages.
    * Per chunk, not per call: the lease, heartbeats and fencing, retries after a lost worker
    * (`retryOn: "error"` with retries is refused), `timeout` (the run time limit of the whole
-   * chunk), what `currentTask()` shows, and what `results()` / `future(id)` see in Redis. A call
+   * chunk), `currentTask()`'s task id, attempt and signal, and what `results()` / `future(id)`
+   * see in Redis (each call's progress values still reach its own future). A call
    * whose future is cancelled still runs unless every call of its chunk is cancelled (then the
    * chunk is). A call's future cannot be an argument of another task. Chunks are also cut so that
    * their arguments stay within `maxPayloadBytes`.

@@ -187,6 +187,42 @@ describe("map with chunksize: calls sent in chunks, one task per chunk", () => {
     assert.ok(futures.every((f) => f.attempt === 2));
   });
 
+  it("each call's progress values reach its own future", async () => {
+    const app = nextApp("chunkprogress");
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app);
+    const futures = pool.map<number>("report", [[1], [2], [3]], { chunksize: 3 });
+    const seen = await Promise.all(futures.map(async (f) => {
+      const values: unknown[] = [];
+      for await (const value of f.progress()) values.push(value);
+      return values;
+    }));
+    assert.deepEqual(await Promise.all(futures), [1, 2, 3]);
+    assert.deepEqual(seen, [[1, 10], [2, 20], [3, 30]]);
+  });
+
+  it("outcomes that would take the chunk's result over maxPayloadBytes fail alone", async () => {
+    const app = nextApp("chunkresults");
+    children.push(await startWorker(redis, app, ["--max-payload-bytes", "10000"]));
+    await using pool = faultPool(redis, app);
+    const futures = pool.map<string>("bigResult", [[3000], [3000], [3000], [3000], [10]], {
+      chunksize: 5,
+    });
+    const settled = await Promise.allSettled(futures);
+    assert.deepEqual(settled.map((s) => s.status), [
+      "fulfilled",
+      "fulfilled",
+      "fulfilled",
+      "rejected",
+      "fulfilled",
+    ]);
+    const error = (settled[3] as PromiseRejectedResult).reason;
+    assert.ok(error instanceof RemoteTaskError);
+    assert.equal(error.remoteName, "RangeError");
+    assert.match(error.message, /does not fit in its chunk's result/);
+    assert.equal((settled[4] as PromiseFulfilledResult<string>).value.length, 10);
+  });
+
   it("chunks are cut to keep their arguments within maxPayloadBytes", async () => {
     const app = nextApp("chunkbytes");
     children.push(await startWorker(redis, app));
@@ -316,6 +352,38 @@ describe("chunks on the worker (pure logic)", () => {
     await assert.rejects(runChunk(fn, [1], controller.signal, 1_000), TypeError);
     controller.abort(new CancelledError("stop"));
     await assert.rejects(runChunk(fn, [[1]], controller.signal, 1_000), /stop/);
+  });
+
+  it("runChunk: synchronous calls let the event loop turn, so an abort stops the chunk between calls", async () => {
+    const controller = new AbortController();
+    let ran = 0;
+    const busy = () => {
+      const end = performance.now() + 5;
+      while (performance.now() < end) { /* a synchronous call */ }
+      return ++ran;
+    };
+    setTimeout(() => controller.abort(new CancelledError("stopped")), 30);
+    const calls = Array.from({ length: 400 }, () => []);
+    await assert.rejects(runChunk(busy, calls, controller.signal, 1e6), /stopped/);
+    assert.ok(ran < 400, `${ran} of 400 calls ran`);
+  });
+
+  it("runChunk: tells which call runs; keeps the outcomes within the limit, one short error per call that does not fit", async () => {
+    const order: number[] = [];
+    const text = await runChunk(
+      (n: number) => "z".repeat(n),
+      [[100], [300], [100]],
+      new AbortController().signal,
+      450,
+      (i) => order.push(i),
+    );
+    assert.deepEqual(order, [0, 1, 2]);
+    const outcomes = JSON.parse(text);
+    assert.ok(text.length <= 450, `${text.length} bytes`);
+    assert.deepEqual(outcomes[0], [1, "z".repeat(100)]);
+    assert.equal(outcomes[1][0], 0);
+    assert.match(outcomes[1][2], /does not fit/);
+    assert.deepEqual(outcomes[2], [1, "z".repeat(100)]);
   });
 
   it("task modules may not export names starting with chunk:", async () => {

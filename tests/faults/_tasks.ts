@@ -227,3 +227,12 @@ export function tens(n: number): unknown {
   if (n === 4) return Symbol("four");
   return n * 10;
 }
+
+/** Publishes the progress values `n` and `n * 10`, then returns `n`. */
+export async function report(n: number): Promise<number> {
+  const { progress } = currentTask();
+  progress(n);
+  await new Promise((resolve) => setTimeout(resolve, 1));
+  progress(n * 10);
+  return n;
+}
