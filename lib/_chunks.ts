@@ -190,8 +190,10 @@ class Chunk {
     // The calls settle once the progress values published before the outcome are handed on.
     void this.#forwardProgress().finally(() =>
       task.then((outcomes) => this.#settle(outcomes), (error) => {
+        const raw = this.#rawTimings();
         for (const call of this.calls) {
           const control = futureControl(call);
+          if (raw) control.timings(raw);
           if (task.cancelled() && error instanceof CancelledError) control.cancel(error);
           else control.reject(error);
         }
@@ -212,9 +214,14 @@ class Chunk {
     }
   }
 
-  #settle(outcomes: unknown): void {
+  /** The chunk task's timings, in the form of a final notice's, if it ran. */
+  #rawTimings(): string | undefined {
     const timings = this.task.timings;
-    const raw = timings && `${timings.wait},${timings.run},${timings.startedAt.getTime()}`;
+    return timings && `${timings.wait},${timings.run},${timings.startedAt.getTime()}`;
+  }
+
+  #settle(outcomes: unknown): void {
+    const raw = this.#rawTimings();
     const list = Array.isArray(outcomes) && outcomes.length === this.calls.length
       ? outcomes as unknown[][]
       : undefined;

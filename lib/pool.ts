@@ -9,6 +9,7 @@
  */
 
 import {
+  byteLength,
   checkPayloadSize,
   decode,
   encodeWithRefs,
@@ -321,8 +322,9 @@ export interface MapOptions extends SubmitOptions {
    * chunk), `currentTask()`'s task id, attempt and signal, and what `results()` / `future(id)`
    * see in Redis (each call's progress values still reach its own future). A call
    * whose future is cancelled still runs unless every call of its chunk is cancelled (then the
-   * chunk is). A call's future cannot be an argument of another task. Chunks are also cut so that
-   * their arguments stay within `maxPayloadBytes`.
+   * chunk is). A call's future cannot be an argument of another task; a call with futures among
+   * its arguments goes as a task of its own. Chunks are also cut so that their arguments stay
+   * within `maxPayloadBytes`.
    */
   chunksize?: number;
 }
@@ -689,7 +691,7 @@ export class StreamFuturePool implements AsyncDisposable {
     return this.#ready;
   }
 
-  /** The number of futures that have not settled. */
+  /** The number of futures that have not settled (a chunk of `map` / `imap` calls counts once). */
   get pending(): number {
     return this.#futures.size;
   }
@@ -829,7 +831,9 @@ export class StreamFuturePool implements AsyncDisposable {
 
   /**
    * `map`'s calls in chunks of up to `chunksize` (see {@link MapOptions.chunksize}): one task of
-   * the chunk task `chunk:<name>` per chunk, added to `batch`; returns the calls' futures.
+   * the chunk task `chunk:<name>` per chunk (id `<op>.c_<index of its first call>`), added to
+   * `batch`, its arguments within maxPayloadBytes; a call with futures among its arguments is a
+   * task of its own (`<op>.<index>`). Returns the calls' futures.
    */
   #chunks(
     task: TaskFunction | string,
@@ -839,38 +843,46 @@ export class StreamFuturePool implements AsyncDisposable {
   ): StreamFuture<unknown>[] {
     const op = batch.op;
     const futures: StreamFuture<unknown>[] = new Array(encoded.length);
-    // A chunk's arguments within maxPayloadBytes: counted as 3 bytes per UTF-16 unit at most.
     const limit = this.#maxPayloadBytes;
-    for (let start = 0, n = 0; start < encoded.length; n++) {
-      const texts: string[] = [];
-      const ids: string[] = [];
-      const parents = new Map<string, StreamFuture<unknown>>();
-      let bytes = 4;
-      let end = start;
-      for (; end < encoded.length && end - start < chunksize; end++) {
-        const item = encoded[end];
-        const text = typeof item === "string" ? item : item.text;
-        if (end > start && bytes + 3 * text.length + 1 > limit) break;
-        bytes += 3 * text.length + 1;
-        texts.push(text);
-        ids.push(`${op}.${end.toString(36)}`);
-        if (typeof item !== "string") {
-          item.refs.forEach((ref, i) => parents.set(ref, item.parentFutures[i]));
-        }
-      }
-      const future = this.#newFuture(`${op}.c_${n.toString(36)}`, op);
-      batch.items.push({
-        future,
-        fn: task,
-        chunk: true,
-        args: chunkArgs(texts),
-        parents: parents.size ? [...parents.keys()] : NO_REFS,
-        parentFutures: parents.size ? [...parents.values()] : NO_REFS,
-      });
+    let start = 0;
+    let texts: string[] = [];
+    let bytes = 4; // [[ and ]]
+    const send = () => {
+      if (texts.length === 0) return;
+      const future = this.#newFuture(`${op}.c_${start.toString(36)}`, op);
+      batch.items.push({ future, fn: task, chunk: true, args: chunkArgs(texts), ...NO_PARENTS });
+      const ids = texts.map((_, k) => `${op}.${(start + k).toString(36)}`);
       const calls = chunkCalls(future, op, ids);
-      for (let i = 0; i < calls.length; i++) futures[start + i] = calls[i];
-      start = end;
+      for (let k = 0; k < calls.length; k++) futures[start + k] = calls[k];
+      texts = [];
+      bytes = 4;
+    };
+    for (let index = 0; index < encoded.length; index++) {
+      const item = encoded[index];
+      if (typeof item !== "string") {
+        // A call with futures among its arguments is a task of its own: its parents' outcomes
+        // are its own, not its chunk's.
+        send();
+        const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
+        batch.items.push({
+          future,
+          fn: task,
+          args: item.text,
+          parents: item.refs,
+          parentFutures: item.parentFutures,
+        });
+        futures[index] = future;
+        start = index + 1;
+        continue;
+      }
+      const size = byteLength(item) + 1;
+      if (texts.length > 0 && bytes + size > limit) send();
+      if (texts.length === 0) start = index;
+      texts.push(item);
+      bytes += size;
+      if (texts.length === chunksize) send();
     }
+    send();
     return futures;
   }
 
@@ -994,13 +1006,7 @@ export class StreamFuturePool implements AsyncDisposable {
     let reading = false;
     // With chunksize > 1: the calls read and not sent yet (their futures are made when their
     // chunk goes out: full, at the end of the input or of the window, or when the input stalls).
-    let chunk: {
-      first: number;
-      texts: string[];
-      bytes: number;
-      refs: Map<string, StreamFuture<unknown>>;
-    } | undefined;
-    let chunks = 0;
+    let chunk: { first: number; texts: string[]; bytes: number } | undefined;
     let consumedCalls = 0;
     /** Calls of each chunk not consumed yet (its task's entries are released after the last). */
     const unconsumed = new Map<StreamFuture<unknown>, number>();
@@ -1022,16 +1028,15 @@ export class StreamFuturePool implements AsyncDisposable {
     };
     const sendChunk = () => {
       if (!chunk) return;
-      const { first, texts, refs } = chunk;
+      const { first, texts } = chunk;
       chunk = undefined;
-      const future = this.#newFuture(`${op}.c_${(chunks++).toString(36)}`, op);
+      const future = this.#newFuture(`${op}.c_${first.toString(36)}`, op);
       openBatch().items.push({
         future,
         fn: task,
         chunk: true,
         args: chunkArgs(texts),
-        parents: refs.size ? [...refs.keys()] : NO_REFS,
-        parentFutures: refs.size ? [...refs.values()] : NO_REFS,
+        ...NO_PARENTS,
       });
       const ids = texts.map((_, k) => `${op}.${(first + k).toString(36)}`);
       const calls = chunkCalls(future, op, ids);
@@ -1082,18 +1087,19 @@ export class StreamFuturePool implements AsyncDisposable {
           const { text, refs, parentFutures } = typeof item === "string"
             ? { text: item, refs: NO_REFS, parentFutures: NO_REFS }
             : item;
-          if (chunksize > 1) {
-            // A chunk's arguments within maxPayloadBytes (3 bytes per UTF-16 unit at most).
-            const bytes = 3 * text.length + 1;
+          // In chunks (a call with futures among its arguments is a task of its own), within
+          // maxPayloadBytes.
+          if (chunksize > 1 && refs.length === 0) {
+            const bytes = byteLength(text) + 1;
             if (chunk && chunk.bytes + bytes > this.#maxPayloadBytes) sendChunk();
-            chunk ??= { first: index, texts: [], bytes: 4, refs: new Map() };
+            chunk ??= { first: index, texts: [], bytes: 4 };
             chunk.texts.push(text);
             chunk.bytes += bytes;
-            refs.forEach((ref, i) => chunk!.refs.set(ref, parentFutures[i]));
             index++;
             if (chunk.texts.length === chunksize) sendChunk();
             continue;
           }
+          sendChunk(); // calls go out in input order
           const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
           openBatch().items.push({ future, fn: task, args: text, parents: refs, parentFutures });
           inFlight.set(index, future);
@@ -1172,7 +1178,7 @@ export class StreamFuturePool implements AsyncDisposable {
     counts: { done: number; failed: number; running: number },
     update: () => void,
   ): void {
-    let running = false;
+    let running = future.running();
     const control = futureControl(future);
     control.observe((f) => {
       if (f.running() !== running) {
@@ -1219,7 +1225,7 @@ export class StreamFuturePool implements AsyncDisposable {
             if (--left === 0) resolve();
             continue;
           }
-          if (future.running()) counts.running++;
+          if (future.running()) counts.running++; // #countProgress takes it off when it stops
           this.#countProgress(future, counts, () => bar.update(counts));
           future.addDoneCallback(() => {
             if (--left === 0) resolve();
@@ -1269,11 +1275,7 @@ export class StreamFuturePool implements AsyncDisposable {
       }
       return result;
     });
-    const index = (id: string) => {
-      const dot = id.indexOf(".");
-      return dot === -1 ? -1 : parseInt(id.slice(dot + 1), 36);
-    };
-    return out.sort((a, b) => index(a.taskId) - index(b.taskId));
+    return out.sort((a, b) => inputIndex(a.taskId) - inputIndex(b.taskId));
   }
 
   /**
@@ -1344,11 +1346,7 @@ export class StreamFuturePool implements AsyncDisposable {
     if (ids.length === 0) {
       throw new TaskNotFoundError(`operation ${operationId} has no tasks (in app "${this.app}")`);
     }
-    const index = (id: string) => {
-      const dot = id.indexOf(".");
-      return dot === -1 ? -1 : parseInt(id.slice(dot + 1), 36);
-    };
-    ids.sort((a, b) => index(a) - index(b));
+    ids.sort((a, b) => inputIndex(a) - inputIndex(b));
     const futures = ids.map((id) => {
       const future = new StreamFuture<unknown>(id, operationId, this.#hooks);
       this.#futures.add(future);
@@ -2533,6 +2531,17 @@ export class StreamFuturePool implements AsyncDisposable {
   }
 }
 
+/**
+ * Where a task of an operation comes in its input: `<op>.<index in base 36>`, or a chunk's
+ * `<op>.c_<index of its first call in base 36>`; -1 for a task that is its operation.
+ */
+function inputIndex(id: string): number {
+  const dot = id.indexOf(".");
+  if (dot === -1) return -1;
+  const at = id.startsWith("c_", dot + 1) ? dot + 3 : dot + 1;
+  return parseInt(id.slice(at), 36);
+}
+
 function abortError(signal: AbortSignal): CancelledError {
   return new CancelledError("the task was cancelled: its signal was aborted", {
     cause: signal.reason,
@@ -2547,6 +2556,8 @@ interface EncodedArgs {
 }
 
 const NO_REFS: readonly never[] = Object.freeze([]);
+/** The parent fields of an item without parents. */
+const NO_PARENTS = { parents: NO_REFS, parentFutures: NO_REFS } as const;
 /** The futures met while encoding one argument list (encoding is synchronous: one at a time). */
 const parentsMet = new Map<string, StreamFuture<unknown>>();
 function refOfFuture(value: object): { op: string; id: string } | undefined {
