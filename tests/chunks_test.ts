@@ -22,7 +22,7 @@ import type { Trace } from "./faults/_tasks.ts";
 let redis: TestRedis;
 const children: ChildProcessHandle[] = [];
 
-describe("map with chunksize: calls sent in chunks, one task per chunk", () => {
+describe("map and imap with chunksize: calls sent in chunks, one task per chunk", () => {
   before(async () => {
     redis = await startRedis();
   });
@@ -304,21 +304,8 @@ describe("map with chunksize: calls sent in chunks, one task per chunk", () => {
     const rows = await pool.results(futures[0].operationId);
     assert.equal(rows.length, 2, `${rows.length} chunks for 10 calls of 505 bytes, 4,000 at most`);
   });
-});
 
-describe("imap with chunksize", () => {
-  before(async () => {
-    redis = await startRedis();
-  });
-  afterEach(async () => {
-    await killAll(children);
-    await cleanTraces();
-  });
-  after(async () => {
-    await redis.stop();
-  });
-
-  it("yields every call's value in input order or as completed, within the window; releases each chunk once consumed", async () => {
+  it("imap: yields every call's value in input order or as completed, within the window; releases each chunk once consumed", async () => {
     const app = nextApp("imapchunks");
     children.push(await startWorker(redis, app, ["--concurrency", "4"]));
     await using pool = faultPool(redis, app);
@@ -363,7 +350,7 @@ describe("imap with chunksize", () => {
     assert.ok(values.every((v) => [0, 20, 60].includes(v)), `${values}`);
   });
 
-  it("a slow async input does not hold back the calls read so far; an abort stops the chunks in flight", async () => {
+  it("imap: a slow async input does not hold back the calls read so far; an abort stops the chunks in flight", async () => {
     const app = nextApp("imapchunkslow");
     const file = await traceFile();
     children.push(await startWorker(redis, app));
