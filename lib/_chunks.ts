@@ -1,16 +1,17 @@
 /**
- * Chunks: `pool.map(fn, argsList, { chunksize })` sends its calls in chunks of up to `chunksize`
- * calls, as Python's `Executor.map(..., chunksize=n)` does. Each chunk is one task in Redis (one
- * stream entry, one START and FINISH, one result), named `chunk:<task name>`, whose one argument
- * is the list of its calls' argument lists; a worker runs the calls one after the other and
- * records the list of their outcomes, `[1, value]` or `[0, name, message, stack]` each. The
- * client gives every call a future of its own, settled from its chunk's.
+ * Chunks: `pool.map` / `pool.imap` with `{ chunksize }` send their calls in chunks of up to
+ * `chunksize` calls, as Python's `Executor.map(..., chunksize=n)` does. Each chunk is one task in
+ * Redis (one stream entry, one START and FINISH, one result), named `chunk:<task name>`, whose one
+ * argument is the list of its calls' argument lists; a worker runs the calls one after the other
+ * and records the list of their outcomes, `[1, value]` or `[0, name, message, stack]` each, and
+ * publishes a call's progress values as `[call, value]`. The client gives every call a future of
+ * its own, settled from its chunk's (a call with futures among its arguments is no chunk's: the
+ * pool sends it as a task of its own).
  *
  * What is per chunk, not per call: the lease, heartbeats and fencing, retries (after a lost
  * worker; `retryOn: "error"` is refused, since an error of one call would run its whole chunk
- * again), `timeout` (the run time limit of the whole chunk), `currentTask()` (a chunk's calls see
- * the chunk's task id, signal and progress), and what Redis keeps (`pool.results(op)` and
- * `pool.future(id)` see the chunks).
+ * again), `timeout` (the run time limit of the whole chunk), `currentTask()`'s task id, attempt
+ * and signal, and what Redis keeps (`pool.results(op)` and `pool.future(id)` see the chunks).
  *
  * @module
  */
