@@ -64,7 +64,7 @@ export async function loadTasks(modules: readonly (string | URL)[]): Promise<Tas
       if (name.startsWith(CHUNK_PREFIX)) {
         throw new TypeError(
           `task module ${url} exports "${name}": names starting with "${CHUNK_PREFIX}" are ` +
-            "reserved for chunks of map() calls",
+            "reserved for chunks of map() / imap() calls",
         );
       }
       const previous = origin.get(name);

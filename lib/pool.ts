@@ -849,10 +849,7 @@ export class StreamFuturePool implements AsyncDisposable {
     let bytes = 4; // [[ and ]]
     const send = () => {
       if (texts.length === 0) return;
-      const future = this.#newFuture(`${op}.c_${start.toString(36)}`, op);
-      batch.items.push({ future, fn: task, chunk: true, args: chunkArgs(texts), ...NO_PARENTS });
-      const ids = texts.map((_, k) => `${op}.${(start + k).toString(36)}`);
-      const calls = chunkCalls(future, op, ids);
+      const calls = this.#chunk(batch, task, start, texts);
       for (let k = 0; k < calls.length; k++) futures[start + k] = calls[k];
       texts = [];
       bytes = 4;
@@ -884,6 +881,22 @@ export class StreamFuturePool implements AsyncDisposable {
     }
     send();
     return futures;
+  }
+
+  /**
+   * Adds to `batch` the chunk task of the calls whose encoded argument lists are `texts`, the
+   * first of them call number `first` of the operation; returns the calls' futures.
+   */
+  #chunk(
+    batch: Batch,
+    task: TaskFunction | string,
+    first: number,
+    texts: string[],
+  ): StreamFuture<unknown>[] {
+    const op = batch.op;
+    const future = this.#newFuture(`${op}.c_${first.toString(36)}`, op);
+    batch.items.push({ future, fn: task, chunk: true, args: chunkArgs(texts), ...NO_PARENTS });
+    return chunkCalls(future, op, texts.map((_, k) => `${op}.${(first + k).toString(36)}`));
   }
 
   /**
@@ -1030,17 +1043,8 @@ export class StreamFuturePool implements AsyncDisposable {
       if (!chunk) return;
       const { first, texts } = chunk;
       chunk = undefined;
-      const future = this.#newFuture(`${op}.c_${first.toString(36)}`, op);
-      openBatch().items.push({
-        future,
-        fn: task,
-        chunk: true,
-        args: chunkArgs(texts),
-        ...NO_PARENTS,
-      });
-      const ids = texts.map((_, k) => `${op}.${(first + k).toString(36)}`);
-      const calls = chunkCalls(future, op, ids);
-      unconsumed.set(future, calls.length);
+      const calls = this.#chunk(openBatch(), task, first, texts);
+      unconsumed.set(chunkTaskOf(calls[0])!, calls.length);
       calls.forEach((call, k) => {
         inFlight.set(first + k, call);
         follow(call);
