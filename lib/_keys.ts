@@ -153,9 +153,21 @@ export class Keys {
     return `${this.app}:replies:${clientId}`;
   }
 
-  /** `<app>:delayed:<queue>` — sorted set of entries due later `{entry: due ms (Redis TIME)}`. */
+  /**
+   * `<app>:delayed:<queue>` — sorted set of the tasks due later `{"<op>/<taskId>": due ms (Redis
+   * TIME)}`; their entries are in {@link delayedEntries}.
+   */
   delayed(queue: string): string {
     return `${this.app}:delayed:${queue}`;
+  }
+
+  /**
+   * `<app>:<op>:delayed` — hash `{taskId: JSON [queue, entry fields]}` of an operation's tasks
+   * waiting in a delayed set: where PROMOTE takes their entries from, and where CANCEL finds the
+   * set to remove a cancelled one from.
+   */
+  delayedEntries(op: string): string {
+    return `${this.app}:${op}:delayed`;
   }
 
   /** `<app>:dead` — the dead-letter stream: tasks that exhausted their attempts. */
@@ -219,6 +231,7 @@ local function k_status(op) return APP .. ':' .. op .. ':status' end
 local function k_heartbeat(op) return APP .. ':' .. op .. ':heartbeat' end
 local function k_results(op) return APP .. ':' .. op .. ':results' end
 local function k_args(op) return APP .. ':' .. op .. ':args' end
+local function k_delayed_entries(op) return APP .. ':' .. op .. ':delayed' end
 local ARGS_ASIDE = '${ARGS_ASIDE}'
 -- Whether the client of reply stream 'reply' reads compact completion notices: its id has
 -- CLIENT_ID_LENGTH characters, the last one COMPACT_NOTICE_MARK (see _keys.ts).

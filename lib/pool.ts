@@ -2064,12 +2064,12 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#settled.push(info.n);
   }
 
-  /** The status, heartbeat, results and arguments hashes of operations. */
+  /** The status, heartbeat, results, arguments and delayed-entries hashes of operations. */
   #opKeys(ops: Iterable<string>): string[] {
     const keys: string[] = [];
     for (const op of ops) {
       const k = this.#keys;
-      keys.push(k.status(op), k.heartbeat(op), k.results(op), k.args(op));
+      keys.push(k.status(op), k.heartbeat(op), k.results(op), k.args(op), k.delayedEntries(op));
     }
     return keys;
   }
@@ -2521,7 +2521,7 @@ export class StreamFuturePool implements AsyncDisposable {
           // Kept keys outlive the pool: no orphan expiry for them.
           await Promise.all(this.#opKeys(ops).map((key) => cmd.sendCommand(["PERSIST", key])));
         } else {
-          // 100 operations (400 keys) per UNLINK; the settled ones named only when sent.
+          // 100 operations (500 keys) per UNLINK; the settled ones named only when sent.
           const unlink = (names: string[]) => cmd.sendCommand(["UNLINK", ...this.#opKeys(names)]);
           for (let i = 0; i < ops.length; i += 100) await unlink(ops.slice(i, i + 100));
           for (let i = 0; i < this.#settled.length; i += 100) {

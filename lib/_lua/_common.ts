@@ -231,11 +231,33 @@ local function backoff(flat, attempt)
   return math.min(base * 2 ^ (attempt - 1), 86400000)
 end
 
+-- Puts a task entry in its queue's delayed set until Redis time 'due' (ms): the member is the
+-- task's ref "<op>/<taskId>", and the entry waits in the operation's hash k_delayed_entries, as
+-- JSON [queue, fields], which expires with the operation's other keys (once they have an expiry;
+-- the submit scripts set it with theirs). CANCEL takes a cancelled task out of both (undelay).
+local function delay(queue, flat, due)
+  local op, tid = entry_op(flat), get_field(flat, 'id')
+  local kd = k_delayed_entries(op)
+  redis.call('ZADD', k_delayed(queue), due, op .. '/' .. tid)
+  redis.call('HSET', kd, tid, cjson.encode({queue, flat}))
+  local at = redis.call('PEXPIRETIME', k_status(op))
+  if at > 0 then redis.call('PEXPIREAT', kd, at) end
+end
+
+-- Takes task 'tid' of operation 'op' out of its queue's delayed set, if it waits there.
+local function undelay(op, tid)
+  local kd = k_delayed_entries(op)
+  local record = redis.call('HGET', kd, tid)
+  if not record then return end
+  redis.call('ZREM', k_delayed(cjson.decode(record)[1]), op .. '/' .. tid)
+  redis.call('HDEL', kd, tid)
+end
+
 -- Adds a task entry to its queue's stream (its priority level's), or, when 'due' (Redis time,
 -- ms) is in the future, to the queue's delayed set; workers are told when it is due.
 local function enqueue(queue, flat, due)
   if due and due > now_ms() then
-    redis.call('ZADD', k_delayed(queue), due, cjson.encode(flat))
+    delay(queue, flat, due)
     redis.call('PUBLISH', k_control(), 'w ' .. queue .. ' ' .. string.format('%d', due))
   else
     redis.call('XADD', k_stream(queue, get_field(flat, 'pri')), '*', unpack(flat))

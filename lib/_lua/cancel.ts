@@ -3,7 +3,8 @@ import { LUA_COMMON } from "./_common.ts";
 
 /**
  * Cancels a task that has not completed. A task not started ("0") is cancelled and will never
- * run (a task waiting for its parents is dropped from the waiting set); a running one ("1") is
+ * run (a task waiting for its parents is dropped from the waiting set, a delayed one from its
+ * queue's delayed set); a running one ("1") is
  * cancelled too, and its worker is told at once on the control channel to abort it (workers also
  * see status "4" at their next heartbeat). A finished task is left alone. The cancellation is
  * final: a result the worker produces later is discarded. The cancelling client, the task's own
@@ -27,6 +28,7 @@ local tid, op = ARGV[2], ARGV[4]
 local s = redis.call('HGET', KEYS[1], tid)
 if s == '4' then return 1 end
 if s ~= '0' and s ~= '1' then return s or '' end
+if s == '0' then undelay(op, tid) end
 hset(KEYS[1], tid, '4')
 hset(KEYS[2], tid, ARGV[3])
 notice(KEYS[3], 't', tid, 's', '4')

@@ -4,7 +4,10 @@ import { LUA_COMMON } from "./_common.ts";
 /**
  * Moves the entries of a queue's delayed set that are due (score <= Redis time) to their stream
  * (the queue's, or its priority level's), oldest first, in one atomic step: however many workers
- * run it at once, each entry is moved once.
+ * run it at once, each entry is moved once. A member is a task ref "<op>/<taskId>" whose entry is
+ * in `<app>:<op>:delayed` (see `delay` in `_common.ts`); one whose entry is gone (its operation
+ * was released or expired) is dropped; a member that is a JSON array is an entry written by an
+ * earlier version, moved as it is.
  *
  * KEYS[1] delayed set `<app>:delayed:<queue>`
  * ARGV[1] app prefix
@@ -19,8 +22,21 @@ export const PROMOTE: Script = new Script(
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 for _, member in ipairs(due) do
-  local flat = cjson.decode(member)
-  redis.call('XADD', k_stream(ARGV[2], get_field(flat, 'pri')), '*', unpack(flat))
+  local flat = nil
+  if string.sub(member, 1, 1) == '[' then
+    -- Written by an earlier version: the entry itself.
+    flat = cjson.decode(member)
+  else
+    local op, tid = split_ref(member)
+    local kd = k_delayed_entries(op)
+    local record = redis.call('HGET', kd, tid)
+    -- (No record: the operation's keys were released or expired; the task is dropped.)
+    if record then
+      flat = cjson.decode(record)[2]
+      redis.call('HDEL', kd, tid)
+    end
+  end
+  if flat then redis.call('XADD', k_stream(ARGV[2], get_field(flat, 'pri')), '*', unpack(flat)) end
   redis.call('ZREM', KEYS[1], member)
 end
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')

@@ -25,6 +25,7 @@ local due = nil
 local spec = ARGV[8]
 if string.sub(spec, 1, 1) == 'd' then due = now_ms() + tonumber(string.sub(spec, 2))
 elseif string.sub(spec, 1, 1) == 'a' then due = tonumber(string.sub(spec, 2)) end
+local delayed = due and due > now_ms()
 -- A new priority level of the queue: workers start reading its stream (after the checks).
 local function announce_priority()
   if priority and redis.call('SADD', k_priorities(queue), priority) == 1 then
@@ -40,9 +41,9 @@ local function entry(id, fn, args)
   return flat
 end
 -- Writes a task entry: to the stream, or to the delayed set when the call's tasks are due later.
-local function put(flat, delayed, stream)
+local function put(flat, stream)
   if delayed then
-    redis.call('ZADD', k_delayed(queue), due, cjson.encode(flat))
+    delay(queue, flat, due)
   else
     redis.call('XADD', stream, '*', unpack(flat))
   end
@@ -53,6 +54,7 @@ local function expire_op()
     local at = now_ms() + tonumber(ARGV[6])
     redis.call('PEXPIREAT', KEYS[2], at)
     redis.call('PEXPIREAT', KEYS[3], at)
+    if delayed then redis.call('PEXPIREAT', k_delayed_entries(op), at) end
   end
 end
 -- The client's reply stream, which workers write to with NOMKSTREAM, is made again when Redis
@@ -98,7 +100,6 @@ announce_priority()
 local status, results = {}, {}
 local n = 0
 local flat = entry('', '', '')
-local delayed = due and due > now_ms()
 local stream = k_stream(queue, priority)
 -- Entries of the standard fields only, to the stream.
 local plain = not delayed and #extra == 0
@@ -116,7 +117,7 @@ for i = first, #ARGV, 3 do
     flat[4] = id
     flat[6] = ARGV[i + 1]
     flat[8] = ARGV[i + 2]
-    put(flat, delayed, stream)
+    put(flat, stream)
   end
 end
 if delayed and n > 0 then
@@ -151,7 +152,6 @@ if not live() then return -1 end
 announce_priority()
 local n = 0
 local flat = entry('', '', '')
-local delayed = due and due > now_ms()
 local stream = k_stream(queue, priority)
 -- One absolute expiry for every operation of the call, formatted once.
 local at = nil
@@ -162,13 +162,14 @@ for i = first, #ARGV, 3 do
   flat[4] = id
   flat[6] = ARGV[i + 1]
   flat[8] = ARGV[i + 2]
-  put(flat, delayed, stream)
+  put(flat, stream)
   local ks, kr = k_status(id), k_results(id)
   redis.call('HSET', ks, id, '0')
   redis.call('HSET', kr, id, '')
   if at then
     redis.call('PEXPIREAT', ks, at)
     redis.call('PEXPIREAT', kr, at)
+    if delayed then redis.call('PEXPIREAT', k_delayed_entries(id), at) end
   end
 end
 if delayed and n > 0 then

@@ -91,6 +91,68 @@ describe("time: delay, startAt, cron", () => {
     assert.ok(new Set(trace.map((t) => t.pid)).size >= 2, "the workers shared the work");
   });
 
+  it("a cancelled delayed task leaves its queue's delayed set at once; the others still run", async () => {
+    const app = nextApp("delaycancel");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    await pool.ready();
+    const c = await redis.client();
+    const set = `${app}:delayed:default`;
+    // A day away, as one task and as a map of three; then one due soon.
+    const far = pool.submit("mark", [file, "far"], { delay: 86_400_000 });
+    const many = pool.map("mark", [[file, "m0"], [file, "m1"], [file, "m2"]], {
+      delay: 86_400_000,
+    });
+    const soon = pool.submit("mark", [file, "soon"], { delay: 300 });
+    await waitFor(async () => Number(await c.sendCommand(["ZCARD", set])) === 5, "five delayed");
+    const entries = `${app}:${far.operationId}:delayed`;
+    assert.equal(await c.sendCommand(["HLEN", entries]), 1);
+    assert.ok(Number(await c.sendCommand(["PTTL", entries])) > 0, "expires with the operation");
+
+    assert.equal(await far.cancel(), true);
+    assert.equal(await many[1].cancel(), true);
+    const members = await c.sendCommand(["ZRANGE", set, "0", "-1"]) as string[];
+    assert.deepEqual(
+      members.sort(),
+      [
+        `${many[0].operationId}/${many[0].id}`,
+        `${many[2].operationId}/${many[2].id}`,
+        `${soon.operationId}/${soon.id}`,
+      ].sort(),
+    );
+    assert.equal(await c.sendCommand(["EXISTS", entries]), 0);
+    assert.equal(await c.sendCommand(["HLEN", `${app}:${many[0].operationId}:delayed`]), 2);
+
+    // The one due soon runs, and its entry goes with it.
+    await soon;
+    assert.deepEqual((await readTrace(file)).map((t) => t.value), ["soon"]);
+    assert.equal(await c.sendCommand(["EXISTS", `${app}:${soon.operationId}:delayed`]), 0);
+    for (const f of [many[0], many[2]]) await f.cancel();
+    assert.equal(await c.sendCommand(["EXISTS", set]), 0);
+    assert.equal(await c.sendCommand(["EXISTS", `${app}:${many[0].operationId}:delayed`]), 0);
+  });
+
+  it("a delayed entry written by an earlier version (the entry itself as the member) still runs", async () => {
+    const app = nextApp("delayold");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    // Submitted far ahead, then its member turned into the old form, due now.
+    const f = pool.submit("mark", [file, "old"], { delay: 86_400_000 });
+    const c = await redis.client();
+    const set = `${app}:delayed:default`;
+    await waitFor(async () => Number(await c.sendCommand(["ZCARD", set])) === 1, "one delayed");
+    const entries = `${app}:${f.operationId}:delayed`;
+    const [, fields] = JSON.parse(await c.sendCommand(["HGET", entries, f.id]) as string);
+    await c.sendCommand(["DEL", set, entries]);
+    await c.sendCommand(["ZADD", set, String(await redisNow()), JSON.stringify(fields)]);
+    await c.sendCommand(["PUBLISH", `${app}:control`, `w default ${await redisNow()}`]);
+    await f;
+    assert.deepEqual((await readTrace(file)).map((t) => t.value), ["old"]);
+    assert.equal(await c.sendCommand(["EXISTS", set]), 0);
+  });
+
   it("cron: each due time runs once however many workers are up", async () => {
     const app = nextApp("cron");
     const file = await traceFile();

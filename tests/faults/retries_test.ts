@@ -103,4 +103,29 @@ describe("retries and dead letters", () => {
     await waitFor(() => f.state === "pending" && f.attempt === 2, "pending for attempt 2");
     assert.equal((await f).attempt, 2);
   });
+
+  it("a task cancelled while it waits out its backoff leaves the delayed set and never runs again", async () => {
+    const app = nextApp("rtcancel");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app);
+    const f = pool.submit<Trace>("flaky", [1, file], {
+      retries: 1,
+      retryDelay: 60_000,
+      retryOn: "error",
+    });
+    const c = await redis.client();
+    const set = `${app}:delayed:default`;
+    const entries = `${app}:${f.operationId}:delayed`;
+    await waitFor(async () => Number(await c.sendCommand(["ZCARD", set])) === 1, "in backoff");
+    assert.deepEqual(await c.sendCommand(["ZRANGE", set, "0", "-1"]), [`${f.operationId}/${f.id}`]);
+    const [queue, fields] = JSON.parse(await c.sendCommand(["HGET", entries, f.id]) as string);
+    assert.equal(queue, "default");
+    assert.equal(fields[fields.indexOf("attempt") + 1], "2");
+    assert.ok(Number(await c.sendCommand(["PTTL", entries])) > 0, "expires with the operation");
+    assert.equal(await f.cancel(), true);
+    assert.equal(await c.sendCommand(["EXISTS", set]), 0);
+    assert.equal(await c.sendCommand(["EXISTS", entries]), 0);
+    assert.equal((await readTrace(file)).length, 1, "ran once");
+  });
 });
