@@ -3,7 +3,7 @@
  * `chunksize` calls, as Python's `Executor.map(..., chunksize=n)` does. Each chunk is one task in
  * Redis (one stream entry, one START and FINISH, one result), named `chunk:<task name>`, whose one
  * argument is the list of its calls' argument lists; a worker runs the calls one after the other
- * and records the list of their outcomes, `[1, value]` or `[0, name, message, stack]` each, and
+ * and records the list of their outcomes, `[1, value]` or `[0, name, message, stack, detail?]` each, and
  * publishes a call's progress values as `[call, value]`. The client gives every call a future of
  * its own, settled from its chunk's (a call with futures among its arguments is no chunk's: the
  * pool sends it as a task of its own).
@@ -117,7 +117,7 @@ export async function runChunk(
       const info = describeThrown(thrown);
       part = `[0,${JSON.stringify(info.name)},${JSON.stringify(info.message)},${
         JSON.stringify(info.stack ?? "")
-      }]`;
+      }${info.detail === undefined ? "" : `,${JSON.stringify(info.detail)}`}]`;
     }
     const bytes = byteLength(part);
     const reserve = (calls.length - i - 1) * TOO_LARGE.length;
@@ -245,6 +245,7 @@ class Chunk {
             name: String(outcome[1]),
             message: String(outcome[2]),
             stack: typeof outcome[3] === "string" && outcome[3] ? outcome[3] : undefined,
+            detail: typeof outcome[4] === "string" ? outcome[4] : undefined,
           }, { attempts: this.task.attempt }),
         );
       }

@@ -24,7 +24,7 @@ export type RunMessage = [
 /** A task's outcome: its encoded value, or the error it failed with. */
 export type DoneMessage =
   | [seq: number, ok: 1, value: string]
-  | [seq: number, ok: 0, name: string, message: string, stack: string];
+  | [seq: number, ok: 0, name: string, message: string, stack: string, detail?: string];
 
 /** Something a running task published: a progress value ("p") or a yielded value ("y"). */
 export type EventMessage = [seq: number, kind: 2, event: "p" | "y", index: number, value: string];

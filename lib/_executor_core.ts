@@ -16,7 +16,7 @@
  * - out: `{ t: "ready", names }` once the task modules are loaded, or `{ t: "error", error }`
  * - out: `{ t: "done", p: packed [seq, encodedValue]..., r: [...] }`: `p` the tasks that completed
  *   (inline: "", and they are in `r` as `[seq, 1, encodedValue]`), `r` in order:
- *   `[seq, 0, name, message, stack]` failed, `[seq, 2, "p" | "y", index, encoded]` a progress value
+ *   `[seq, 0, name, message, stack, detail?]` failed, `[seq, 2, "p" | "y", index, encoded]` a progress value
  *   or a value yielded by a generator task (an event of a task comes before its outcome: `r` is
  *   handled before `p`)
  * - out: `{ t: "log", line }` for errors no task could catch
@@ -297,7 +297,11 @@ class Executor {
       this.done([seq, 1, encoded]);
     } catch (thrown) {
       const info = describeThrown(thrown);
-      this.done([seq, 0, info.name, info.message, info.stack ?? ""]);
+      this.done(
+        info.detail === undefined
+          ? [seq, 0, info.name, info.message, info.stack ?? ""]
+          : [seq, 0, info.name, info.message, info.stack ?? "", info.detail],
+      );
     } finally {
       context.finished = true;
       this.#contexts.delete(seq);

@@ -21,6 +21,7 @@ interface ErrorInfo {
   name?: unknown;
   message?: unknown;
   stack?: unknown;
+  detail?: unknown;
   attempts?: unknown;
   parent?: { id?: unknown; status?: unknown; error?: unknown };
 }
@@ -85,6 +86,7 @@ function errorFromInfo(info: ErrorInfo, depth = 0): Error {
     name,
     message,
     stack: typeof info.stack === "string" ? info.stack : undefined,
+    detail: typeof info.detail === "string" ? info.detail : undefined,
   }, { attempts });
 }
 

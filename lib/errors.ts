@@ -27,6 +27,8 @@
  * @module
  */
 
+import { decode, encode } from "./codec.ts";
+
 /** Options accepted by every streamfutures error. */
 export interface StreamFuturesErrorOptions {
   /** The underlying error, if any. */
@@ -87,6 +89,14 @@ export interface RemoteErrorInfo {
   message: string;
   /** The remote stack trace, if the worker had one. */
   stack?: string;
+  /**
+   * What else the thrown value held, as [codec](./codec.ts) JSON text: for an `Error`,
+   * `{"cause"?, "errors"?, "props"?}` (its `cause`, an `AggregateError`'s `errors`, its other own
+   * enumerable properties such as `code`), as the codec encodes an `Error`'s; for a value that is
+   * not an `Error`, `{"value"}`. Absent when there is nothing more, when it cannot be serialized,
+   * or when it is longer than {@link MAX_ERROR_DETAIL} characters.
+   */
+  detail?: string;
 }
 
 /**
@@ -110,7 +120,12 @@ export class TaskFailure extends StreamFuturesError {
 
 /**
  * A task threw (or rejected) on a worker. `remoteName`, `message` and `remoteStack` describe the
- * remote error; `name` stays `"RemoteTaskError"` so it can be told apart from local errors.
+ * remote error; `name` stays `"RemoteTaskError"` so it can be told apart from local errors. Its
+ * `cause` is the remote error rebuilt: an `Error` (a `TypeError`, `RangeError`, ... for the
+ * built-in names, an `AggregateError` with its `errors`) with the remote name, message and stack,
+ * its own `cause` chain and its other own enumerable properties (e.g. `code`); or, when the task
+ * threw a value that is not an `Error`, that value. Properties and values the codec cannot
+ * serialize are not passed on.
  *
  * @example
  * ```ts ignore
@@ -132,10 +147,46 @@ export class RemoteTaskError extends TaskFailure {
    * @param options `cause` is kept on the error; `attempts` defaults to 1.
    */
   constructor(info: RemoteErrorInfo, options?: StreamFuturesErrorOptions & { attempts?: number }) {
-    super(info.message, options);
+    super(
+      info.message,
+      options && "cause" in options ? options : { ...options, ...remoteCause(info) },
+    );
     this.name = "RemoteTaskError";
     this.remoteName = info.name;
     this.remoteStack = info.stack;
+  }
+}
+
+/**
+ * The `cause` of a {@link RemoteTaskError} (`{}` for none): the remote error rebuilt from its
+ * name, message, stack and `detail`, or the thrown non-Error value. A `detail` that cannot be
+ * decoded is left out.
+ */
+function remoteCause(info: RemoteErrorInfo): { cause?: unknown } {
+  let detail: Record<string, unknown> = {};
+  if (typeof info.detail === "string") {
+    try {
+      const parsed = JSON.parse(info.detail);
+      if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) detail = parsed;
+    } catch {
+      // Left out.
+    }
+  }
+  try {
+    if (info.name === NON_ERROR) {
+      return "value" in detail ? { cause: decode(JSON.stringify(detail.value)) } : {};
+    }
+    const v: Record<string, unknown> = { name: String(info.name), message: String(info.message) };
+    // (Without the remote stack, one with no frames rather than the local one of its revival.)
+    v.stack = typeof info.stack === "string" ? info.stack : `${v.name}: ${v.message}`;
+    for (const key of ["cause", "errors", "props"]) if (key in detail) v[key] = detail[key];
+    return { cause: decode(JSON.stringify({ $sf: "Error", v })) };
+  } catch {
+    // A detail the codec refuses: the error without it.
+    if (info.name === NON_ERROR) return {};
+    const v = { name: String(info.name), message: String(info.message), stack: "" };
+    v.stack = typeof info.stack === "string" ? info.stack : `${v.name}: ${v.message}`;
+    return { cause: decode(JSON.stringify({ $sf: "Error", v })) };
   }
 }
 
@@ -304,8 +355,61 @@ export const MAX_ERROR_NAME = 200;
 export const MAX_ERROR_MESSAGE = 64 * 1024;
 /** The most characters of a thrown error's stack that {@link describeThrown} keeps. */
 export const MAX_ERROR_STACK = 64 * 1024;
+/** The most characters of the `detail` (cause, properties) of a thrown value that {@link describeThrown} keeps. */
+export const MAX_ERROR_DETAIL = 64 * 1024;
 /** The most characters of the message at the start of a stack that is too long. */
 const STACK_MESSAGE = 1024;
+/** The `remoteName` of a thrown value that is not an `Error`. */
+const NON_ERROR = "NonErrorThrown";
+
+/**
+ * The {@link RemoteErrorInfo.detail} of a thrown value: the codec's encoding of an `Error`'s
+ * cause, AggregateError members and own properties, or of a non-Error value; undefined when there
+ * is nothing more, it cannot be serialized (a function among the properties, a cycle, ...), or it
+ * is longer than {@link MAX_ERROR_DETAIL} characters.
+ */
+function detailOf(thrown: unknown, isError: boolean): string | undefined {
+  try {
+    if (!isError) {
+      if (typeof thrown === "string" && thrown.length > MAX_ERROR_DETAIL) return undefined;
+      const detail = `{"value":${encode(thrown, "the thrown value")}}`;
+      return detail.length <= MAX_ERROR_DETAIL ? detail : undefined;
+    }
+    // Only the parts beyond name, message and stack, on a stand-in (a long message or stack is
+    // not encoded again).
+    const error = thrown as Error & { errors?: unknown };
+    // Properties the codec cannot serialize (a function, a cycle, ...) are left out one by one.
+    const props = error as unknown as Record<string, unknown>;
+    const keys = Object.keys(error).filter((key) => {
+      if (DESCRIBED.has(key)) return false;
+      try {
+        encode(props[key]);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    const hasCause = Object.hasOwn(error, "cause");
+    const errors = error instanceof AggregateError && Array.isArray(error.errors)
+      ? error.errors
+      : undefined;
+    if (keys.length === 0 && !hasCause && errors === undefined) return undefined;
+    const stand: Error = errors === undefined ? new Error("") : new AggregateError(errors, "");
+    delete stand.stack;
+    if (hasCause) Object.defineProperty(stand, "cause", { value: error.cause });
+    for (const key of keys) (stand as unknown as Record<string, unknown>)[key] = props[key];
+    const v = (JSON.parse(encode(stand, "the thrown error")) as { v: Record<string, unknown> }).v;
+    const more: Record<string, unknown> = {};
+    for (const key of ["cause", "errors", "props"]) if (key in v) more[key] = v[key];
+    const detail = JSON.stringify(more);
+    return detail.length <= MAX_ERROR_DETAIL ? detail : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An `Error`'s own properties that are not part of its {@link RemoteErrorInfo.detail}. */
+const DESCRIBED: ReadonlySet<string> = new Set(["name", "message", "stack", "cause", "errors"]);
 
 /**
  * Extracts name, message and stack from anything a task may throw (including non-Errors). Never
@@ -313,7 +417,8 @@ const STACK_MESSAGE = 1024;
  * `toString`, a revoked proxy, an object without a prototype holding a BigInt) is still described.
  * Name, message and stack are cut to {@link MAX_ERROR_NAME}, {@link MAX_ERROR_MESSAGE} and
  * {@link MAX_ERROR_STACK} characters (marked `… (truncated: N characters in all)`): a task that
- * throws a huge message must not stall its worker nor fill Redis.
+ * throws a huge message must not stall its worker nor fill Redis. What else it held (an `Error`'s
+ * cause and own properties, a non-Error value) is its `detail`, within {@link MAX_ERROR_DETAIL}.
  */
 export function describeThrown(thrown: unknown): RemoteErrorInfo {
   let isError = false;
@@ -335,21 +440,27 @@ export function describeThrown(thrown: unknown): RemoteErrorInfo {
         stack = `${name}: ${truncate(message, STACK_MESSAGE)}${stack.slice(head.length)}`;
       }
     }
-    return {
+    const info: RemoteErrorInfo = {
       name: truncate(name, MAX_ERROR_NAME),
       message: message === undefined
         ? "(the error's message cannot be read)"
         : truncate(message, MAX_ERROR_MESSAGE),
       stack: stack === undefined ? undefined : truncate(stack, MAX_ERROR_STACK),
     };
+    const detail = detailOf(thrown, true);
+    if (detail !== undefined) info.detail = detail;
+    return info;
   }
   const message = typeof thrown === "string" ? thrown : readText(() => JSON.stringify(thrown)) ??
     readText(() => String(thrown)) ?? readText(() => Object.prototype.toString.call(thrown)) ??
     "a value that cannot be described";
-  return {
-    name: "NonErrorThrown",
+  const info: RemoteErrorInfo = {
+    name: NON_ERROR,
     message: `a non-Error value was thrown: ${truncate(message, MAX_ERROR_MESSAGE)}`,
   };
+  const detail = detailOf(thrown, false);
+  if (detail !== undefined) info.detail = detail;
+  return info;
 }
 
 /**

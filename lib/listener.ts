@@ -1736,7 +1736,7 @@ export class Listener {
       } else if (r[1] === 1) {
         records.push([task, this.#record(task, "c", r[2], "")]);
       } else {
-        const error = { name: r[2], message: r[3], stack: r[4] || undefined };
+        const error = { name: r[2], message: r[3], stack: r[4] || undefined, detail: r[5] };
         records.push([task, this.#failure(task, error, false)]);
       }
     }

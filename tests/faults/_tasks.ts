@@ -138,6 +138,36 @@ export function throwOdd(kind: string): never {
   throw new RangeError(`kind must be nullProtoBigInt, messageGetter or toStringThrows: ${kind}`);
 }
 
+/** An error class of a task module's own. */
+class HttpError extends Error {
+  status: number;
+  constructor(status: number, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "HttpError";
+    this.status = status;
+  }
+}
+
+/**
+ * Throws an error that carries more than a name and a message: "cause" (an HttpError with a
+ * status, caused by a TypeError with a code, a Date and a BigInt), "aggregate", "value" (a plain
+ * object), "function" (a property the codec cannot serialize next to one it can).
+ */
+export function throwRich(kind: string): never {
+  if (kind === "cause") {
+    const inner = Object.assign(new TypeError("socket hang up"), {
+      code: "ECONNRESET",
+      at: new Date(0),
+      bytes: 10n,
+    });
+    throw new HttpError(503, "upstream failed", { cause: inner });
+  }
+  if (kind === "aggregate") throw new AggregateError([new RangeError("a"), "b"], "two failed");
+  if (kind === "value") throw { code: 42, tags: new Set(["x"]) };
+  if (kind === "function") throw Object.assign(new Error("f"), { retry: () => 1, code: "E_F" });
+  throw new RangeError(`kind must be cause, aggregate, value or function: ${kind}`);
+}
+
 /** Writes `value` to `file` (for tests that need a side effect), returns where it ran. */
 export function touch(file: string, value: string): Trace {
   writeFileSync(file, value);

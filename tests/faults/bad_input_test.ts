@@ -120,4 +120,59 @@ describe("bad input: a clear error, the worker survives, nothing else is lost", 
     assert.match(noString.message, /a non-Error value was thrown: \[object Object\]/);
     assert.equal((await pool.submit<Trace>("where", [])).attempt, 1);
   });
+
+  it("a thrown error's cause chain, own properties and class come back as the RemoteTaskError's cause", async () => {
+    const app = nextApp("richerr");
+    children.push(await startWorker(redis, app));
+    await using pool = faultPool(redis, app);
+    const check = (error: RemoteTaskError) => {
+      assert.equal(error.remoteName, "HttpError");
+      assert.equal(error.message, "upstream failed");
+      const remote = error.cause as Error & { status: number; cause: unknown };
+      assert.ok(remote instanceof Error);
+      assert.equal(remote.name, "HttpError");
+      assert.equal(remote.message, "upstream failed");
+      assert.equal(remote.status, 503);
+      assert.equal(remote.stack, error.remoteStack);
+      const inner = remote.cause as TypeError & { code: string; at: Date; bytes: bigint };
+      assert.ok(inner instanceof TypeError, String(inner));
+      assert.equal(inner.message, "socket hang up");
+      assert.equal(inner.code, "ECONNRESET");
+      assert.deepEqual(inner.at, new Date(0));
+      assert.equal(inner.bytes, 10n);
+      assert.match(inner.stack ?? "", /TypeError: socket hang up\n\s+at throwRich/);
+    };
+    const f = pool.submit("throwRich", ["cause"]);
+    check(await failure(f));
+    // The same from a chunk's call.
+    const calls = pool.map("throwRich", [["cause"], ["aggregate"]], { chunksize: 2 });
+    check(await failure(calls[0]));
+
+    const aggregate = await failure(calls[1]);
+    assert.equal(aggregate.remoteName, "AggregateError");
+    const remote = aggregate.cause as AggregateError;
+    assert.ok(remote instanceof AggregateError);
+    assert.ok(remote.errors[0] instanceof RangeError);
+    assert.equal(remote.errors[0].message, "a");
+    assert.equal(remote.errors[1], "b");
+
+    const value = await failure(pool.submit("throwRich", ["value"]));
+    assert.equal(value.remoteName, "NonErrorThrown");
+    assert.deepEqual(value.cause, { code: 42, tags: new Set(["x"]) });
+
+    // What the codec cannot serialize is left out; the rest comes.
+    const fn = await failure(pool.submit("throwRich", ["function"]));
+    const partial = fn.cause as Error & Record<string, unknown>;
+    assert.equal(partial.code, "E_F");
+    assert.equal("retry" in partial, false);
+
+    // Attached after the task ended: rebuilt from the results line (name and message).
+    await using other = faultPool(redis, app);
+    const attached = await failure(other.future(f.id));
+    assert.equal(attached.remoteName, "HttpError");
+    assert.equal((attached.cause as Error).name, "HttpError");
+    assert.equal((attached.cause as Error).message, "upstream failed");
+    assert.equal((attached.cause as Error).stack, "HttpError: upstream failed");
+    assert.equal((await pool.submit<Trace>("where", [])).attempt, 1);
+  });
 });
