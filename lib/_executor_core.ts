@@ -286,8 +286,16 @@ class Executor {
         for (;;) {
           const step = await iterator.next();
           if (step.done) return step.value;
-          const encoded = encode(step.value, `yielded value ${index}`);
-          checkPayloadSize(encoded, this.maxPayloadBytes, `yielded value ${index}`);
+          let encoded: string;
+          try {
+            encoded = encode(step.value, `yielded value ${index}`);
+            checkPayloadSize(encoded, this.maxPayloadBytes, `yielded value ${index}`);
+          } catch (error) {
+            // As when a for-of loop's body throws: the generator's finally blocks run (and an
+            // error of theirs does not replace this one).
+            await Promise.resolve(iterator.return?.()).catch(() => {});
+            throw error;
+          }
           this.done([seq, 2, "y", index++, encoded]);
         }
       });

@@ -3,7 +3,14 @@ import assert from "node:assert/strict";
 import { PoolClosedError, RemoteTaskError, TimeoutError } from "../mod.ts";
 import type { ChildProcessHandle } from "../lib/_runtime.ts";
 import { startRedis, type TestRedis, waitFor } from "./_redis.ts";
-import { cleanUp, nextApp, pool as makePool, startWorker } from "./composition/_setup.ts";
+import {
+  cleanUp,
+  nextApp,
+  pool as makePool,
+  readTrace,
+  startWorker,
+  traceFile,
+} from "./composition/_setup.ts";
 
 let redis: TestRedis;
 const children: ChildProcessHandle[] = [];
@@ -169,6 +176,17 @@ describe("scale: imap, progress, partial results, timings, results, join", () =>
         // three values, then the error
       }
     }, /first attempt breaks after 3 values/);
+
+    // A yielded value that cannot be sent fails the task, and the generator is closed as a for-of
+    // loop would close it: its finally block runs.
+    const file = await traceFile();
+    const bad = pool.submit("yieldBad", [file]);
+    const seen: unknown[] = [];
+    await assert.rejects(async () => {
+      for await (const v of bad.stream()) seen.push(v);
+    }, /yielded value 1: a function cannot be serialized/);
+    assert.deepEqual(seen, [1]);
+    assert.deepEqual((await readTrace(file)).map((t) => t.value), ["cleaned up"]);
   }
 
   it("pool.progress draws done / failed / running on a terminal, nothing elsewhere", async () => {

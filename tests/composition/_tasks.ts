@@ -112,6 +112,20 @@ export function* flakyCount(n: number): Generator<number, number> {
   return attempt;
 }
 
+/**
+ * Yields 1, then a value that cannot be serialized (a function); its finally block marks
+ * "cleaned up" in `file`.
+ */
+export function* yieldBad(file: string): Generator<unknown, string> {
+  try {
+    yield 1;
+    yield () => 2;
+    return "not reached";
+  } finally {
+    trace(file, "mark", { value: "cleaned up" });
+  }
+}
+
 /** Reports progress 0..100 in `steps` steps and returns "ok". */
 export async function work(steps: number): Promise<string> {
   const { progress } = currentTask();
