@@ -113,6 +113,11 @@ export class StreamFuture<T> implements PromiseLike<T> {
   #lastProgressIndex = -1;
   /** The next yielded value to deliver (values of a retried attempt are not delivered twice). */
   #nextYield = 0;
+  /**
+   * The latest attempt whose yielded values were delivered: values of an earlier one (a worker
+   * that was replaced and sends what it had queued) are dropped.
+   */
+  #lastYieldAttempt = 0;
   #observers: ((future: StreamFuture<unknown>) => void)[] | undefined;
 
   static {
@@ -156,7 +161,9 @@ export class StreamFuture<T> implements PromiseLike<T> {
         const future = this.future;
         if (future.done()) return;
         if (kind === "y") {
+          if (attempt < future.#lastYieldAttempt || attempt < future.#attempt) return;
           if (index < future.#nextYield) return; // already delivered by an earlier attempt
+          future.#lastYieldAttempt = attempt;
           future.#nextYield = index + 1;
           (future.#yields ??= new Channel()).push(value);
         } else {

@@ -130,4 +130,23 @@ describe("StreamFuture", () => {
     for await (const value of f.progress()) values.push(value);
     assert.deepEqual(values, ["a0", "a1", "b0", "b1"]);
   });
+
+  it("streams each yielded value once across retries; a replaced attempt's late values are dropped", async () => {
+    const f = newFuture();
+    const control = futureControl(f);
+    control.event("y", 1, 0, "a0");
+    control.event("y", 1, 1, "a1");
+    control.markPending(2); // attempt 1's worker was presumed dead
+    control.event("y", 1, 2, "a2 late"); // sent by that worker when it woke up
+    control.markRunning(2);
+    control.event("y", 2, 0, "b0"); // delivered already, as a0
+    control.event("y", 2, 1, "b1");
+    control.event("y", 2, 2, "b2");
+    control.event("y", 1, 3, "a3 late");
+    control.event("y", 2, 3, "b3");
+    control.resolve("done");
+    const values: unknown[] = [];
+    for await (const value of f.stream()) values.push(value);
+    assert.deepEqual(values, ["a0", "a1", "b2", "b3"]);
+  });
 });
