@@ -66,9 +66,14 @@ function checkedDuration(
   maxText: string,
 ): number {
   if (value === undefined) return fallback;
-  if (
-    typeof value !== "number" || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0)
-  ) {
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `${name} must be a ${
+        allowZero ? "non-negative" : "positive"
+      } finite number of milliseconds, got ${describeValue(value)}`,
+    );
+  }
+  if (!Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
     throw new RangeError(
       `${name} must be a ${
         allowZero ? "non-negative" : "positive"

@@ -44,6 +44,17 @@ import { KV_SET_LIST } from "./_lua/kv_set_list.ts";
 import { checkOptions, keyName, positiveInt, storedDuration } from "./_options.ts";
 import type { RedisCommander } from "./_redis.ts";
 
+/** The store's scripts. */
+const KV_SCRIPTS = [KV_SET_LIST, KV_APPEND, KV_POP, KV_INCR, KV_READ];
+
+/**
+ * Per connection: the loading of {@link KV_SCRIPTS} (a promise), or `true` once they are loaded.
+ * Until then every call waits for it, so calls go out in the order they were made: a script call
+ * that found its script missing would otherwise load it first, and plain commands made after it
+ * (`SET`, `GET`, `UNLINK`) would overtake it.
+ */
+const scriptsLoaded = new WeakMap<RedisCommander, Promise<void> | true>();
+
 /**
  * Options of {@link KeyValueStore.set}.
  *
@@ -161,6 +172,7 @@ export class KeyValueStore {
    */
   async get<T = unknown>(key: string): Promise<T | undefined> {
     const name = this.#name(key, "get");
+    await this.#ready();
     return this.#value(key, await this.#read(name)) as T | undefined;
   }
 
@@ -193,10 +205,12 @@ export class KeyValueStore {
     const ttl = this.#ttl(options.ttl);
     if (Array.isArray(value) && value.length > 0) {
       const elements = Array.from(value, (element, i) => encode(element, `value[${i}]`));
+      await this.#ready();
       await KV_SET_LIST.run(this.#commander, [name], [String(ttl), ...elements]);
       return;
     }
     const text = encode(value);
+    await this.#ready();
     await this.#commander.sendCommand(
       ttl > 0 ? ["SET", name, text, "PX", String(ttl)] : ["SET", name, text],
     );
@@ -222,6 +236,7 @@ export class KeyValueStore {
   async append(key: string, ...values: unknown[]): Promise<number> {
     const name = this.#name(key, "append");
     const elements = values.map((value, i) => encode(value, `values[${i}]`));
+    await this.#ready();
     const reply = await KV_APPEND.run(this.#commander, [name], elements);
     if (typeof reply === "string") throw this.#notList(key, "append", reply);
     return Number(reply);
@@ -249,6 +264,7 @@ export class KeyValueStore {
    */
   async pop<T = unknown>(key: string): Promise<T | undefined> {
     const name = this.#name(key, "pop");
+    await this.#ready();
     const reply = await KV_POP.run(this.#commander, [name], []);
     if (reply === null || reply === undefined) return undefined;
     if (typeof reply === "string") throw this.#notList(key, "pop", reply);
@@ -282,6 +298,7 @@ export class KeyValueStore {
     }
     if (!Number.isFinite(by)) throw new RangeError(`by must be a finite number, got ${by}`);
     const integer = Number.isSafeInteger(by);
+    await this.#ready();
     const reply = await KV_INCR.run(this.#commander, [name], [
       String(by), // Redis parses exponents too (1e-7)
       integer ? "i" : "f",
@@ -329,6 +346,7 @@ export class KeyValueStore {
    */
   async delete(key: string): Promise<boolean> {
     const name = this.#name(key, "delete");
+    await this.#ready();
     return Number(await this.#commander.sendCommand(["UNLINK", name])) > 0;
   }
 
@@ -365,6 +383,7 @@ export class KeyValueStore {
     // SCAN may return a key more than once (while Redis resizes its table): remember names only.
     const seen = new Set<string>();
     let cursor = "0";
+    await this.#ready();
     do {
       const reply = await this.#commander.sendCommand([
         "SCAN",
@@ -434,6 +453,26 @@ export class KeyValueStore {
       if (String((error as Error)?.message).startsWith("WRONGTYPE")) return WRONG_TYPE;
       throw error;
     }
+  }
+
+  /**
+   * Undefined once the store's scripts are loaded on its connection; else the loading (begun by
+   * the first call) that calls wait for, in the order they were made (see {@link scriptsLoaded}).
+   */
+  #ready(): Promise<void> | undefined {
+    const commander = this.#commander;
+    const state = scriptsLoaded.get(commander);
+    if (state === true) return undefined;
+    if (state) return state;
+    const loading = Promise.all(KV_SCRIPTS.map((script) => script.load(commander))).then(
+      () => void scriptsLoaded.set(commander, true),
+      (error) => {
+        scriptsLoaded.delete(commander);
+        throw error;
+      },
+    );
+    scriptsLoaded.set(commander, loading);
+    return loading;
   }
 
   /** Checks a key and returns its Redis name. */

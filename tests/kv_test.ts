@@ -556,11 +556,59 @@ describe("KeyValueStore (lib/kv.ts)", () => {
       await assert.rejects(kv.set("k", [1], { ttl: 0 }), RangeError);
       await assert.rejects(
         kv.set("k", 1, { ttl: "100" as unknown as number }),
-        { name: "RangeError", message: /ttl must be a positive finite number of milliseconds/ },
+        {
+          name: "TypeError",
+          message: 'ttl must be a positive finite number of milliseconds, got "100"',
+        },
       );
       await assert.rejects(kv.set("k", 1, null as unknown as object), TypeError);
       await assert.rejects(kv.set("k", 1, 100 as unknown as object), TypeError);
       assert.equal(await raw(["EXISTS", `${kv.app}:kv:k`]), 0);
+    });
+  });
+
+  describe("call order", () => {
+    it("calls not awaited take effect in the order they were made, also while the scripts load", async () => {
+      for (const round of [1, 2]) {
+        // A Redis without the store's scripts, and a connection that has not loaded them.
+        await raw(["FUNCTION", "FLUSH"]);
+        await raw(["SCRIPT", "FLUSH"]);
+        const fresh = await redis.client();
+        {
+          const kv = new KeyValueStore(fresh, `kvorder${round}`);
+          const calls = [
+            kv.incr("n"),
+            kv.set("n", 100),
+            kv.append("list", 1),
+            kv.set("list", "final"),
+            kv.set("swap", [1]),
+            kv.set("swap", "b"),
+            kv.set("stack", [1, 2]),
+            kv.pop("stack"),
+            kv.get("stack"),
+            kv.delete("n"),
+            kv.incr("n", 5),
+          ];
+          const results = await Promise.all(calls);
+          assert.deepEqual(results, [
+            1,
+            undefined,
+            1,
+            undefined,
+            undefined,
+            undefined,
+            undefined,
+            2,
+            [
+              1,
+            ],
+            true,
+            5,
+          ], `round ${round}`);
+          assert.equal(await kv.get("list"), "final");
+          assert.equal(await kv.get("swap"), "b");
+        }
+      }
     });
   });
 
