@@ -423,6 +423,17 @@ export interface ProgressOptions {
   stream?: ProgressStream;
 }
 
+const PROGRESS_OPTIONS: Record<keyof ProgressOptions, true> = { label: true, stream: true };
+
+/** Checks map's and imap's `progress` option: a boolean, or the bar's label. */
+function checkProgressOption(progress: unknown): void {
+  if (progress !== undefined && typeof progress !== "boolean" && typeof progress !== "string") {
+    throw new TypeError(
+      `progress must be true, false or the bar's label (a string), got ${describeValue(progress)}`,
+    );
+  }
+}
+
 /** The fields of a reply notice (see docs/protocol.md, "Reply stream entries"). */
 interface Notice {
   t: string;
@@ -764,6 +775,7 @@ export class StreamFuturePool implements AsyncDisposable {
     options = checkOptions(options, MAP_OPTIONS, "map()");
     const task = this.#taskRef(fn);
     const chunksize = this.#chunksizeOf(options);
+    checkProgressOption(options.progress);
     if (
       argsList === null || typeof (argsList as Iterable<unknown>)?.[Symbol.iterator] !== "function"
     ) {
@@ -932,6 +944,7 @@ export class StreamFuturePool implements AsyncDisposable {
     options = checkOptions(options, IMAP_OPTIONS, "imap()");
     const task = this.#taskRef(fn);
     const chunksize = this.#chunksizeOf(options);
+    checkProgressOption(options.progress);
     const window = positiveInt(options.window, "window", 1000);
     const ordered = bool(options.ordered, "ordered", true);
     if (options.dedupe || options.dedupeKey !== undefined) {
@@ -1209,9 +1222,19 @@ export class StreamFuturePool implements AsyncDisposable {
    */
   async progress(
     futures: Iterable<StreamFuture<unknown>>,
-    options: ProgressOptions = {},
+    options?: ProgressOptions,
   ): Promise<void> {
-    const list = [...futures];
+    const list = futureList(futures, "progress()");
+    options = checkOptions(options, PROGRESS_OPTIONS, "progress()");
+    if (options.label !== undefined && typeof options.label !== "string") {
+      throw new TypeError(`label must be a string, got ${describeValue(options.label)}`);
+    }
+    const stream = options.stream as { write?: unknown } | undefined;
+    if (stream !== undefined && (stream === null || typeof stream.write !== "function")) {
+      throw new TypeError(
+        `stream must be a writable stream (an object with write()), got ${describeValue(stream)}`,
+      );
+    }
     const counts = { done: 0, failed: 0, running: 0 };
     const bar = new ProgressBar({
       total: list.length,

@@ -535,6 +535,31 @@ describe("StreamFuturePool with local listeners", () => {
     );
     await assert.rejects(pool.kv.set("k", 1, unknown({ tll: 5 })), /of kv.set\(\)/);
     assert.throws(() => pool.shutdown(unknown({ cancel: true })), /of shutdown\(\)/);
+    // Progress bars.
+    for (const bad of [5, {}, null]) {
+      assert.throws(
+        () => pool.map(tasks.add, [[1, 2]], { progress: bad as never }),
+        /^TypeError: progress must be true, false or the bar's label \(a string\), got /,
+      );
+      assert.throws(
+        () => pool.imap(tasks.add, [[1, 2]], { progress: bad as never }),
+        /progress must be true, false or the bar's label/,
+      );
+    }
+    await assert.rejects(
+      pool.progress([f], unknown({ lable: "x" })),
+      /unknown option "lable" of progress\(\); the options are label, stream/,
+    );
+    await assert.rejects(pool.progress([f], null as never), /the options of progress\(\) must be/);
+    await assert.rejects(
+      pool.progress([1, 2] as never),
+      /progress\(\) takes futures of a StreamFuturePool; element 0 is number 1/,
+    );
+    await assert.rejects(pool.progress([f], { label: 5 as never }), /label must be a string/);
+    await assert.rejects(
+      pool.progress([f], { stream: {} as never }),
+      /stream must be a writable stream/,
+    );
     assert.equal(await f, 3);
   });
 });
