@@ -189,6 +189,21 @@ const STOP_REASON: Record<StopKind, string> = {
   interrupt: "WorkerInterrupted",
 };
 
+/** Consecutive progress or yielded values of a task, sent as one notice (`#queueEvents`). */
+interface EventPack {
+  task: Task;
+  kind: "p" | "y";
+  /** The index of the first value. */
+  first: number;
+  /** Their encoded values. */
+  values: string[];
+  /** Their length in all, in characters (with a separator each). */
+  chars: number;
+}
+
+/** The most characters of values one notice packs (about 1 MiB). */
+const PACK_CHARS = 1 << 20;
+
 interface Task {
   readonly seq: number;
   readonly entryId: string;
@@ -1715,18 +1730,26 @@ export class Listener {
 
   #onDone(results: (DoneMessage | EventMessage)[]): void {
     const records: [Task, FinishRecord][] = [];
+    // Progress and yielded values go to the client before the outcome (same connection, sent
+    // first by #sendOutcomes); the consecutive values of a task and kind go as one notice.
+    let packs: Map<string, EventPack> | undefined;
     for (const r of results) {
       const task = this.#tasks.get(r[0]);
       if (!task || task.state !== "running") continue;
       if (r[1] === 2) {
-        // Progress and yielded values go to the client before the outcome (same connection,
-        // sent first by #sendOutcomes).
         if (task.stop) continue;
-        let list = this.#outgoingEvents.get(task.reply);
-        if (!list) this.#outgoingEvents.set(task.reply, list = []);
-        list.push("t", task.taskId, "s", r[2], "a", String(task.attempt), "i", String(r[3]));
-        list.push("p", r[4]);
-        this.#scheduleSend();
+        const key = `${r[0]} ${r[2]}`;
+        let pack = (packs ??= new Map()).get(key);
+        if (
+          pack &&
+          (r[3] !== pack.first + pack.values.length || pack.chars + r[4].length > PACK_CHARS)
+        ) {
+          this.#queueEvents(pack);
+          pack = undefined;
+        }
+        if (!pack) packs.set(key, pack = { task, kind: r[2], first: r[3], values: [], chars: 0 });
+        pack.values.push(r[4]);
+        pack.chars += r[4].length + 1;
         continue;
       }
       task.state = "finishing";
@@ -1740,7 +1763,35 @@ export class Listener {
         records.push([task, this.#failure(task, error, false)]);
       }
     }
+    if (packs) { for (const pack of packs.values()) this.#queueEvents(pack); }
     if (records.length > 0) this.#finish(records);
+  }
+
+  /**
+   * Queues the notice of a task's consecutive progress or yielded values for its client: one
+   * value as `s p` / `s y` with the value in `p`; several as `s P` / `s Y` with the JSON array of
+   * their encoded values in `p`, `i` the index of the first (a notice per value cost the worker
+   * ten Redis arguments per value, and a task publishing hundreds of thousands at once stalled
+   * the worker past its heartbeat timeout).
+   */
+  #queueEvents(pack: EventPack): void {
+    const { task, values } = pack;
+    let list = this.#outgoingEvents.get(task.reply);
+    if (!list) this.#outgoingEvents.set(task.reply, list = []);
+    const several = values.length > 1;
+    list.push(
+      "t",
+      task.taskId,
+      "s",
+      several ? pack.kind.toUpperCase() : pack.kind,
+      "a",
+      String(task.attempt),
+      "i",
+      String(pack.first),
+      "p",
+      several ? `[${values.join(",")}]` : values[0],
+    );
+    this.#scheduleSend();
   }
 
   #onExecutorLost(seqs: number[], why: string): void {

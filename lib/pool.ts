@@ -2481,6 +2481,27 @@ export class StreamFuturePool implements AsyncDisposable {
         }
         return;
       }
+      case "P":
+      case "Y": {
+        // Several consecutive values: a JSON array of them, the first one's index in `i`.
+        const futures = this.#futures.get(id);
+        if (futures.length === 0) return;
+        let values: unknown;
+        try {
+          values = decode(fields.p ?? "");
+        } catch {
+          return;
+        }
+        if (!Array.isArray(values)) return;
+        const kind = fields.s === "P" ? "p" : "y";
+        const attempt = Number(fields.a);
+        const first = Number(fields.i);
+        for (const future of futures) {
+          const control = futureControl(future);
+          values.forEach((value, k) => control.event(kind, attempt, first + k, value));
+        }
+        return;
+      }
       case Status.NOT_STARTED: // back to the queue for another attempt
         this.#started.delete(id);
         return this.#settle(id, (c) => c.markPending(Number(fields.a) || 1));

@@ -189,6 +189,30 @@ describe("scale: imap, progress, partial results, timings, results, join", () =>
     assert.deepEqual((await readTrace(file)).map((t) => t.value), ["cleaned up"]);
   }
 
+  it("a burst of 200,000 progress values and as many yielded values: all arrive, in order; the worker stays live", async () => {
+    const app = nextApp("burst");
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const n = 200_000;
+    const f = pool.submit<number>("burst", [n]);
+    const progress: unknown[] = [];
+    const yielded: unknown[] = [];
+    await Promise.all([
+      (async () => {
+        for await (const v of f.progress()) progress.push(v);
+      })(),
+      (async () => {
+        for await (const v of f.stream()) yielded.push(v);
+      })(),
+    ]);
+    assert.equal(await f, n);
+    assert.equal(progress.length, n);
+    assert.equal(yielded.length, n);
+    assert.ok(progress.every((v, i) => v === i), "progress in order");
+    assert.ok(yielded.every((v, i) => v === i), "yielded values in order");
+    assert.equal(await pool.submit("echo", ["still here"]), "still here");
+  });
+
   it("pool.progress draws done / failed / running on a terminal, nothing elsewhere", async () => {
     const app = nextApp("bar");
     children.push(await startWorker(redis, app, ["--concurrency", "4"]));

@@ -126,6 +126,14 @@ export function* yieldBad(file: string): Generator<unknown, string> {
   }
 }
 
+/** Publishes progress values 0 .. n-1 in one synchronous burst, then yields 0 .. n-1; returns n. */
+export function* burst(n: number): Generator<number, number> {
+  const { progress } = currentTask();
+  for (let i = 0; i < n; i++) progress(i);
+  for (let i = 0; i < n; i++) yield i;
+  return n;
+}
+
 /** Reports progress 0..100 in `steps` steps and returns "ok". */
 export async function work(steps: number): Promise<string> {
   const { progress } = currentTask();
