@@ -67,24 +67,29 @@ export function longTimeout(callback: () => void, ms: number): () => void {
 
 /**
  * Resolves like `promise`, unless the timeout passes or the signal aborts first. `limits` are
- * checked already ({@link checkLimits}).
+ * checked already ({@link checkLimits}). `watch`, when given, is how to learn that `promise`
+ * settled without a reaction on it that lives until it does (a wait that ends early leaves
+ * nothing behind): it calls its argument then, and returns the function that stops watching.
  */
 export function withinLimits<T>(
   promise: Promise<T>,
   limits: WaitLimits,
   what: string,
+  watch?: (settled: () => void) => () => void,
 ): Promise<T> {
   const { timeout, signal } = limits;
   if (timeout === undefined && !signal) return promise;
   if (signal?.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
     let clearTimer: (() => void) | undefined;
+    let unwatch: (() => void) | undefined;
     const onAbort = () => {
       cleanup();
       reject(signal!.reason);
     };
     const cleanup = () => {
       clearTimer?.();
+      unwatch?.();
       signal?.removeEventListener("abort", onAbort);
     };
     if (timeout !== undefined) {
@@ -94,6 +99,13 @@ export function withinLimits<T>(
       }, timeout);
     }
     signal?.addEventListener("abort", onAbort, { once: true });
+    if (watch) {
+      unwatch = watch(() => {
+        cleanup();
+        resolve(promise);
+      });
+      return;
+    }
     promise.then(
       (value) => {
         cleanup();

@@ -7,7 +7,7 @@
 import { TimeoutError } from "./errors.ts";
 import { checkLimits, type WaitLimits } from "./_deadline.ts";
 import { MAX_TIMER_MS } from "./_options.ts";
-import { futureList, type StreamFuture } from "./future.ts";
+import { futureControl, futureList, type StreamFuture } from "./future.ts";
 
 /** Options of {@link asCompleted}. */
 export type AsCompletedOptions = WaitLimits;
@@ -41,19 +41,25 @@ export function asCompleted<T>(
   const ready: StreamFuture<T>[] = [];
   let wake: (() => void) | undefined;
   let finished = false;
-  for (const future of pending) {
-    future.addDoneCallback((f) => {
-      ready.push(f);
-      wake?.();
-    });
-  }
+  const onDone = (f: StreamFuture<unknown>) => {
+    ready.push(f as StreamFuture<T>);
+    wake?.();
+  };
+  for (const future of pending) future.addDoneCallback(onDone);
 
   const end = (): IteratorResult<StreamFuture<T>> => {
-    finished = true;
+    if (!finished) {
+      finished = true;
+      // Nothing is left on the futures still pending, and a next() waiting returns.
+      for (const future of pending) {
+        futureControl(future as StreamFuture<unknown>).removeDoneCallback(onDone);
+      }
+      wake?.();
+    }
     return { value: undefined, done: true };
   };
 
-  const next = async (): Promise<IteratorResult<StreamFuture<T>>> => {
+  const step = async (): Promise<IteratorResult<StreamFuture<T>>> => {
     while (!finished) {
       while (ready.length > 0) {
         const future = ready.shift()!;
@@ -86,6 +92,15 @@ export function asCompleted<T>(
       });
     }
     return end();
+  };
+
+  // Calls of next() made before the last one settled wait for it, in turn (as an async
+  // generator queues them): each gets its own future.
+  let queue: Promise<unknown> = Promise.resolve();
+  const next = (): Promise<IteratorResult<StreamFuture<T>>> => {
+    const result = queue.then(step);
+    queue = result.catch(() => {});
+    return result;
   };
 
   return {

@@ -63,6 +63,11 @@ export interface FutureControl {
   rebind(id: string, operationId: string): void;
   /** The task published a progress value ("p") or yielded a value ("y"), already decoded. */
   event(kind: "p" | "y", attempt: number, index: number, value: unknown): void;
+  /**
+   * Removes a callback given to `addDoneCallback` (a wait that ended before the future did);
+   * nothing when it is not there.
+   */
+  removeDoneCallback(callback: (future: StreamFuture<unknown>) => void): void;
   /** The task's timings, from its final notice: `"<wait ms>,<run ms>,<started at ms>"`. */
   timings(timings: string): void;
   /** Called on every state change (progress bars). */
@@ -125,6 +130,10 @@ export class StreamFuture<T> implements PromiseLike<T> {
     // every notice it applies, so a literal of a dozen closures per call was a dozen allocations.
     class Control implements FutureControl {
       constructor(readonly future: StreamFuture<unknown>) {}
+      removeDoneCallback(callback: (future: StreamFuture<unknown>) => void): void {
+        const callbacks = this.future.#callbacks;
+        if (callbacks) removeItem(callbacks, callback);
+      }
       markRunning(attempt?: number): void {
         const future = this.future;
         if (attempt !== undefined && attempt > future.#attempt) future.#attempt = attempt;
@@ -292,7 +301,13 @@ export class StreamFuture<T> implements PromiseLike<T> {
     promise.catch(ignore);
     const limits = checkLimits(options, "result()");
     if (this.done()) return promise;
-    return withinLimits(promise, limits, `task ${this.id}`);
+    return withinLimits(promise, limits, `task ${this.id}`, (settled) => {
+      // (A done callback that is removed when the wait ends early: a reaction on the promise
+      // would stay until the task settles, one per wait of a polling loop.)
+      const callbacks = (this.#callbacks ??= []);
+      callbacks.push(settled);
+      return () => removeItem(callbacks, settled);
+    });
   }
 
   /**
@@ -459,4 +474,10 @@ export function futureList<T>(futures: Iterable<StreamFuture<T>>, what: string):
     }
   });
   return list;
+}
+
+/** Removes the last occurrence of `item` from `list`, if there is one. */
+function removeItem<T>(list: T[], item: T): void {
+  const i = list.lastIndexOf(item);
+  if (i >= 0) list.splice(i, 1);
 }

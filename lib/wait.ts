@@ -104,6 +104,8 @@ export async function wait<T>(
         finished = true;
         clearTimer?.();
         signal?.removeEventListener("abort", onAbort);
+        // (A wait that ends first leaves nothing on the futures: polling loops do not grow.)
+        for (const f of all) futureControl(f as StreamFuture<unknown>).removeDoneCallback(check);
         if (error !== undefined) reject(error);
         else resolve();
       };

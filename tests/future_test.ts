@@ -5,6 +5,9 @@ import assert from "node:assert/strict";
 import process from "node:process";
 import { futureControl, type FutureHooks, StreamFuture } from "../lib/future.ts";
 import { CancelledError } from "../lib/errors.ts";
+import { asCompleted } from "../lib/as_completed.ts";
+import { wait } from "../lib/wait.ts";
+import { forceGc } from "./_gc.ts";
 
 const hooks: FutureHooks = {
   cancel: () => Promise.resolve(false),
@@ -148,5 +151,53 @@ describe("StreamFuture", () => {
     const values: unknown[] = [];
     for await (const value of f.stream()) values.push(value);
     assert.deepEqual(values, ["a0", "a1", "b2", "b3"]);
+  });
+
+  it("asCompleted: next() calls made at once each get their own future; return() ends a waiting next()", async () => {
+    const [a, b, c] = [newFuture("op.a"), newFuture("op.b"), newFuture("op.c")];
+    const it = asCompleted([a, b, c]);
+    const both = Promise.all([it.next(), it.next()]);
+    futureControl(b).resolve(2);
+    futureControl(a).resolve(1);
+    const [first, second] = await both;
+    assert.deepEqual([first.value, second.value], [b, a]);
+    const waiting = it.next();
+    await it.return!();
+    assert.deepEqual(await waiting, { value: undefined, done: true });
+    assert.deepEqual(await it.next(), { value: undefined, done: true });
+    futureControl(c).resolve(3);
+  });
+
+  it("waits that end before the future leave nothing on it (a polling loop does not grow)", async () => {
+    const f = newFuture();
+    const signals: WeakRef<AbortSignal>[] = [];
+    const aborted = () => {
+      const controller = new AbortController();
+      signals.push(new WeakRef(controller.signal));
+      setTimeout(() => controller.abort(new Error("stop waiting")), 0);
+      return controller.signal;
+    };
+    // (Each round in a function of its own: the last round's locals would otherwise stay in the
+    // test's frame.)
+    const round = async () => {
+      await assert.rejects(f.result({ signal: aborted() }), /stop waiting/);
+      await assert.rejects(f.result({ signal: aborted(), timeout: 60_000 }), /stop waiting/);
+      await assert.rejects(wait([f], { signal: aborted() }), /stop waiting/);
+      await assert.rejects(asCompleted([f], { signal: aborted() }).next(), /stop waiting/);
+      const left = asCompleted([f], { signal: aborted() });
+      const next = left.next();
+      await left.return!();
+      await next;
+    };
+    for (let i = 0; i < 3; i++) await round();
+    // (A WeakRef's target stays alive until the end of the job that made it.)
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    forceGc();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    forceGc();
+    const alive = signals.filter((ref) => ref.deref() !== undefined).length;
+    assert.equal(alive, 0, `${alive} of ${signals.length} signals still held by the future`);
+    futureControl(f).resolve(1);
+    assert.equal(await f.result({ timeout: 10 }), 1);
   });
 });
