@@ -912,7 +912,13 @@ export class Listener {
     } else if (kind === "w" && this.#queues.includes(a) && this.#state === "running") {
       this.#wakeAt(a, Number(b));
     } else if (kind === "p" && this.#state === "running" && this.#addLevel(a, Number(b))) {
-      void this.#ensureGroup(this.#keys.stream(a, Number(b))).catch(() => {});
+      // The blocking read under way does not cover the new level's stream: it is ended, and the
+      // next one does (the level's first task would otherwise wait out the read's BLOCK).
+      void this.#ensureGroup(this.#keys.stream(a, Number(b)))
+        .then(() => {
+          if (this.#state === "running" && this.#cmd) return this.#reader?.unblock(this.#cmd);
+        })
+        .catch(() => {});
     } else if (kind === "s" && this.#state === "running") {
       this.#cronWakeAt(Number(a));
     }
@@ -1057,15 +1063,14 @@ export class Listener {
       // Priority levels: take what waits, highest level first, before blocking on all streams.
       if (this.#streams.length > this.#queues.length && await this.#readByPriority()) continue;
       if (this.#reclaim) continue;
-      // XREADGROUP's COUNT applies per stream: read at most `free` streams with COUNT
-      // floor(free / streams) so one read never returns more entries than there are free slots.
-      // The streams rotate so that no queue starves when slots are scarce.
-      const streams = this.#streams.length <= free
-        ? this.#streams
-        : Array.from({ length: free }, (_, i) =>
-          this.#streams[(this.#rotation + i) % this.#streams.length]);
-      this.#rotation = (this.#rotation + 1) % this.#streams.length;
-      const count = Math.floor(free / streams.length);
+      // XREADGROUP's COUNT applies per stream: COUNT floor(free / streams), at least 1, on every
+      // stream. (Reading fewer streams than there are, in turns, to stay within the free slots
+      // left a task on a stream not read waiting out the whole BLOCK: about a second.) The read
+      // comes after TAKE found the streams drained, so it returns what one stream received; only
+      // entries that reach several streams at once can give more than `free`, and those beyond
+      // it wait, claimed, for a slot, as prefetched tasks do (never more than `concurrency` run).
+      const streams = this.#streams;
+      const count = Math.max(1, Math.floor(free / streams.length));
       let reply: unknown;
       try {
         reply = await reader.sendCommand(

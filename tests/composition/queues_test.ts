@@ -1,6 +1,7 @@
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
+import { Listener } from "../../lib/listener.ts";
 import { startRedis, type TestRedis } from "../_redis.ts";
 import {
   cleanUp,
@@ -8,6 +9,7 @@ import {
   pool as makePool,
   readTrace,
   startWorker,
+  TASKS,
   traceFile,
   waitFor,
 } from "./_setup.ts";
@@ -24,6 +26,38 @@ describe("named queues and priorities", () => {
   });
   after(async () => {
     await redis.stop();
+  });
+
+  it("a worker with one free slot and several streams takes a task from any of them at once", async () => {
+    // A blocking read of a minute: a task on a stream the read does not cover would wait for it.
+    const app = nextApp("oneslot");
+    const listener = new Listener({
+      url: redis.url,
+      app,
+      tasks: TASKS,
+      queues: ["a", "b"],
+      concurrency: 1,
+      executors: 1,
+      executorMode: "inline",
+      block: 60_000,
+      logLevel: "warn",
+    });
+    await listener.start();
+    try {
+      await using pool = makePool(redis, app, { queue: "a" });
+      const limits = { timeout: 20_000 };
+      for (
+        const [queue, priority] of [["a", 0], ["b", 0], ["b", 0], ["a", 3], ["a", 0], ["a", -2]]
+      ) {
+        const f = pool.submit("echo", [`${queue}${priority}`], {
+          queue: queue as string,
+          priority: priority as number,
+        });
+        assert.equal(await f.result(limits), `${queue}${priority}`);
+      }
+    } finally {
+      await listener.stop();
+    }
   });
 
   it("a worker serves only its queues; one serving several takes from each", async () => {
