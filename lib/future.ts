@@ -304,9 +304,9 @@ export class StreamFuture<T> implements PromiseLike<T> {
     return withinLimits(promise, limits, `task ${this.id}`, (settled) => {
       // (A done callback that is removed when the wait ends early: a reaction on the promise
       // would stay until the task settles, one per wait of a polling loop.)
-      const callbacks = (this.#callbacks ??= []);
-      callbacks.push(settled);
-      return () => removeItem(callbacks, settled);
+      (this.#callbacks ??= []).push(settled);
+      // (Not the list itself: once the future settles, the list is being run, and left alone.)
+      return () => controlOf(this as StreamFuture<unknown>).removeDoneCallback(settled);
     });
   }
 

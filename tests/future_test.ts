@@ -200,4 +200,20 @@ describe("StreamFuture", () => {
     futureControl(f).resolve(1);
     assert.equal(await f.result({ timeout: 10 }), 1);
   });
+
+  it("every waiter is woken when the future settles: one that stops waiting then removes only itself", async () => {
+    const f = newFuture();
+    const waits = Promise.all([
+      f.result({ timeout: 60_000 }),
+      wait([f], { timeout: 60_000 }),
+      f.result({ timeout: 60_000 }),
+      wait([f], { timeout: 60_000 }),
+    ]);
+    futureControl(f).resolve(7);
+    const [a, b, c, d] = await waits;
+    assert.equal(a, 7);
+    assert.equal(c, 7);
+    assert.equal(b.done.size, 1);
+    assert.equal(d.done.size, 1);
+  });
 });
