@@ -5,7 +5,7 @@
  * @module
  */
 
-import { abortSignal, checkOptions, MAX_TIMER_MS } from "./_options.ts";
+import { abortSignal, checkOptions, describeValue, MAX_TIMER_MS } from "./_options.ts";
 import { TimeoutError } from "./errors.ts";
 
 /** A timeout (ms) and/or signal bounding a wait. */
@@ -39,7 +39,12 @@ export function checkLimits<T extends WaitLimits>(
 /** Validates a `timeout` option: a non-negative finite number of ms, or undefined. */
 export function checkTimeout(timeout: unknown, what = "timeout"): number | undefined {
   if (timeout === undefined) return undefined;
-  if (typeof timeout !== "number" || !(timeout >= 0) || !Number.isFinite(timeout)) {
+  if (typeof timeout !== "number") {
+    throw new TypeError(
+      `${what} must be a non-negative finite number of milliseconds, got ${describeValue(timeout)}`,
+    );
+  }
+  if (!(timeout >= 0) || !Number.isFinite(timeout)) {
     throw new RangeError(
       `${what} must be a non-negative finite number of milliseconds, got ${String(timeout)}`,
     );

@@ -8,7 +8,10 @@
 /** A positive integer option (or its default). */
 export function positiveInt(value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+  if (typeof value !== "number") {
+    throw new TypeError(`${name} must be a positive integer, got ${describeValue(value)}`);
+  }
+  if (!Number.isInteger(value) || value < 1) {
     throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
   }
   return value;
@@ -17,7 +20,10 @@ export function positiveInt(value: unknown, name: string, fallback: number): num
 /** A non-negative integer option (or its default). */
 export function nonNegativeInt(value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+  if (typeof value !== "number") {
+    throw new TypeError(`${name} must be a non-negative integer, got ${describeValue(value)}`);
+  }
+  if (!Number.isInteger(value) || value < 0) {
     throw new RangeError(`${name} must be a non-negative integer, got ${String(value)}`);
   }
   return value;
@@ -190,7 +196,7 @@ export function keyName(value: unknown, name: string, fallback: string): string 
 export function bool(value: unknown, name: string, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value !== "boolean") {
-    throw new TypeError(`${name} must be true or false, got ${String(value)}`);
+    throw new TypeError(`${name} must be true or false, got ${describeValue(value)}`);
   }
   return value;
 }

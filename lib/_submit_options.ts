@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import {
   bool,
+  describeValue,
   duration,
   nonNegativeInt,
   type RetryOn,
@@ -48,6 +49,13 @@ export const DEFAULT_POLICY: TaskPolicy = {
 /** Checks the policy options of `options`, falling back to `defaults`. */
 export function taskPolicy(options: TaskPolicyOptions, defaults: TaskPolicy): TaskPolicy {
   const priority = options.priority ?? defaults.priority;
+  if (typeof priority !== "number") {
+    throw new TypeError(
+      `priority must be an integer from -9 to 9 (higher runs first, default 0), got ${
+        describeValue(priority)
+      }`,
+    );
+  }
   if (!Number.isInteger(priority) || priority < -9 || priority > 9) {
     throw new RangeError(
       `priority must be an integer from -9 to 9 (higher runs first, default 0), got ${

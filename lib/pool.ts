@@ -619,6 +619,8 @@ export class StreamFuturePool implements AsyncDisposable {
   #locals: LocalListeners | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** The shutdown closed the command connection. */
+  #disconnected = false;
   #reading = false;
   #readLoop: Promise<void> | undefined;
   #counter = 0;
@@ -667,10 +669,7 @@ export class StreamFuturePool implements AsyncDisposable {
       throw new TypeError("workers > 0 needs tasks: the task modules the local listeners run");
     }
     this.kv = new KeyValueStore({
-      sendCommand: async (args) => {
-        await this.#ready;
-        return await this.#cmd!.sendCommand(args);
-      },
+      sendCommand: async (args) => (await this.#connection()).sendCommand(args),
     }, this.app);
     // The last character says that this client reads compact completion notices (see _keys.ts).
     this.clientId = randomId(CLIENT_ID_LENGTH - 1) + COMPACT_NOTICE_MARK;
@@ -1276,10 +1275,10 @@ export class StreamFuturePool implements AsyncDisposable {
         `operationId must be an operation id, got ${JSON.stringify(operationId)}`,
       );
     }
-    await this.#ready;
+    const cmd = await this.#connection();
     const [statuses, values] = await Promise.all([
-      this.#cmd!.sendCommand(["HGETALL", this.#keys.status(operationId)]),
-      this.#cmd!.sendCommand(["HGETALL", this.#keys.results(operationId)]),
+      cmd.sendCommand(["HGETALL", this.#keys.status(operationId)]),
+      cmd.sendCommand(["HGETALL", this.#keys.results(operationId)]),
     ]);
     const stored = new Map(replyPairs(values));
     const names = ["pending", "running", "completed", "failed", "cancelled"] as const;
@@ -1461,14 +1460,26 @@ export class StreamFuturePool implements AsyncDisposable {
   /** Removes a schedule; resolves `true` when it existed. */
   async unschedule(name: string): Promise<boolean> {
     const checked = checkScheduleName(name);
-    await this.#ready;
+    await this.#connection();
     return await deleteSchedule(this.#scheduleContext(), checked);
   }
 
   /** The app's schedules, by name, with their next run times. */
   async schedules(): Promise<ScheduleInfo[]> {
-    await this.#ready;
+    await this.#connection();
     return await listSchedules(this.#scheduleContext());
+  }
+
+  /**
+   * The command connection, once connected; `PoolClosedError` once the shutdown closed it (reads
+   * such as `results()`, `schedules()` and `kv` work until then).
+   */
+  async #connection(): Promise<RedisConnection> {
+    await this.#ready;
+    if (this.#disconnected || !this.#cmd) {
+      throw new PoolClosedError("the pool is shut down: its connection to Redis is closed");
+    }
+    return this.#cmd;
   }
 
   #scheduleContext() {
@@ -1478,13 +1489,17 @@ export class StreamFuturePool implements AsyncDisposable {
   /**
    * Shuts the pool down: no new work is accepted; with `cancelFutures`, every unsettled future is
    * cancelled (running tasks are stopped); then (in the background unless `wait`) it waits for every future to settle, stops
-   * the local listeners, and removes its keys (unless `keep`). Safe to call more than once.
+   * the local listeners, and removes its keys (unless `keep`). Safe to call more than once: a
+   * call with `cancelFutures` during a shutdown without it cancels what is still unsettled.
    */
   shutdown(options?: ShutdownOptions): Promise<void> {
     options = checkOptions(options, SHUTDOWN_OPTIONS, "shutdown()");
     const wait = bool(options.wait, "wait", true);
     const cancelFutures = bool(options.cancelFutures, "cancelFutures", false);
     this.#closed = true;
+    // A shutdown under way (graceful) is escalated by a call with cancelFutures (as a second
+    // Ctrl-C would be): every future not settled yet is cancelled now.
+    if (this.#closing && cancelFutures) void this.#cancelAll();
     this.#closing ??= this.#close(cancelFutures);
     this.#closing.catch((error) => {
       if (!wait) this.#logger.error("shutdown failed", { error });
@@ -2536,6 +2551,11 @@ export class StreamFuturePool implements AsyncDisposable {
     }
   }
 
+  /** Cancels every future of the pool that is not settled (shutdown with `cancelFutures`). */
+  async #cancelAll(): Promise<void> {
+    await Promise.all([...this.#futures.values()].map((f) => f.cancel().catch(() => false)));
+  }
+
   async #close(cancelFutures: boolean): Promise<void> {
     try {
       await this.#ready;
@@ -2543,9 +2563,7 @@ export class StreamFuturePool implements AsyncDisposable {
       // Start-up failed: the futures were rejected with its error; release what exists.
     }
     while (this.#flushing) await this.#flushing;
-    if (cancelFutures) {
-      await Promise.all([...this.#futures.values()].map((f) => f.cancel().catch(() => false)));
-    }
+    if (cancelFutures) await this.#cancelAll();
     await Promise.all([...this.#futures.values()].map((f) => f.then(() => {}, () => {})));
     await this.#locals?.stop();
     for (const timer of this.#timers) clearInterval(timer);
@@ -2573,6 +2591,7 @@ export class StreamFuturePool implements AsyncDisposable {
           }
         }
       } finally {
+        this.#disconnected = true;
         this.#cmd.close();
       }
     }

@@ -405,6 +405,11 @@ describe("StreamFuturePool with local listeners", () => {
     assert.equal(await f, 150);
     await pool.shutdown();
     await pool[Symbol.asyncDispose]();
+    // Reads after the shutdown closed the connection: PoolClosedError, not node-redis' error.
+    await assert.rejects(pool.results(f.operationId), PoolClosedError);
+    await assert.rejects(pool.kv.get("k"), PoolClosedError);
+    await assert.rejects(pool.schedules(), PoolClosedError);
+    await assert.rejects(pool.unschedule("s"), PoolClosedError);
   });
 
   it("shutdown({ cancelFutures: true }) cancels running and queued tasks", async () => {
@@ -417,6 +422,20 @@ describe("StreamFuturePool with local listeners", () => {
     assert.ok(performance.now() - started < 10_000, "the 30 s task was stopped, not waited for");
     await assert.rejects(running.result(), CancelledError);
     for (const f of [running, ...queued]) assert.equal(f.state, "cancelled");
+  });
+
+  it("a graceful shutdown under way is escalated by shutdown({ cancelFutures: true })", async () => {
+    const pool = localPool({ concurrency: 1 });
+    const running = pool.submit(tasks.sleep, [30_000]);
+    const queued = pool.submit(tasks.add, [1, 1]);
+    await waitFor(() => running.running(), "first task running");
+    const graceful = pool.shutdown();
+    const started = performance.now();
+    await pool.shutdown({ cancelFutures: true });
+    await graceful;
+    assert.ok(performance.now() - started < 10_000, "the 30 s task was stopped, not waited for");
+    assert.equal(running.state, "cancelled");
+    assert.equal(queued.state, "cancelled");
   });
 
   it("a CPU-bound task on a local listener does not stall the client", async () => {
@@ -535,6 +554,20 @@ describe("StreamFuturePool with local listeners", () => {
     );
     await assert.rejects(pool.kv.set("k", 1, unknown({ tll: 5 })), /of kv.set\(\)/);
     assert.throws(() => pool.shutdown(unknown({ cancel: true })), /of shutdown\(\)/);
+    // A value of the wrong type is a TypeError that shows its type.
+    assert.throws(
+      () => pool.submit(tasks.add, [1, 2], { priority: "5" as never }),
+      /^TypeError: priority must be an integer from -9 to 9 .*, got "5"$/,
+    );
+    assert.throws(() => f.result({ timeout: "5" as never }), /^TypeError: timeout .* got "5"$/);
+    assert.throws(
+      () => pool.imap(tasks.add, [[1, 2]], { ordered: "no" as never }),
+      /^TypeError: ordered must be true or false, got "no"$/,
+    );
+    assert.throws(
+      () => pool.imap(tasks.add, [[1, 2]], { window: "5" as never }),
+      /^TypeError: window must be a positive integer, got "5"$/,
+    );
     // Progress bars.
     for (const bad of [5, {}, null]) {
       assert.throws(
