@@ -833,6 +833,11 @@ export async function threadPort(): Promise<ThreadPort> {
       deno.exit(0); // the parent went away
     })();
     watchParent();
+    // A terminal's Ctrl-C, or a SIGTERM to the whole process group (systemd, timeout(1), a
+    // container runtime), reaches this process too: it is the worker's to handle. The worker
+    // gives its running tasks their grace period, then ends this process (SIGKILL); were this
+    // process to die at the signal, its tasks would be lost at once.
+    for (const signal of ["SIGINT", "SIGTERM"] as const) deno.addSignalListener(signal, () => {});
     return {
       data: await data,
       post,

@@ -1,12 +1,14 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { NoWorkersError, RemoteTaskError } from "../../mod.ts";
-import type { ChildProcessHandle } from "../../lib/_runtime.ts";
+import process from "node:process";
+import { type ChildProcessHandle, spawnProcess, workerCommand } from "../../lib/_runtime.ts";
 import type { TestRedis } from "../_redis.ts";
 import type { Trace } from "./_tasks.ts";
 import {
   faultHooks,
   faultPool,
+  faultWorkerArgs,
   nextApp,
   readTrace,
   startWorker,
@@ -61,6 +63,29 @@ describe("signals", () => {
       worker.kill("SIGTERM");
       assert.equal((await f).pid, worker.pid);
       assert.equal((await worker.exited).code, 0);
+    });
+  }
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    it(`${signal} to the worker's whole process group (a terminal's Ctrl-C): running tasks still get --grace`, async () => {
+      const app = nextApp("siggroup");
+      // setsid: the worker leads a process group of its own, which its executors join.
+      const worker = await spawnProcess("setsid", [
+        ...workerCommand(),
+        ...faultWorkerArgs(redis, app),
+        "--grace",
+        "20",
+      ]);
+      children.push(worker);
+      await waitFor(() => worker.stderr().includes("streamfutures-worker: ready"), "ready", 30_000);
+      await using pool = faultPool(redis, app);
+      const futures = [pool.submit<Trace>("nap", [1_500]), pool.submit<Trace>("nap", [1_500])];
+      await waitFor(() => futures.every((f) => f.running()), "both running");
+      process.kill(-worker.pid, signal);
+      for (const f of futures) assert.equal((await f).pid, worker.pid);
+      assert.equal((await worker.exited).code, 0);
+      assert.match(worker.stderr(), new RegExp(`${signal}`));
+      assert.doesNotMatch(worker.stderr(), /executor \d+ died/);
     });
   }
 
