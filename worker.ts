@@ -204,6 +204,9 @@ export async function workerConfig(
  * Deno.exit(await main(["--tasks", "./tasks.ts", "--concurrency", "4"]));
  * ```
  */
+/** How long a stop signal received while starting waits for the stop before exiting. */
+const START_STOP_MS = 5_000;
+
 export async function main(args: readonly string[]): Promise<number> {
   let listener: Listener;
   let inline = false;
@@ -243,10 +246,25 @@ export async function main(args: readonly string[]): Promise<number> {
     onSignal("SIGINT", handler("SIGINT"));
     onSignal("SIGTERM", handler("SIGTERM"));
   });
-  try {
-    await listener.start();
-  } catch (error) {
-    console.error(`streamfutures-worker: cannot start: ${(error as Error).message}`);
+  // A stop signal while starting (Redis unreachable, a task module still loading) ends the start:
+  // nothing runs yet, so nothing is waited for beyond a bounded stop.
+  const start = listener.start().then(() => undefined, (error: unknown) => error ?? "failed");
+  const first = await Promise.race([
+    start.then((error) => ({ error })),
+    stopped.then((signal) => ({ signal })),
+  ]);
+  if ("signal" in first) {
+    console.error(`streamfutures-worker: ${first.signal} while starting; stopping`);
+    await Promise.race([
+      listener.stop({ grace: 0, reason: first.signal }).catch(() => {}),
+      new Promise((resolve) => setTimeout(resolve, START_STOP_MS)),
+    ]);
+    return 0;
+  }
+  if (first.error !== undefined) {
+    console.error(
+      `streamfutures-worker: cannot start: ${(first.error as Error)?.message ?? first.error}`,
+    );
     await listener.stop({ grace: 0, reason: "start failed" }).catch(() => {});
     return 1;
   }

@@ -347,6 +347,32 @@ describe("worker processes", () => {
     }
   });
 
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    it(`${signal} while the worker starts (a task module that never finishes loading) ends it`, async () => {
+      const dir = await mkdtemp(join(tmpdir(), "streamfutures-hang-"));
+      try {
+        const module = join(dir, "hangs.mjs");
+        await writeFile(
+          module,
+          'console.error("hangs.mjs: loading");\nawait new Promise(() => {});\nexport const x = 1;\n',
+        );
+        const [exe, ...pre] = workerCommand();
+        const worker = await spawnProcess(exe, [...pre, "--tasks", module, "--url", redis.url]);
+        try {
+          await waitFor(() => worker.stderr().includes("hangs.mjs: loading"), "the module loads");
+          worker.kill(signal);
+          assert.deepEqual(await worker.exited, { code: 0, signal: null });
+          assert.match(worker.stderr(), new RegExp(`${signal} while starting; stopping`));
+        } finally {
+          worker.kill("SIGKILL");
+          await worker.exited;
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
   it("bad command-line arguments exit 2 with usage", async () => {
     const [exe, ...pre] = workerCommand();
     const child = await spawnProcess(exe, [...pre, "--concurrency", "lots", "--tasks", "x.ts"]);
