@@ -178,13 +178,28 @@ export function onSignal(signal: ShutdownSignal, handler: () => void): () => voi
 export function isMainModule(importMeta: ImportMeta): boolean {
   const main = (importMeta as { main?: boolean }).main;
   if (typeof main === "boolean") return main;
-  const script = nodeProcess?.argv[1];
-  if (!script) return false;
-  const url = importMeta.url;
-  const path = decodeURIComponent(new URL(url).pathname);
-  return script === path || script === path.replace(/\.js$/, "") ||
+  const argv1 = nodeProcess?.argv[1];
+  if (!argv1) return false;
+  // Node resolves symlinks in the entry module's URL (a package installed by `npm link`, a
+  // `file:` dependency, pnpm), not in argv[1]: both are compared as real paths where possible.
+  const builtin = (nodeProcess as { getBuiltinModule?: (id: string) => unknown })
+    .getBuiltinModule;
+  const fs = builtin?.("node:fs") as { realpathSync?(path: string): string } | undefined;
+  const url = builtin?.("node:url") as { fileURLToPath?(url: string): string } | undefined;
+  const real = (path: string) => {
+    try {
+      return fs?.realpathSync?.(path) ?? path;
+    } catch {
+      return path;
+    }
+  };
+  const path = url?.fileURLToPath?.(importMeta.url) ??
+    decodeURIComponent(new URL(importMeta.url).pathname);
+  const script = real(argv1);
+  return script === path || real(`${argv1}.js`) === path || argv1 === path ||
+    argv1 === path.replace(/\.js$/, "") ||
     // bin shims: node_modules/.bin/streamfutures-worker is a symlink to worker.js
-    (script.endsWith("streamfutures-worker") && path.endsWith("/worker.js"));
+    (argv1.endsWith("streamfutures-worker") && path.endsWith("worker.js"));
 }
 
 /** The file URL of this package's `worker` entry in the running build (worker.ts or worker.js). */

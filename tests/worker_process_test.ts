@@ -373,6 +373,26 @@ describe("worker processes", () => {
     });
   }
 
+  it("the worker entry runs when started through a symlinked directory (npm link, file: deps, pnpm)", async () => {
+    const { symlink } = await import("node:fs/promises");
+    const { basename, dirname } = await import("node:path");
+    const dir = await mkdtemp(join(tmpdir(), "streamfutures-link-"));
+    try {
+      const entry = decodeURIComponent(workerEntryUrl().pathname);
+      await symlink(dirname(entry), join(dir, "pkg"));
+      const [exe, ...pre] = workerCommand();
+      const run = await spawnProcess(exe, [
+        ...pre.slice(0, -1),
+        join(dir, "pkg", basename(entry)),
+        "--help",
+      ]);
+      assert.deepEqual(await run.exited, { code: 0, signal: null });
+      assert.match(run.stdout(), /streamfutures-worker/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("bad command-line arguments exit 2 with usage", async () => {
     const [exe, ...pre] = workerCommand();
     const child = await spawnProcess(exe, [...pre, "--concurrency", "lots", "--tasks", "x.ts"]);
