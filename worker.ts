@@ -91,7 +91,15 @@ function seconds(name: string, value: string | undefined): number | undefined {
   const text = value.trim();
   if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
   const option = CONFIG_OPTIONS.find((o) => o.name === "grace")!;
-  return parseConfigValue(option, text, `--${name}`) as number;
+  try {
+    return parseConfigValue(option, text, `--${name}`) as number;
+  } catch {
+    // (The variables' message says that a bare number is milliseconds; on a flag it is seconds.)
+    throw new RangeError(
+      `--${name} must be a duration: seconds, or a number with a unit ms, s, m or h such as ` +
+        `250ms, 10s or 1.5m, got ${JSON.stringify(value)}`,
+    );
+  }
 }
 
 /**
@@ -190,7 +198,7 @@ export async function workerConfig(
   const loaded = await loadConfig("worker", explicit as Record<string, unknown>);
   if (loaded.options.url === undefined && getEnv("REDIS_URL")) {
     loaded.options.url = getEnv("REDIS_URL");
-    loaded.origin.url = "env";
+    loaded.origin.url = "env REDIS_URL";
   }
   return loaded;
 }
@@ -219,6 +227,9 @@ export async function main(args: readonly string[]): Promise<number> {
     const { options, origin, warnings } = await workerConfig(parsed.options);
     for (const warning of warnings) console.error(`streamfutures-worker: ${warning}`);
     if (parsed.printConfig) {
+      // The values are checked as the worker would check them (none is used: nothing starts).
+      const tasks = options.tasks as unknown[] | undefined;
+      new Listener({ ...options, tasks: tasks?.length ? tasks : ["unused.ts"] } as ListenerOptions);
       console.log(formatConfig(options, origin, "worker"));
       return 0;
     }

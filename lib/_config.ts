@@ -33,7 +33,7 @@ import { keyName, nearestName } from "./_options.ts";
 export type ConfigTarget = "pool" | "worker";
 
 /** Where an effective option value came from. */
-export type ConfigSource = "explicit" | "env" | "file";
+export type ConfigSource = "explicit" | "env" | "file" | `env ${string}`;
 
 /** How the text of a variable becomes an option value. */
 export type ConfigKind =
@@ -703,6 +703,7 @@ export function formatConfig(
       return;
     }
     const source = origin[name];
+    // ("env <NAME>": a variable other than the option's own, such as REDIS_URL.)
     const from = source === "env" || source === "file"
       ? `${source} ${option?.env ?? ""}`.trimEnd()
       : source ?? "default";

@@ -56,6 +56,25 @@ describe("configuration and logs of worker processes", () => {
     await rm(`${dir}/streamfutures.env`);
   });
 
+  it("--print-config checks flag values as the worker does, and names REDIS_URL when the URL came from it", async () => {
+    for (
+      const [args, message] of [
+        [["--prefetch", "-1"], /prefetch must be a non-negative integer, got -1/],
+        [["--heartbeat-interval", "0"], /heartbeatInterval must be a positive finite number/],
+        [["--app", "bad!"], /app must be a non-empty string of letters/],
+        [["--grace", "1e3"], /--grace must be a duration: seconds, or a number with a unit/],
+      ] as const
+    ) {
+      const child = await worker(["--print-config", ...args]);
+      assert.equal((await child.exited).code, 2, args.join(" "));
+      assert.match(child.stderr(), message);
+      assert.equal(child.stdout(), "");
+    }
+    const fromEnv = await worker(["--print-config"], { REDIS_URL: "redis://db.example:6390/1" });
+    assert.equal((await fromEnv.exited).code, 0, fromEnv.stderr());
+    assert.match(fromEnv.stdout(), /^url\s+redis:\/\/db\.example:6390\/1\s+env REDIS_URL$/m);
+  });
+
   it("an invalid value fails at start, naming the variable and the accepted values", async () => {
     const child = await worker(["--tasks", TASKS.href], { STREAMFUTURES_LOG_LEVEL: "loud" });
     assert.equal((await child.exited).code, 2);
