@@ -59,7 +59,16 @@ export async function loadTasks(modules: readonly (string | URL)[]): Promise<Tas
         cause: error,
       });
     }
-    for (const [name, value] of Object.entries(module)) {
+    const exported = Object.entries(module);
+    if (!exported.some(([, value]) => typeof value === "function")) {
+      // Likely the wrong file, or a CommonJS module whose functions Node could not name.
+      throw new TypeError(
+        `task module ${url} exports no functions (exports: ${
+          exported.map(([name]) => name).join(", ") || "none"
+        }); a task module exports its tasks as named functions (export function add(a, b) {...})`,
+      );
+    }
+    for (const [name, value] of exported) {
       if (typeof value !== "function") continue;
       if (name.startsWith(CHUNK_PREFIX)) {
         throw new TypeError(

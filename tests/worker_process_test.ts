@@ -373,6 +373,23 @@ describe("worker processes", () => {
     });
   }
 
+  it("a task module that exports no functions stops the worker at start, naming what it exports", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "streamfutures-nofn-"));
+    try {
+      const module = join(dir, "constants.mjs");
+      await writeFile(module, "export const answer = 42;\nexport default { add: 1 };\n");
+      const [exe, ...pre] = workerCommand();
+      const worker = await spawnProcess(exe, [...pre, "--tasks", module, "--url", redis.url]);
+      assert.equal((await worker.exited).code, 1);
+      assert.match(
+        worker.stderr(),
+        /cannot start: .*task module \S+constants\.mjs exports no functions \(exports: answer, default\)/,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it("the worker entry runs when started through a symlinked directory (npm link, file: deps, pnpm)", async () => {
     const { symlink } = await import("node:fs/promises");
     const { basename, dirname } = await import("node:path");
