@@ -1062,6 +1062,28 @@ export class StreamFuturePool implements AsyncDisposable {
         follow(call);
       });
     };
+    /** The input's next item, asked for while a result was yielded (see below). */
+    let pendingInput: Promise<IteratorResult<unknown>> | undefined;
+    let headReady: { future: StreamFuture<unknown>; ready: Promise<true> } | undefined;
+    /**
+     * A promise of true once a result can be yielded (ordered: the first in input order is done;
+     * else: any is), or undefined when nothing is in flight.
+     */
+    const resultReady = (): Promise<true> | undefined => {
+      if (inFlight.size === 0) return undefined;
+      if (!ordered) {
+        if (completed.length > 0) return Promise.resolve(true);
+        return new Promise((resolve) => (wake = () => resolve(true)));
+      }
+      const head = inFlight.values().next().value!;
+      if (headReady?.future !== head) {
+        headReady = {
+          future: head,
+          ready: new Promise((resolve) => head.addDoneCallback(() => resolve(true))),
+        };
+      }
+      return headReady.ready;
+    };
     /** Resolves true when `step` has not settled by the end of this turn of the event loop. */
     const stalls = (step: Promise<unknown>) =>
       new Promise<boolean>((resolve) => {
@@ -1080,8 +1102,22 @@ export class StreamFuturePool implements AsyncDisposable {
             : window - inFlight.size >= Math.min(chunksize, window))
         ) {
           reading = true;
-          const next = nextInput();
-          if (chunk && asyncInput && await stalls(next)) sendChunk();
+          // (An item asked for before a result was yielded meanwhile is still the next one.)
+          const next = pendingInput ?? nextInput();
+          pendingInput = undefined;
+          if (asyncInput && await stalls(next)) {
+            sendChunk();
+            // A slow input does not hold back results that are ready: one is yielded while the
+            // input's next item is on its way.
+            const ready = resultReady();
+            if (ready && await Promise.race([next.then(() => false, () => false), ready])) {
+              next.catch(() => {}); // awaited later; meanwhile its rejection is not unhandled
+              pendingInput = next;
+              // (An abort cancels the tasks in flight, which makes one "ready".)
+              signal?.throwIfAborted();
+              break;
+            }
+          }
           const step = await next;
           reading = false;
           // The input may take its time: the pool may have been shut down, the signal aborted.
@@ -1124,7 +1160,7 @@ export class StreamFuturePool implements AsyncDisposable {
         }
         sendChunk();
         if (bar) bar.update({ ...counts, total: exhausted ? index : undefined });
-        if (inFlight.size === 0) return;
+        if (inFlight.size === 0 && !pendingInput) return;
         let next: StreamFuture<unknown>;
         let at: number;
         if (ordered) {

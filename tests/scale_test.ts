@@ -82,6 +82,38 @@ describe("scale: imap, progress, partial results, timings, results, join", () =>
     assert.ok(produced <= 100 + 21, `read ${produced} items of an endless input`);
   });
 
+  for (const ordered of [true, false]) {
+    it(`imap${ordered ? "" : " (ordered: false)"}: results are yielded while a slow input has not produced its next item`, async () => {
+      const app = nextApp("imapslow");
+      children.push(await startWorker(redis, app));
+      await using pool = makePool(redis, app);
+      // Each item after the first is produced only once the result of the one before was
+      // yielded: an imap that waits for the input first never yields anything.
+      const yielded: number[] = [];
+      let released = () => {};
+      async function* input() {
+        for (let i = 0; i < 5; i++) {
+          if (i > 0) {
+            await new Promise<void>((resolve) => {
+              released = resolve;
+              if (yielded.length >= i) resolve();
+            });
+          }
+          yield [i, 0] as [number, number];
+        }
+      }
+      const loop = (async () => {
+        for await (const v of pool.imap<number>("sum", input(), { ordered })) {
+          yielded.push(v);
+          released();
+        }
+      })();
+      await waitFor(() => yielded.length === 5, "every result, one before each next item");
+      await loop;
+      assert.deepEqual(yielded, [0, 1, 2, 3, 4]);
+    });
+  }
+
   it("imap: an abort cancels the tasks in flight at once, even while the input is slow; a shutdown ends the loop", async () => {
     const app = nextApp("imapabort");
     children.push(await startWorker(redis, app, ["--concurrency", "8"]));
