@@ -56,6 +56,66 @@ export function chunkedTaskName(name: string): string | undefined {
   return name.startsWith(CHUNK_PREFIX) ? name.slice(CHUNK_PREFIX.length) : undefined;
 }
 
+/**
+ * A chunk task's id: `<op>.c_<index of its first call>_<number of its calls>`, both in base 36,
+ * so that any client can tell which calls a chunk holds (`pool.future(callId)`,
+ * `pool.operation()`, `pool.results()`).
+ */
+export function chunkId(op: string, first: number, count: number): string {
+  return `${op}.c_${first.toString(36)}_${count.toString(36)}`;
+}
+
+/**
+ * The first call and the number of calls of a chunk task id ({@link chunkId}); undefined for any
+ * other id (and for the ids of an earlier version, `<op>.c_<first>`, which do not say their count).
+ */
+export function parseChunkId(id: string): { first: number; count: number } | undefined {
+  const match = /\.c_([0-9a-z]+)_([0-9a-z]+)$/.exec(id);
+  if (!match) return undefined;
+  const first = parseInt(match[1], 36);
+  const count = parseInt(match[2], 36);
+  return Number.isSafeInteger(first) && count >= 1 && count <= MAX_CHUNKSIZE
+    ? { first, count }
+    : undefined;
+}
+
+/** The ids of a chunk's calls, `<op>.<index in base 36>` each, in order. */
+export function chunkCallIds(op: string, first: number, count: number): string[] {
+  return Array.from({ length: count }, (_, k) => `${op}.${(first + k).toString(36)}`);
+}
+
+/**
+ * The outcome of each call of a completed chunk (its task's value): `{ value }` or `{ error }`;
+ * a `ProtocolError` for each call when the value is not the list of `count` outcomes.
+ */
+export function callOutcomes(
+  value: unknown,
+  count: number,
+  chunkTaskId: string,
+  attempts: number,
+): ({ value: unknown } | { error: Error })[] {
+  const list = Array.isArray(value) && value.length === count ? value : undefined;
+  return Array.from({ length: count }, (_, i) => {
+    const outcome = list?.[i];
+    if (!Array.isArray(outcome)) {
+      return {
+        error: new ProtocolError(
+          `the outcome of its call ${i} is missing from the result of chunk ${chunkTaskId}`,
+        ),
+      };
+    }
+    if (outcome[0] === 1) return { value: outcome[1] };
+    return {
+      error: new RemoteTaskError({
+        name: String(outcome[1]),
+        message: String(outcome[2]),
+        stack: typeof outcome[3] === "string" && outcome[3] ? outcome[3] : undefined,
+        detail: typeof outcome[4] === "string" ? outcome[4] : undefined,
+      }, { attempts }),
+    };
+  });
+}
+
 /** The encoded argument list of a chunk task: one argument, the list of its calls' lists. */
 export function chunkArgs(calls: readonly string[]): string {
   return `[[${calls.join(",")}]]`;
@@ -223,32 +283,14 @@ class Chunk {
 
   #settle(outcomes: unknown): void {
     const raw = this.#rawTimings();
-    const list = Array.isArray(outcomes) && outcomes.length === this.calls.length
-      ? outcomes as unknown[][]
-      : undefined;
+    const settled = callOutcomes(outcomes, this.calls.length, this.task.id, this.task.attempt);
     this.calls.forEach((call, i) => {
       const control = futureControl(call);
       if (call.attempt < this.task.attempt) control.markPending(this.task.attempt);
       if (raw) control.timings(raw);
-      const outcome = list?.[i];
-      if (!Array.isArray(outcome)) {
-        control.reject(
-          new ProtocolError(
-            `the outcome of call ${call.id} is missing from the result of chunk ${this.task.id}`,
-          ),
-        );
-      } else if (outcome[0] === 1) {
-        control.resolve(outcome[1]);
-      } else {
-        control.reject(
-          new RemoteTaskError({
-            name: String(outcome[1]),
-            message: String(outcome[2]),
-            stack: typeof outcome[3] === "string" && outcome[3] ? outcome[3] : undefined,
-            detail: typeof outcome[4] === "string" ? outcome[4] : undefined,
-          }, { attempts: this.task.attempt }),
-        );
-      }
+      const outcome = settled[i];
+      if ("error" in outcome) control.reject(outcome.error);
+      else control.resolve(outcome.value);
     });
   }
 }

@@ -57,12 +57,16 @@ import { TOUCH } from "./_lua/touch.ts";
 import { UNWATCH, WATCH } from "./_lua/watch.ts";
 import { errorFromPayload, settleStored } from "./_outcome.ts";
 import {
+  callOutcomes,
   checkChunksize,
   chunkArgs,
+  chunkCallIds,
   chunkCalls,
+  chunkId,
   chunkTaskName,
   chunkTaskOf,
   isChunkCall,
+  parseChunkId,
 } from "./_chunks.ts";
 import {
   abortSignal,
@@ -842,7 +846,7 @@ export class StreamFuturePool implements AsyncDisposable {
 
   /**
    * `map`'s calls in chunks of up to `chunksize` (see {@link MapOptions.chunksize}): one task of
-   * the chunk task `chunk:<name>` per chunk (id `<op>.c_<index of its first call>`), added to
+   * the chunk task `chunk:<name>` per chunk (id `<op>.c_<index of its first call>_<calls>`), added to
    * `batch`, its arguments within maxPayloadBytes; a call with futures among its arguments is a
    * task of its own (`<op>.<index>`). Returns the calls' futures.
    */
@@ -905,9 +909,9 @@ export class StreamFuturePool implements AsyncDisposable {
     texts: string[],
   ): StreamFuture<unknown>[] {
     const op = batch.op;
-    const future = this.#newFuture(`${op}.c_${first.toString(36)}`, op);
+    const future = this.#newFuture(chunkId(op, first, texts.length), op);
     batch.items.push({ future, fn: task, chunk: true, args: chunkArgs(texts), ...NO_PARENTS });
-    return chunkCalls(future, op, texts.map((_, k) => `${op}.${(first + k).toString(36)}`));
+    return chunkCalls(future, op, chunkCallIds(op, first, texts.length));
   }
 
   /**
@@ -1337,7 +1341,7 @@ export class StreamFuturePool implements AsyncDisposable {
       }
       return result;
     });
-    return out.sort((a, b) => inputIndex(a.taskId) - inputIndex(b.taskId));
+    return expandChunks(out).sort((a, b) => inputIndex(a.taskId) - inputIndex(b.taskId));
   }
 
   /**
@@ -1409,14 +1413,60 @@ export class StreamFuturePool implements AsyncDisposable {
       throw new TaskNotFoundError(`operation ${operationId} has no tasks (in app "${this.app}")`);
     }
     ids.sort((a, b) => inputIndex(a) - inputIndex(b));
-    const futures = ids.map((id) => {
-      const future = new StreamFuture<unknown>(id, operationId, this.#hooks);
-      this.#futures.add(future);
-      this.#attached.add(`${operationId}/${id}`);
-      return future;
+    const tasks = ids.map((id) => this.#attachedFuture(id, operationId));
+    // A chunk task stands for its calls: a future per call, following it.
+    const futures = tasks.flatMap((task) => {
+      const chunk = parseChunkId(task.id);
+      return chunk
+        ? chunkCalls(task, operationId, chunkCallIds(operationId, chunk.first, chunk.count))
+        : [task];
     });
-    await this.#watch(futures);
+    await this.#watch(tasks);
     return futures as StreamFuture<T>[];
+  }
+
+  /** A future of this pool for a task it attaches to (WATCH follows once it is watched). */
+  #attachedFuture(id: string, op: string): StreamFuture<unknown> {
+    const future = new StreamFuture<unknown>(id, op, this.#hooks);
+    this.#futures.add(future);
+    this.#attached.add(`${op}/${id}`);
+    return future;
+  }
+
+  /**
+   * Follows the call `future` (id `<op>.<index>`, no task of its own) through the chunk task of
+   * its operation that holds it, if there is one; resolves whether there is.
+   */
+  async #followChunkCall(future: StreamFuture<unknown>): Promise<boolean> {
+    const op = future.operationId;
+    const dot = future.id.indexOf(".");
+    if (dot < 0 || !/^[0-9a-z]+$/.test(future.id.slice(dot + 1))) return false;
+    const index = parseInt(future.id.slice(dot + 1), 36);
+    const ids = await this.#cmd!.sendCommand(["HKEYS", this.#keys.status(op)]) as string[];
+    let found: { id: string; first: number; count: number } | undefined;
+    for (const id of ids) {
+      const chunk = parseChunkId(id);
+      if (chunk && chunk.first <= index && index < chunk.first + chunk.count) {
+        found = { id, ...chunk };
+      }
+    }
+    if (!found) return false;
+    const task = this.#attachedFuture(found.id, op);
+    const call =
+      chunkCalls(task, op, chunkCallIds(op, found.first, found.count))[index - found.first];
+    futureControl(task).observe((t) => {
+      if (t.running()) this.#settleOne(future, (c) => c.markRunning(t.attempt));
+    });
+    call.then(
+      (value) => this.#settleOne(future, (c) => c.resolve(value)),
+      (error) =>
+        this.#settleOne(
+          future,
+          (c) => call.cancelled() ? c.cancel(error as CancelledError) : c.reject(error),
+        ),
+    );
+    await this.#watch([task]);
+    return true;
   }
 
   /** Attaches futures to their tasks (WATCH): settles finished ones, watches the others. */
@@ -1431,21 +1481,27 @@ export class StreamFuturePool implements AsyncDisposable {
         this.#reconnectDeadline,
         "attaching to tasks",
       ) as string[][];
+      const missing: StreamFuture<unknown>[] = [];
       futures.forEach((future, i) => {
         const [status, stored] = replies[i];
         if (status === "m") {
-          this.#settleOne(future, (c) =>
-            c.reject(
-              new TaskNotFoundError(
-                `no task ${future.id} in app "${this.app}" (never submitted, released, or expired)`,
-              ),
-            ));
+          missing.push(future);
         } else if (status === Status.RUNNING) {
           futureControl(future).markRunning();
         } else if (status !== Status.NOT_STARTED) {
           this.#settleOne(future, (c) => settleStored(c, future.id, status, stored));
         }
       });
+      for (const future of missing) {
+        // A call sent in a chunk (map's chunksize > 1) has no task of its own: its chunk's.
+        if (await this.#followChunkCall(future)) continue;
+        this.#settleOne(future, (c) =>
+          c.reject(
+            new TaskNotFoundError(
+              `no task ${future.id} in app "${this.app}" (never submitted, released, or expired)`,
+            ),
+          ));
+      }
     } catch (error) {
       for (const future of futures) this.#settleOne(future, (c) => c.reject(error));
     }
@@ -2635,8 +2691,30 @@ export class StreamFuturePool implements AsyncDisposable {
 }
 
 /**
+ * The rows of `results()` with each chunk task's row replaced by its calls' rows: a completed
+ * chunk's calls with their own outcomes, any other chunk's calls with its status and error.
+ */
+function expandChunks(rows: OperationResult[]): OperationResult[] {
+  if (!rows.some((row) => parseChunkId(row.taskId))) return rows;
+  return rows.flatMap((row) => {
+    const chunk = parseChunkId(row.taskId);
+    if (!chunk) return [row];
+    const op = row.taskId.slice(0, row.taskId.indexOf("."));
+    const ids = chunkCallIds(op, chunk.first, chunk.count);
+    if (row.status !== "completed") return ids.map((taskId) => ({ ...row, taskId }));
+    const outcomes = callOutcomes(row.value, chunk.count, row.taskId, 1);
+    return ids.map((taskId, i): OperationResult => {
+      const outcome = outcomes[i];
+      return "error" in outcome
+        ? { taskId, status: "failed", error: outcome.error }
+        : { taskId, status: "completed", value: outcome.value };
+    });
+  });
+}
+
+/**
  * Where a task of an operation comes in its input: `<op>.<index in base 36>`, or a chunk's
- * `<op>.c_<index of its first call in base 36>`; -1 for a task that is its operation.
+ * `<op>.c_<index of its first call in base 36>_<calls>`; -1 for a task that is its operation.
  */
 function inputIndex(id: string): number {
   const dot = id.indexOf(".");

@@ -1,7 +1,7 @@
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
-import { CancelledError, RemoteTaskError } from "../mod.ts";
+import { CancelledError, RemoteTaskError, TaskNotFoundError } from "../mod.ts";
 import type { StreamFuture } from "../mod.ts";
 import type { ChildProcessHandle } from "../lib/_runtime.ts";
 import { runChunk } from "../lib/_chunks.ts";
@@ -47,13 +47,18 @@ describe("map and imap with chunksize: calls sent in chunks, one task per chunk"
     assert.deepEqual(futures.map((f) => f.id), inputs.map((_, i) => `${op}.${i.toString(36)}`));
     assert.ok(futures.every((f) => f.state === "finished" && f.attempt === 1));
     assert.ok(futures.every((f) => f.timings && f.timings.run >= 0), "timings of the chunk");
-    const rows = await pool.results(op);
-    assert.deepEqual(rows.map((r) => [r.taskId, r.status]), [
-      [`${op}.c_0`, "completed"],
-      [`${op}.c_a`, "completed"],
-      [`${op}.c_k`, "completed"],
-    ], "one task per chunk, named by its first call's index");
     const c = await redis.client();
+    assert.deepEqual(
+      (await c.sendCommand(["HKEYS", `${app}:${op}:status`]) as string[]).sort(),
+      [`${op}.c_0_a`, `${op}.c_a_a`, `${op}.c_k_5`],
+      "one task per chunk, named by its first call's index and its number of calls",
+    );
+    // results() gives each call's row, from its chunk's outcome list.
+    const rows = await pool.results(op);
+    assert.deepEqual(
+      rows.map((r) => [r.taskId, r.status, r.value]),
+      inputs.map(([v], i) => [`${op}.${i.toString(36)}`, "completed", v]),
+    );
     for (const f of futures) await f[Symbol.asyncDispose]();
     assert.equal(await c.sendCommand(["EXISTS", `${app}:${op}:status`]), 0, "released");
   });
@@ -77,6 +82,57 @@ describe("map and imap with chunksize: calls sent in chunks, one task per chunk"
     assert.ok(symbol instanceof RemoteTaskError);
     assert.equal(symbol.remoteName, "TypeError");
     assert.match(symbol.message, /symbol/i);
+  });
+
+  it("another client attaches to chunked calls by id, and reads them per call: future(), operation(), results()", async () => {
+    const app = nextApp("chunkattach");
+    const file = await traceFile();
+    await using pool = faultPool(redis, app, { requireWorkers: false });
+    // Chunks of 3: [0 1 2] [3 4 5] [6]; call 4 throws (tens of an odd number).
+    const futures = pool.map<number>("tens", [[0], [2], [6], [8], [7], [10], [12]], {
+      chunksize: 3,
+    });
+    const slow = pool.map<Trace>("nap", [[60_000, file], [60_000, file]], { chunksize: 2 });
+    const op = futures[0].operationId;
+    await waitFor(() => pool.pending === 4, "all sent");
+    await using other = faultPool(redis, app, { requireWorkers: false });
+    // Attached while queued: they settle when their chunk runs.
+    const call4 = other.future(futures[4].id);
+    const call6 = other.future(futures[6].id);
+    const all = await other.operation<number>(op);
+    assert.deepEqual(all.map((f) => f.id), futures.map((f) => f.id));
+    assert.ok(all.every((f) => f.state === "pending"));
+    const pendingRows = await other.results(op);
+    assert.deepEqual(
+      pendingRows.map((r) => [r.taskId, r.status]),
+      futures.map((f) => [f.id, "pending"]),
+    );
+    children.push(await startWorker(redis, app));
+    assert.equal(await call6, 120);
+    const error = await call4.then(() => undefined, (e) => e);
+    assert.ok(error instanceof RemoteTaskError, String(error));
+    assert.equal(error.message, "odd: 7");
+    const settled = await Promise.allSettled(all);
+    assert.deepEqual(
+      settled.map((r) => r.status === "fulfilled" ? r.value : (r.reason as Error).message),
+      [0, 20, 60, 80, "odd: 7", 100, 120],
+    );
+    const rows = await other.results(op);
+    assert.deepEqual(
+      rows.map((r) => [r.taskId, r.status, r.value ?? r.error?.message]),
+      futures.map((
+        f,
+        i,
+      ) => [f.id, i === 4 ? "failed" : "completed", [0, 20, 60, 80, "odd: 7", 100, 120][i]]),
+    );
+    // A running chunk's call, attached: running, and cancelled with its chunk.
+    await waitFor(() => slow[0].running(), "the slow chunk runs");
+    const running = other.future(slow[1].id);
+    await waitFor(() => running.running(), "the attached call is running");
+    await Promise.all(slow.map((f) => f.cancel()));
+    await assert.rejects(running, CancelledError);
+    // A call id past the operation's chunks is no task.
+    await assert.rejects(other.future(`${op}.z`), TaskNotFoundError);
   });
 
   it("refuses what it cannot do, before sending anything", async () => {
@@ -115,7 +171,7 @@ describe("map and imap with chunksize: calls sent in chunks, one task per chunk"
     const op = futures[0].operationId;
     const c = await redis.client();
     const status = (first: number) =>
-      c.sendCommand(["HGET", `${app}:${op}:status`, `${op}.c_${first}`]);
+      c.sendCommand(["HGET", `${app}:${op}:status`, `${op}.c_${first}_2`]);
     await waitFor(async () => (await status(2)) === "0", "both chunks queued");
     assert.equal(await futures[0].cancel(), true);
     assert.equal(futures[0].state, "cancelled");
@@ -125,12 +181,12 @@ describe("map and imap with chunksize: calls sent in chunks, one task per chunk"
     assert.equal(await status(0), "4", "no call of chunk 0 is wanted: its task is cancelled");
     children.push(await startWorker(redis, app));
     const last = await futures[3];
-    assert.equal(last.taskId, `${op}.c_2`);
+    assert.equal(last.taskId, `${op}.c_2_2`);
     await assert.rejects(futures[0], CancelledError);
     await assert.rejects(futures[1], CancelledError);
     await assert.rejects(futures[2], CancelledError);
     const starts = (await readTrace(file)).filter((t) => t.event === "start");
-    assert.deepEqual(starts.map((t) => t.taskId), [`${op}.c_2`, `${op}.c_2`]);
+    assert.deepEqual(starts.map((t) => t.taskId), [`${op}.c_2_2`, `${op}.c_2_2`]);
   });
 
   it("cancelling the calls of a running chunk stops it on its worker; so does the map's signal", async () => {
@@ -202,12 +258,10 @@ describe("map and imap with chunksize: calls sent in chunks, one task per chunk"
       ["g", "a", "DependencyError", "b", "c"],
     );
     const op = futures[0].operationId;
-    assert.deepEqual((await pool.results(op)).map((r) => r.taskId), [
-      `${op}.0`,
-      `${op}.c_1`,
-      `${op}.2`,
-      `${op}.c_3`,
-    ]);
+    assert.deepEqual(
+      (await pool.results(op)).map((r) => r.taskId),
+      [0, 1, 2, 3, 4].map((i) => `${op}.${i}`),
+    );
 
     const values: string[] = [];
     const input = [["x"], [bad], ["y"]] as unknown as [string][];
@@ -227,10 +281,10 @@ describe("map and imap with chunksize: calls sent in chunks, one task per chunk"
     await Promise.all(futures);
     const op = futures[0].operationId;
     const rows = await pool.results(op);
-    assert.equal(rows.length, 150);
+    assert.equal(rows.length, 300);
     assert.deepEqual(
-      rows.map((r) => r.taskId),
-      rows.map((_, i) => `${op}.c_${(2 * i).toString(36)}`),
+      rows.map((r) => [r.taskId, r.value]),
+      rows.map((_, i) => [`${op}.${i.toString(36)}`, `${i}`]),
     );
 
     const timedOut = pool.map<Trace>("nap", [[5_000], [5_000]], { chunksize: 2, timeout: 300 });
@@ -301,8 +355,14 @@ describe("map and imap with chunksize: calls sent in chunks, one task per chunk"
     });
     assert.deepEqual(await Promise.all(futures), Array(10).fill(text));
     // Each call's arguments are `["x...x"]`, 505 bytes with its comma: 7 fit in 4,000 bytes.
-    const rows = await pool.results(futures[0].operationId);
-    assert.equal(rows.length, 2, `${rows.length} chunks for 10 calls of 505 bytes, 4,000 at most`);
+    const op = futures[0].operationId;
+    const c = await redis.client();
+    const chunks = await c.sendCommand(["HKEYS", `${app}:${op}:status`]) as string[];
+    assert.deepEqual(
+      chunks.sort(),
+      [`${op}.c_0_7`, `${op}.c_7_3`],
+      `${chunks.length} chunks for 10 calls of 505 bytes, 4,000 at most`,
+    );
   });
 
   it("imap: yields every call's value in input order or as completed, within the window; releases each chunk once consumed", async () => {
