@@ -94,7 +94,10 @@ describe("map and imap with chunksize: calls sent in chunks, one task per chunk"
     });
     const slow = pool.map<Trace>("nap", [[60_000, file], [60_000, file]], { chunksize: 2 });
     const op = futures[0].operationId;
-    await waitFor(() => pool.pending === 4, "all sent");
+    const c = await redis.client();
+    const written = async (f: StreamFuture<unknown>, chunks: number) =>
+      Number(await c.sendCommand(["HLEN", `${app}:${f.operationId}:status`])) === chunks;
+    await waitFor(async () => await written(futures[0], 3) && await written(slow[0], 1), "sent");
     await using other = faultPool(redis, app, { requireWorkers: false });
     // Attached while queued: they settle when their chunk runs.
     const call4 = other.future(futures[4].id);
