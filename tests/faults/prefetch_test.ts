@@ -267,15 +267,18 @@ describe("prefetch: tasks claimed beyond concurrency", () => {
   });
 
   it("rejects a prefetch that is not a non-negative integer", () => {
-    for (const prefetch of [-1, 1.5, "2"]) {
+    // A number out of range is a RangeError, a value of another type a TypeError.
+    for (
+      const [prefetch, kind] of [[-1, RangeError], [1.5, RangeError], ["2", TypeError]] as const
+    ) {
       assert.throws(
         () => new Listener({ tasks: FAULT_TASKS, prefetch: prefetch as number }),
         (e: Error) =>
-          e instanceof RangeError && /prefetch must be a non-negative integer/.test(e.message),
+          e instanceof kind && /prefetch must be a non-negative integer/.test(e.message),
       );
       assert.throws(
         () => new StreamFuturePool({ tasks: FAULT_TASKS, prefetch: prefetch as number }),
-        RangeError,
+        kind,
       );
     }
   });
