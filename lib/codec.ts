@@ -507,7 +507,11 @@ class Encoder {
   }
 }
 
-const ERROR_FIELDS: ReadonlySet<string> = new Set([
+/**
+ * The properties of an `Error` its encoding holds in fields of their own (`name`, `message`,
+ * `stack`, `cause`, `errors`), not among its `props`.
+ */
+export const ERROR_FIELDS: ReadonlySet<string> = new Set([
   "name",
   "message",
   "stack",

@@ -27,7 +27,7 @@
  * @module
  */
 
-import { decode, encode } from "./codec.ts";
+import { decode, encode, ERROR_FIELDS } from "./codec.ts";
 
 /** Options accepted by every streamfutures error. */
 export interface StreamFuturesErrorOptions {
@@ -381,7 +381,7 @@ function detailOf(thrown: unknown, isError: boolean): string | undefined {
     // Properties the codec cannot serialize (a function, a cycle, ...) are left out one by one.
     const props = error as unknown as Record<string, unknown>;
     const keys = Object.keys(error).filter((key) => {
-      if (DESCRIBED.has(key)) return false;
+      if (ERROR_FIELDS.has(key)) return false;
       try {
         encode(props[key]);
         return true;
@@ -407,9 +407,6 @@ function detailOf(thrown: unknown, isError: boolean): string | undefined {
     return undefined;
   }
 }
-
-/** An `Error`'s own properties that are not part of its {@link RemoteErrorInfo.detail}. */
-const DESCRIBED: ReadonlySet<string> = new Set(["name", "message", "stack", "cause", "errors"]);
 
 /**
  * Extracts name, message and stack from anything a task may throw (including non-Errors). Never
