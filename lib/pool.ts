@@ -2574,7 +2574,10 @@ export class StreamFuturePool implements AsyncDisposable {
     if (timings && fields.s !== Status.COMPLETE) this.#settle(id, (c) => c.timings(timings));
     switch (fields.s) {
       case "p":
-      case "y": {
+      case "y":
+      case "P":
+      case "Y": {
+        // Upper case: several consecutive values as a JSON array, the first one's index in `i`.
         const futures = this.#futures.get(id);
         if (futures.length === 0) return;
         let value: unknown;
@@ -2583,29 +2586,15 @@ export class StreamFuturePool implements AsyncDisposable {
         } catch {
           return; // a value this client cannot read is skipped
         }
-        for (const future of futures) {
-          futureControl(future).event(fields.s!, Number(fields.a), Number(fields.i), value);
-        }
-        return;
-      }
-      case "P":
-      case "Y": {
-        // Several consecutive values: a JSON array of them, the first one's index in `i`.
-        const futures = this.#futures.get(id);
-        if (futures.length === 0) return;
-        let values: unknown;
-        try {
-          values = decode(fields.p ?? "");
-        } catch {
-          return;
-        }
-        if (!Array.isArray(values)) return;
-        const kind = fields.s === "P" ? "p" : "y";
+        const packed = fields.s === "P" || fields.s === "Y";
+        if (packed && !Array.isArray(value)) return;
+        const values = packed ? value as unknown[] : [value];
+        const kind = fields.s === "p" || fields.s === "P" ? "p" : "y";
         const attempt = Number(fields.a);
         const first = Number(fields.i);
         for (const future of futures) {
           const control = futureControl(future);
-          values.forEach((value, k) => control.event(kind, attempt, first + k, value));
+          values.forEach((v, k) => control.event(kind, attempt, first + k, v));
         }
         return;
       }
