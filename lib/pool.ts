@@ -64,7 +64,6 @@ import {
   chunkCalls,
   chunkId,
   chunkTaskName,
-  chunkTaskOf,
   isChunkCall,
   parseChunkId,
 } from "./_chunks.ts";
@@ -116,6 +115,7 @@ import {
 import { parseStreamReplyFlat } from "./_stream.ts";
 import { setImmediate } from "node:timers";
 import { ProgressBar, type ProgressStream } from "./_progress_bar.ts";
+import { type ImapHost, imapResults } from "./_imap.ts";
 import { TimeoutError } from "./errors.ts";
 import { wait } from "./wait.ts";
 import { errorFromLine } from "./_outcome.ts";
@@ -967,87 +967,9 @@ export class StreamFuturePool implements AsyncDisposable {
       );
     }
     const template = this.#batchOf(options);
-    const label = typeof options.progress === "string" ? options.progress : undefined;
-    const asyncInput = typeof source?.[Symbol.asyncIterator] === "function";
-    return this.#imap(
-      task,
-      iterator,
-      template,
-      {
-        window,
-        ordered,
-        chunksize,
-        asyncInput,
-      },
-      options,
-      label,
-    );
-  }
-
-  async *#imap(
-    task: TaskFunction | string,
-    iterator: AsyncIterator<unknown> | Iterator<unknown>,
-    template: Batch,
-    { window, ordered, chunksize, asyncInput }: {
-      window: number;
-      ordered: boolean;
-      chunksize: number;
-      asyncInput: boolean;
-    },
-    options: ImapOptions,
-    label: string | undefined,
-  ): AsyncGenerator<unknown, void, undefined> {
     const op = template.op;
     const info = this.#ops.get(op)!;
-    info.pinned = true;
-    const inFlight = new Map<number, StreamFuture<unknown>>();
-    const completed: StreamFuture<unknown>[] = [];
-    let wake: (() => void) | undefined;
     let batch: Batch | undefined;
-    let index = 0;
-    let exhausted = false;
-    const consumed: string[] = [];
-    const counts = { done: 0, failed: 0, running: 0 };
-    const bar = options.progress ? new ProgressBar({ label }) : undefined;
-    const signal = options.signal;
-    // An abort cancels the tasks in flight at once, even while the loop waits for its input or
-    // the caller's loop body runs; the generator throws the reason when it next resumes.
-    let abortWait: (() => void) | undefined;
-    const onAbort = () => {
-      for (const f of inFlight.values()) void f.cancel().catch(() => false);
-      wake?.();
-      abortWait?.();
-    };
-    signal?.addEventListener("abort", onAbort);
-    /** The input's next item, or the signal's reason at once when it aborts meanwhile. */
-    const nextInput = (): Promise<IteratorResult<unknown>> => {
-      const step = Promise.resolve(iterator.next());
-      if (!signal) return step;
-      return Promise.race([
-        step,
-        new Promise<never>((_, reject) => {
-          abortWait = () => reject(signal.reason);
-          const clear = () => (abortWait = undefined);
-          step.then(clear, clear);
-        }),
-      ]);
-    };
-    let reading = false;
-    // With chunksize > 1: the calls read and not sent yet (their futures are made when their
-    // chunk goes out: full, at the end of the input or of the window, or when the input stalls).
-    let chunk: { first: number; texts: string[]; bytes: number } | undefined;
-    let consumedCalls = 0;
-    /** Calls of each chunk not consumed yet (its task's entries are released after the last). */
-    const unconsumed = new Map<StreamFuture<unknown>, number>();
-    const follow = (future: StreamFuture<unknown>) => {
-      if (!ordered) {
-        future.addDoneCallback((f) => {
-          completed.push(f);
-          wake?.();
-        });
-      }
-      if (bar) this.#countProgress(future, counts, () => bar.update(counts));
-    };
     const openBatch = () => {
       if (!batch || batch.sealed) {
         batch = { ...template, items: [], sealed: false };
@@ -1055,168 +977,29 @@ export class StreamFuturePool implements AsyncDisposable {
       }
       return batch;
     };
-    const sendChunk = () => {
-      if (!chunk) return;
-      const { first, texts } = chunk;
-      chunk = undefined;
-      const calls = this.#chunk(openBatch(), task, first, texts);
-      unconsumed.set(chunkTaskOf(calls[0])!, calls.length);
-      calls.forEach((call, k) => {
-        inFlight.set(first + k, call);
-        follow(call);
-      });
+    const host: ImapHost = {
+      maxPayloadBytes: this.#maxPayloadBytes,
+      checkOpen: () => this.#checkOpen(),
+      encode: (args, index) => encodeListItem(args, "argsIterable", index, this.#maxPayloadBytes),
+      sendCall: (index, { text, refs, parentFutures }) => {
+        const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
+        openBatch().items.push({ future, fn: task, args: text, parents: refs, parentFutures });
+        return future;
+      },
+      sendChunk: (first, texts) => this.#chunk(openBatch(), task, first, texts),
+      countProgress: (future, counts, update) => this.#countProgress(future, counts, update),
+      releaseConsumed: (ids) => this.#releaseConsumed(op, ids),
+      pin: (pinned) => (info.pinned = pinned),
     };
-    /** The input's next item, asked for while a result was yielded (see below). */
-    let pendingInput: Promise<IteratorResult<unknown>> | undefined;
-    let headReady: { future: StreamFuture<unknown>; ready: Promise<true> } | undefined;
-    /**
-     * A promise of true once a result can be yielded (ordered: the first in input order is done;
-     * else: any is), or undefined when nothing is in flight.
-     */
-    const resultReady = (): Promise<true> | undefined => {
-      if (inFlight.size === 0) return undefined;
-      if (!ordered) {
-        if (completed.length > 0) return Promise.resolve(true);
-        return new Promise((resolve) => (wake = () => resolve(true)));
-      }
-      const head = inFlight.values().next().value!;
-      if (headReady?.future !== head) {
-        headReady = {
-          future: head,
-          ready: new Promise((resolve) => head.addDoneCallback(() => resolve(true))),
-        };
-      }
-      return headReady.ready;
-    };
-    /** Resolves true when `step` has not settled by the end of this turn of the event loop. */
-    const stalls = (step: Promise<unknown>) =>
-      new Promise<boolean>((resolve) => {
-        step.then(() => resolve(false), () => resolve(false));
-        setImmediate(() => resolve(true));
-      });
-    try {
-      for (;;) {
-        signal?.throwIfAborted();
-        // In chunks: a chunk is begun only when the window has room for a whole one (else every
-        // consumed call would make a chunk of one).
-        while (
-          !exhausted &&
-          (chunk
-            ? inFlight.size + chunk.texts.length < window
-            : window - inFlight.size >= Math.min(chunksize, window))
-        ) {
-          reading = true;
-          // (An item asked for before a result was yielded meanwhile is still the next one.)
-          const next = pendingInput ?? nextInput();
-          pendingInput = undefined;
-          if (asyncInput && await stalls(next)) {
-            sendChunk();
-            // A slow input does not hold back results that are ready: one is yielded while the
-            // input's next item is on its way.
-            const ready = resultReady();
-            if (ready && await Promise.race([next.then(() => false, () => false), ready])) {
-              next.catch(() => {}); // awaited later; meanwhile its rejection is not unhandled
-              pendingInput = next;
-              // (An abort cancels the tasks in flight, which makes one "ready".)
-              signal?.throwIfAborted();
-              break;
-            }
-          }
-          const step = await next;
-          reading = false;
-          // The input may take its time: the pool may have been shut down, the signal aborted.
-          signal?.throwIfAborted();
-          this.#checkOpen();
-          if (step.done) {
-            exhausted = true;
-            break;
-          }
-          const args = step.value;
-          if (!Array.isArray(args)) {
-            throw new TypeError(
-              `argsIterable[${index}] must be an array of task arguments, got ${
-                describeValue(args)
-              }`,
-            );
-          }
-          const item = encodeListItem(args, "argsIterable", index, this.#maxPayloadBytes);
-          const { text, refs, parentFutures } = typeof item === "string"
-            ? { text: item, refs: NO_REFS, parentFutures: NO_REFS }
-            : item;
-          // In chunks (a call with futures among its arguments is a task of its own), within
-          // maxPayloadBytes.
-          if (chunksize > 1 && refs.length === 0) {
-            const bytes = byteLength(text) + 1;
-            if (chunk && chunk.bytes + bytes > this.#maxPayloadBytes) sendChunk();
-            chunk ??= { first: index, texts: [], bytes: 4 };
-            chunk.texts.push(text);
-            chunk.bytes += bytes;
-            index++;
-            if (chunk.texts.length === chunksize) sendChunk();
-            continue;
-          }
-          sendChunk(); // calls go out in input order
-          const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
-          openBatch().items.push({ future, fn: task, args: text, parents: refs, parentFutures });
-          inFlight.set(index, future);
-          follow(future);
-          index++;
-        }
-        sendChunk();
-        if (bar) bar.update({ ...counts, total: exhausted ? index : undefined });
-        if (inFlight.size === 0 && !pendingInput) return;
-        let next: StreamFuture<unknown>;
-        let at: number;
-        if (ordered) {
-          at = inFlight.keys().next().value!;
-          next = inFlight.get(at)!;
-          if (!next.done()) {
-            await new Promise<void>((resolve) => {
-              wake = resolve;
-              next.addDoneCallback(() => resolve());
-            });
-            wake = undefined;
-            signal?.throwIfAborted();
-          }
-        } else {
-          while (completed.length === 0) {
-            await new Promise<void>((resolve) => (wake = resolve));
-            wake = undefined;
-            signal?.throwIfAborted();
-          }
-          next = completed.shift()!;
-          at = parseInt(next.id.slice(op.length + 1), 36);
-        }
-        inFlight.delete(at);
-        const of = chunkTaskOf(next);
-        if (!of) consumed.push(next.id);
-        else if (unconsumed.set(of, unconsumed.get(of)! - 1).get(of) === 0) {
-          unconsumed.delete(of);
-          consumed.push(of.id);
-        }
-        // Released in batches of 256 calls' tasks (of a chunk's calls, once all are consumed).
-        if (++consumedCalls >= 256 && (!of || !unconsumed.has(of))) {
-          this.#releaseConsumed(op, consumed.splice(0));
-          consumedCalls = 0;
-        }
-        yield await next;
-      }
-    } finally {
-      info.pinned = false;
-      signal?.removeEventListener("abort", onAbort);
-      bar?.update({ ...counts, total: exhausted ? index : undefined });
-      bar?.stop();
-      // Stopped early: the tasks still in flight are cancelled; consumed entries released.
-      await Promise.all([...inFlight.values()].map((f) => f.cancel().catch(() => false)));
-      for (const f of inFlight.values()) if (!chunkTaskOf(f)) consumed.push(f.id);
-      for (const f of unconsumed.keys()) consumed.push(f.id);
-      if (consumed.length > 0) this.#releaseConsumed(op, consumed.splice(0));
-      // (An input still producing its next item, given up on abort, is told to stop without
-      // waiting for it: an async generator's return() waits for the step it is in.)
-      const stop = Promise.resolve((iterator as AsyncIterator<unknown>).return?.());
-      if (reading) stop.catch(() => {});
-      else await stop;
-    }
+    return imapResults(host, op, iterator, {
+      window,
+      ordered,
+      chunksize,
+      asyncInput: typeof source?.[Symbol.asyncIterator] === "function",
+      signal: options.signal,
+      progress: Boolean(options.progress),
+      label: typeof options.progress === "string" ? options.progress : undefined,
+    });
   }
 
   /** Removes the fields of consumed tasks from their operation's hashes (imap). */
