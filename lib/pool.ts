@@ -1099,6 +1099,7 @@ export class StreamFuturePool implements AsyncDisposable {
       );
     }
     const cmd = await this.#connection();
+    await this.#submitted([operationId]);
     const [statuses, values] = await Promise.all([
       cmd.sendCommand(["HGETALL", this.#keys.status(operationId)]),
       cmd.sendCommand(["HGETALL", this.#keys.results(operationId)]),
@@ -1191,6 +1192,7 @@ export class StreamFuturePool implements AsyncDisposable {
       );
     }
     await this.#ready;
+    await this.#submitted([operationId]);
     const ids = await this.#cmd!.sendCommand(["HKEYS", this.#keys.status(operationId)]) as string[];
     if (ids.length === 0) {
       throw new TaskNotFoundError(`operation ${operationId} has no tasks (in app "${this.app}")`);
@@ -1206,6 +1208,16 @@ export class StreamFuturePool implements AsyncDisposable {
     });
     await this.#watch(tasks);
     return futures as StreamFuture<T>[];
+  }
+
+  /**
+   * Waits until what this pool has submitted so far of the operations `ops` is written (or failed),
+   * so that a read right after `submit` / `map` (`results`, `operation`, `future`) finds it.
+   */
+  async #submitted(ops: readonly string[]): Promise<void> {
+    await this.#flushing?.catch(() => {});
+    const writes = ops.map((op) => this.#writing.get(op)).filter((w) => w !== undefined);
+    if (writes.length > 0) await Promise.all(writes.map((w) => w.catch(() => {})));
   }
 
   /** A future of this pool for a task it attaches to (WATCH follows once it is watched). */
@@ -1256,6 +1268,7 @@ export class StreamFuturePool implements AsyncDisposable {
   async #watch(futures: StreamFuture<unknown>[]): Promise<void> {
     try {
       await this.#ready;
+      await this.#submitted(futures.map((f) => f.operationId));
       const cmd = this.#cmd!;
       const refs = futures.map((f) => `${f.operationId}/${f.id}`);
       const replies = await withReconnect(

@@ -95,6 +95,30 @@ describe("re-attaching: pool.future(id) and pool.operation(id)", () => {
     assert.deepEqual(await Promise.all(attached), originals.map((_, i) => i + 1));
   });
 
+  it("the submitting pool finds its tasks right after submit: future(id), operation(op), results(op)", async () => {
+    const app = nextApp("attachsame");
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    await pool.ready();
+    for (let round = 0; round < 3; round++) {
+      // In the same turn of the event loop as the submissions, which are sent a turn later.
+      const one = pool.submit<string>("later", [200, "one"]);
+      const many = pool.map<number>("sum", [[1, 2], [3, 4]]);
+      const chunked = pool.map<number>("sum", [[5, 6], [7, 8], [9, 10]], { chunksize: 3 });
+      const attached = pool.future<string>(one.id);
+      const rows = pool.results(many[0].operationId);
+      const operation = pool.operation<number>(many[0].operationId);
+      const call = pool.future<number>(chunked[1].id);
+      const chunkRows = pool.results(chunked[0].operationId);
+      assert.deepEqual((await rows).map((r) => r.taskId), many.map((f) => f.id));
+      assert.deepEqual((await chunkRows).map((r) => r.taskId), chunked.map((f) => f.id));
+      assert.deepEqual(await Promise.all(await operation), [3, 7]);
+      assert.equal(await attached, "one");
+      assert.equal(await call, 15);
+      assert.equal(await one, "one");
+    }
+  });
+
   it("unknown tasks and operations: TaskNotFoundError; bad ids: TypeError", async () => {
     const app = nextApp("attachmissing");
     await using pool = makePool(redis, app, { requireWorkers: false });
