@@ -124,7 +124,48 @@ function fieldsOf(expression: string): { normalized: string; fields: string[] } 
   return { normalized: fields.join(" "), fields };
 }
 
+/** The fields' names and ranges, seconds first (a 5-field expression has no seconds). */
+const RANGES: readonly [string, number, number][] = [
+  ["second", 0, 59],
+  ["minute", 0, 59],
+  ["hour", 0, 23],
+  ["day of month", 1, 31],
+  ["month", 1, 12],
+  ["day of week", 0, 7],
+];
+
+/**
+ * Checks the plain numbers of the fields (values, ranges, steps) against their field's range, so
+ * that the message names the value as written (croner counts months and days from 0 in its own).
+ */
+function checkRanges(expression: string, fields: string[]): void {
+  const ranges = RANGES.slice(6 - fields.length);
+  fields.forEach((field, i) => {
+    const [name, min, max] = ranges[i];
+    for (const part of field.split(",")) {
+      const match = /^(?:\*|\?|(\d+)(?:-(\d+))?)(?:\/(\d+))?$/.exec(part);
+      if (!match) continue; // names, L, W, #: croner's to check
+      const [, from, to, step] = match;
+      const bad = (what: string) => {
+        throw new RangeError(
+          `cron expression ${JSON.stringify(expression)}: ${what} in the ${name} field "${field}"`,
+        );
+      };
+      for (const value of [from, to]) {
+        if (value !== undefined && (Number(value) < min || Number(value) > max)) {
+          bad(`${value} is out of range (${min}-${max})`);
+        }
+      }
+      if (from !== undefined && to !== undefined && Number(to) < Number(from)) {
+        bad(`the range ${from}-${to} ends before it starts`);
+      }
+      if (step !== undefined && Number(step) < 1) bad(`a step must be 1 or more, got ${step}`);
+    }
+  });
+}
+
 function makeJob(expression: string, fields: string[], timezone: string): Cron {
+  checkRanges(expression, fields);
   // Vixie cron: day of month and day of week are ORed only when neither field starts with "*"
   // ("?" is croner's alias of "*"); otherwise both must match.
   const dom = fields[fields.length - 3];

@@ -143,6 +143,15 @@ export class Keys {
     return `${this.app}:schedule-due`;
   }
 
+  /**
+   * `<app>:schedule-seen` — hash `{at: Redis time (ms) of the latest look at the due schedules by
+   * any worker, missed: the last due time that counts as missed (no worker looked for over the
+   * grace after it)}`.
+   */
+  scheduleSeen(): string {
+    return `${this.app}:schedule-seen`;
+  }
+
   /** `<app>:listeners:<queue>` — sorted set `{workerId: last heartbeat, ms (Redis TIME)}`. */
   listeners(queue: string): string {
     return `${this.app}:listeners:${queue}`;
@@ -253,6 +262,7 @@ local function k_schedules() return APP .. ':schedules' end
 local function k_watch_cursor() return APP .. ':watch-cursor' end
 local function k_cron_replies() return APP .. ':replies:cron' end
 local function k_schedule_due() return APP .. ':schedule-due' end
+local function k_schedule_seen() return APP .. ':schedule-seen' end
 -- An entry's operation and reply stream: its 'op' and 'reply' fields, or (when they are left
 -- out, as this library's clients do) derived from the task id: the operation is the id up to
 -- its first '.', the reply stream that of the client the operation id starts with.

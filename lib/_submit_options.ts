@@ -10,6 +10,7 @@ import {
   bool,
   describeValue,
   duration,
+  MAX_STORED_MS,
   nonNegativeInt,
   type RetryOn,
   retryOn,
@@ -101,6 +102,11 @@ export function dueSpec(options: { delay?: number; startAt?: Date }): string {
     const at = options.startAt;
     if (!(at instanceof Date) || Number.isNaN(at.getTime())) {
       throw new TypeError(`startAt must be a valid Date, got ${String(at)}`);
+    }
+    if (at.getTime() > Date.now() + MAX_STORED_MS) {
+      throw new RangeError(
+        `startAt must be at most 100 years ahead (as delay), got ${at.toISOString()}`,
+      );
     }
     return `a${at.getTime()}`;
   }

@@ -30,7 +30,7 @@ import { ARGS_ASIDE, GROUP, Keys, PROTOCOL_VERSION } from "./_keys.ts";
 import { FINISH } from "./_lua/finish.ts";
 import { HEARTBEAT } from "./_lua/heartbeat.ts";
 import { PROMOTE } from "./_lua/promote.ts";
-import { FIRE } from "./_lua/schedule.ts";
+import { CRON_DUE, FIRE } from "./_lua/schedule.ts";
 import { type CronSpec, nextCronTime } from "./_cron.ts";
 import { RECOVER } from "./_lua/recover.ts";
 import { REGISTER } from "./_lua/register.ts";
@@ -167,8 +167,13 @@ const LISTENER_OPTIONS: Record<keyof ListenerOptions, true> = {
  */
 const STARTED_NOTICE_DELAY = 25;
 
-/** A cron tick handled this late or less runs; a later one counts as missed (see catchUp). */
+/**
+ * A cron tick comes due while no worker looks at the schedules for longer than this: it counts
+ * as missed (everything was down; see catchUp and CRON_DUE). One late from a backlog still runs.
+ */
 const CRON_GRACE = 5_000;
+/** Due schedules handled per round (their FIRE calls go out together). */
+const CRON_BATCH = 100;
 
 /** The first 10 hex digits of the SHA-1 of `text` (cron operation ids). */
 async function shortHash(text: string): Promise<string> {
@@ -935,67 +940,68 @@ export class Listener {
     try {
       const cmd = this.#cmd!;
       for (let rounds = 0; rounds < 100; rounds++) {
-        const [seconds, micros] = await cmd.sendCommand(["TIME"]) as string[];
-        const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-        const due = replyPairs(
-          await cmd.sendCommand([
-            "ZRANGEBYSCORE",
-            this.#keys.scheduleDue(),
-            "-inf",
-            String(now),
-            "WITHSCORES",
-            "LIMIT",
-            "0",
-            "20",
-          ]),
-        );
+        const [nowText, missedText, dueFlat, headFlat] = await CRON_DUE.run(cmd, [], [
+          this.#keys.app,
+          String(CRON_BATCH),
+          String(CRON_GRACE),
+        ]) as [string, string, string[], string[]];
+        const now = Number(nowText);
+        const due = replyPairs(dueFlat);
         if (due.length === 0) {
-          const head = replyPairs(
-            await cmd.sendCommand(["ZRANGE", this.#keys.scheduleDue(), "0", "0", "WITHSCORES"]),
-          );
+          const head = replyPairs(headFlat);
           this.#clockOffset = now - Date.now();
           if (head.length === 1) this.#cronWakeAt(Number(head[0][1]));
           return;
         }
-        for (const [name, score] of due) await this.#fire(name, Number(score), now);
+        const missed = Number(missedText);
+        const specs = await cmd.sendCommand([
+          "HMGET",
+          this.#keys.schedules(),
+          ...due.map(([name]) => name),
+        ]) as (string | null)[];
+        // (Each FIRE checks the due time and the schedule it was given, so workers racing over
+        // the same due schedules handle each due time once.)
+        await Promise.all(
+          due.map(([name, score], i) => this.#fire(name, Number(score), specs[i], missed)),
+        );
       }
     } finally {
       this.#cronRunning = false;
     }
   }
 
-  async #fire(name: string, due: number, now: number): Promise<void> {
-    const cmd = this.#cmd!;
-    const json = await cmd.sendCommand(["HGET", this.#keys.schedules(), name]) as string | null;
+  /**
+   * Handles due time `due` of schedule `name` (its JSON as read, or null when it is gone): fires
+   * it, or skips it when it was missed — due no later than `missed`, when no worker looked at the
+   * schedules for over CRON_GRACE (see CRON_DUE). One late from a backlog of due schedules, with
+   * workers up, is fired.
+   */
+  async #fire(name: string, due: number, json: string | null, missed: number): Promise<void> {
     let fire = "1";
     let next: number | undefined;
     if (json !== null) {
       try {
         const spec = JSON.parse(json) as { cron: CronSpec; catchUp?: boolean };
-        if (now - due <= CRON_GRACE) {
+        if (due > missed) {
           next = nextCronTime(spec.cron, due);
         } else {
-          // Missed while no worker was up: run once (catchUp) or skip, then go on from now.
+          // Missed while no worker was up: run once (catchUp) or skip, then go on with the first
+          // due time not missed (one within CRON_GRACE of now still runs).
           fire = spec.catchUp ? "1" : "0";
-          next = nextCronTime(spec.cron, now);
+          next = nextCronTime(spec.cron, missed);
         }
       } catch (error) {
-        this.#logger.warn(
-          `schedule ${name} is broken and is dropped: ${error}`,
-        );
-        await cmd.sendCommand(["ZREM", this.#keys.scheduleDue(), name]);
-        return;
+        this.#logger.warn(`schedule ${name} is broken and is dropped: ${error}`);
+        fire = "0";
+        next = undefined;
       }
-    } else {
-      await cmd.sendCommand(["ZREM", this.#keys.scheduleDue(), name]);
-      return;
     }
     const op = `cron-${await shortHash(name)}-${due.toString(36)}`;
-    await FIRE.run(cmd, [], [
+    await FIRE.run(this.#cmd!, [], [
       this.#keys.app,
       name,
       String(due),
-      json,
+      json ?? "",
       op,
       next === undefined ? "-1" : String(next),
       fire,

@@ -1371,7 +1371,12 @@ export class StreamFuturePool implements AsyncDisposable {
   }
 
   #scheduleContext() {
-    return { cmd: this.#cmd!, keys: this.#keys, defaultQueue: this.#queue };
+    return {
+      cmd: this.#cmd!,
+      keys: this.#keys,
+      defaultQueue: this.#queue,
+      reconnectDeadline: this.#reconnectDeadline,
+    };
   }
 
   /**

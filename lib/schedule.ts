@@ -11,7 +11,7 @@
 
 import { checkCron, type CronSpec, nextCronTime } from "./_cron.ts";
 import { bool, checkOptions, keyName, storedDuration } from "./_options.ts";
-import { type RedisCommander, replyPairs } from "./_redis.ts";
+import { type RedisConnection, replyPairs, withReconnect } from "./_redis.ts";
 import type { Keys } from "./_keys.ts";
 import { SCHEDULE, UNSCHEDULE } from "./_lua/schedule.ts";
 import { decode } from "./codec.ts";
@@ -88,9 +88,11 @@ export interface StoredSchedule {
 
 /** What the schedule functions need of the pool. */
 export interface ScheduleContext {
-  cmd: RedisCommander;
+  cmd: RedisConnection;
   keys: Keys;
   defaultQueue: string;
+  /** How long Redis may be unreachable before a call rejects with `ConnectionError`. */
+  reconnectDeadline: number;
 }
 
 /** Checks a schedule name: letters, digits, `_`, `.`, `-`. */
@@ -135,20 +137,24 @@ export async function saveSchedule(
   schedule: StoredSchedule,
 ): Promise<Date | undefined> {
   const json = JSON.stringify(schedule);
+  const { cmd } = context;
   // A due time that passes between TIME and SCHEDULE is refused: compute it again.
   for (let attempt = 0;; attempt++) {
-    const [seconds, micros] = await context.cmd.sendCommand(["TIME"]) as string[];
-    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-    const next = nextCronTime(schedule.cron, now);
-    if (next === undefined) {
-      throw new RangeError(`cron expression "${schedule.cron.expression}" never fires again`);
-    }
-    const reply = await SCHEDULE.run(context.cmd, [], [
-      context.keys.app,
-      schedule.name,
-      json,
-      String(next),
-    ]) as unknown[];
+    // (SCHEDULE is idempotent: a call whose reply was lost goes again.)
+    const reply = await reconnecting(context, `saving schedule ${schedule.name}`, async () => {
+      const [seconds, micros] = await cmd.sendCommand(["TIME"]) as string[];
+      const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+      const next = nextCronTime(schedule.cron, now);
+      if (next === undefined) {
+        throw new RangeError(`cron expression "${schedule.cron.expression}" never fires again`);
+      }
+      return await SCHEDULE.run(cmd, [], [
+        context.keys.app,
+        schedule.name,
+        json,
+        String(next),
+      ]) as unknown[];
+    });
     if (Number(reply[0]) !== -1) return new Date(Number(reply[1]));
     if (attempt >= 10) {
       throw new Error(
@@ -160,15 +166,24 @@ export async function saveSchedule(
 
 /** Removes a schedule; resolves true when it existed. */
 export async function deleteSchedule(context: ScheduleContext, name: string): Promise<boolean> {
-  return await UNSCHEDULE.run(context.cmd, [], [context.keys.app, name]) === 1;
+  // A call whose reply was lost goes again, and then finds nothing: the answer is whether the
+  // schedule existed when the first call was made.
+  let existed = false;
+  await reconnecting(context, `removing schedule ${name}`, async () => {
+    const exists = await context.cmd.sendCommand(["HEXISTS", context.keys.schedules(), name]);
+    if (Number(exists) === 1) existed = true;
+    if (await UNSCHEDULE.run(context.cmd, [], [context.keys.app, name]) === 1) existed = true;
+  });
+  return existed;
 }
 
 /** Lists the schedules, by name. */
 export async function listSchedules(context: ScheduleContext): Promise<ScheduleInfo[]> {
-  const [all, due] = await Promise.all([
-    context.cmd.sendCommand(["HGETALL", context.keys.schedules()]),
-    context.cmd.sendCommand(["ZRANGE", context.keys.scheduleDue(), "0", "-1", "WITHSCORES"]),
-  ]);
+  const [all, due] = await reconnecting(context, "listing schedules", () =>
+    Promise.all([
+      context.cmd.sendCommand(["HGETALL", context.keys.schedules()]),
+      context.cmd.sendCommand(["ZRANGE", context.keys.scheduleDue(), "0", "-1", "WITHSCORES"]),
+    ]));
   const nextRun = new Map(replyPairs(due).map(([name, score]) => [name, Number(score)]));
   const out: ScheduleInfo[] = [];
   for (const [name, json] of replyPairs(all)) {
@@ -190,4 +205,13 @@ export async function listSchedules(context: ScheduleContext): Promise<ScheduleI
     }
   }
   return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** `command`, sent again over a lost connection until the context's reconnect deadline. */
+function reconnecting<T>(
+  context: ScheduleContext,
+  what: string,
+  command: () => Promise<T>,
+): Promise<T> {
+  return withReconnect(context.cmd, command, context.reconnectDeadline, what);
 }

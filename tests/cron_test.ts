@@ -69,19 +69,39 @@ describe("checkCron", () => {
     }
   });
 
-  it("reports croner's complaints with the expression", () => {
+  it("refuses values out of their field's range, naming them as written", () => {
     assert.throws(() => checkCron("60 * * * *"), {
       name: "RangeError",
-      message: 'cron expression "60 * * * *" is invalid: Invalid value for minute: 60',
+      message: 'cron expression "60 * * * *": 60 is out of range (0-59) in the minute field "60"',
     });
+    // (croner counts months and days from 0: its own message said "month: 12" for 13.)
+    assert.throws(() => checkCron("0 0 * 13 *"), {
+      name: "RangeError",
+      message: /: 13 is out of range \(1-12\) in the month field "13"$/,
+    });
+    assert.throws(() => checkCron("0 0 0 * *"), { message: /0 is out of range \(1-31\)/ });
+    assert.throws(() => checkCron("0 0 32 * *"), { message: /32 is out of range \(1-31\)/ });
+    assert.throws(() => checkCron("0 0 * * 1,8"), { message: /8 is out of range \(0-7\)/ });
+    assert.throws(() => checkCron("60 * * * * *"), { message: /in the second field/ });
     assert.throws(() => checkCron("*/0 * * * *"), {
-      name: "TypeError",
-      message: /^cron expression "\*\/0 \* \* \* \*" is invalid: .*stepping/,
+      name: "RangeError",
+      message: /a step must be 1 or more, got 0 in the minute field "\*\/0"$/,
     });
+    assert.throws(() => checkCron("5-1 * * * *"), {
+      name: "RangeError",
+      message: /the range 5-1 ends before it starts/,
+    });
+    for (const ok of ["0 0 * * 7", "0 0 L * *", "0 0 * JAN-MAR MON", "*/15 0-23/2 1,15 * *"]) {
+      checkCron(ok);
+    }
+  });
+
+  it("reports croner's complaints with the expression", () => {
     assert.throws(() => checkCron("* * * * FOO"), {
+      name: "TypeError",
       message: /^cron expression "\* \* \* \* FOO" is invalid/,
     });
-    assert.throws(() => checkCron("0 0 32 * *"), { message: /is invalid/ });
+    assert.throws(() => checkCron("a b c d e"), { name: "TypeError", message: /is invalid/ });
   });
 
   it("refuses an expression that never fires", () => {

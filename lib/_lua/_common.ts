@@ -383,19 +383,28 @@ local function process_finals()
         else notice(reply, 't', f[2], 's', f[3]) end
       end
       if info.d then
+        -- Identical calls share a finished task for its dedupe time to live; a cancelled one, never.
         local key = k_dedupe(info.d)
         if redis.call('GET', key) == ref then
           local ttl = tonumber(info.dt or '0') or 0
-          if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('DEL', key) end
+          if ttl > 0 and f[3] ~= '4' then redis.call('PEXPIRE', key, ttl)
+          else redis.call('DEL', key) end
         end
+      end
+      if info.k then
+        -- A scheduled task's keys: kept for the schedule's result time to live from now on.
+        redis.call('PEXPIRE', k_status(f[1]), info.k)
+        redis.call('PEXPIRE', k_results(f[1]), info.k)
+        redis.call('PEXPIRE', k_delayed_entries(f[1]), info.k)
       end
       for _, child in ipairs(info.c or {}) do release_child(child, ref, f[2], f[3], f[4]) end
     end
   end
 end
 
--- Adds to the watch record of task 'ref': a reply stream ('r'), a dependent task ('c'), or a
--- dedupe key with its time to live ('d', 'dt').
+-- Adds to the watch record of task 'ref': a reply stream ('r'), a dependent task ('c'), a
+-- dedupe key with its time to live ('d', 'dt'), or how long a scheduled task's keys are kept once
+-- it is final ('k', ms).
 local function watch(ref, kind, value, ttl)
   local info = {}
   local w = redis.call('HGET', k_watch(), ref)
@@ -403,6 +412,8 @@ local function watch(ref, kind, value, ttl)
   if kind == 'd' then
     info.d = value
     info.dt = ttl
+  elseif kind == 'k' then
+    info.k = value
   else
     local list = info[kind] or {}
     for _, v in ipairs(list) do if v == value then return end end

@@ -79,7 +79,8 @@ return redis.call('HDEL', k_schedules(), ARGV[2])
  * A worker handles one due time of a schedule, exactly once however many workers race: only if
  * the schedule is still due at the expected time and unchanged does it move the schedule to its
  * next due time and (unless the tick is skipped) enqueue the task, as operation `ARGV[5]`
- * (status and results hashes that expire after the schedule's result time to live).
+ * (status and results hashes kept until the task's outcome is final, then for the schedule's
+ * result time to live: a watch record `k`, see process_finals).
  *
  * A schedule replaced meanwhile is not fired with the old JSON: the worker reads it again and fires
  * the same due time (SCHEDULE keeps overdue ones) with the new one. Since this call moves the score
@@ -89,7 +90,8 @@ return redis.call('HDEL', k_schedules(), ARGV[2])
  * ARGV[1] app prefix
  * ARGV[2] schedule name
  * ARGV[3] the due time being handled, ms (the schedule's current score)
- * ARGV[4] the schedule's JSON as read (a replaced schedule is not fired with the old one)
+ * ARGV[4] the schedule's JSON as read (a replaced schedule is not fired with the old one), or ""
+ *         when there was none: the due time is dropped (if it and the absence are unchanged)
  * ARGV[5] operation id (= task id) of the task to enqueue
  * ARGV[6] next due time, ms, or "-1" when the schedule never fires again
  * ARGV[7] "1" to enqueue the task, "0" to skip this tick (a missed tick without catchUp)
@@ -103,6 +105,11 @@ local name, op = ARGV[2], ARGV[5]
 local score = redis.call('ZSCORE', k_schedule_due(), name)
 if not score or tonumber(score) ~= tonumber(ARGV[3]) then return 0 end
 local json = redis.call('HGET', k_schedules(), name)
+if not json and ARGV[4] == '' then
+  -- Unscheduled (the due time left over): dropped, unless a new schedule of the name came since.
+  redis.call('ZREM', k_schedule_due(), name)
+  return 1
+end
 if json ~= ARGV[4] then return 0 end
 if ARGV[6] == '-1' then
   redis.call('ZREM', k_schedule_due(), name)
@@ -120,11 +127,44 @@ if ARGV[7] == '1' then
   end
   redis.call('HSET', k_status(op), op, '0')
   redis.call('HSET', k_results(op), op, '')
-  local at = now_ms() + tonumber(spec.keep or 86400000)
-  redis.call('PEXPIREAT', k_status(op), at)
-  redis.call('PEXPIREAT', k_results(op), at)
+  -- Kept while the task waits, runs and is retried; its final outcome starts the keep time.
+  watch(op .. '/' .. op, 'k', tonumber(spec.keep or 86400000))
   enqueue(spec.queue, flat, nil)
 end
 return 1
+`,
+);
+
+/**
+ * A worker's look at the due schedules. It also keeps the evidence of outages: when no worker
+ * looked for more than the grace (`ARGV[3]` ms), nothing was up to fire what came due meanwhile,
+ * so due times up to now minus the grace count as missed (they are skipped, or caught up once);
+ * a due time that is late while workers kept looking (a backlog of due schedules) is not missed.
+ *
+ * ARGV[1] app prefix
+ * ARGV[2] the most due schedules to return
+ * ARGV[3] the grace, ms
+ *
+ * Returns {now, missed, {name, due, ...}, {name, due} or {}}: Redis' time, the last due time that
+ * counts as missed ("0" when none), the first due schedules, and when none is due the next one.
+ */
+export const CRON_DUE: Script = new Script(
+  "cron_due",
+  LUA_COMMON + `
+local now, grace = now_ms(), tonumber(ARGV[3])
+local key = k_schedule_seen()
+local seen = tonumber(redis.call('HGET', key, 'at') or '')
+local missed = tonumber(redis.call('HGET', key, 'missed') or '') or 0
+if not seen or now - seen > grace then
+  missed = math.max(missed, now - grace)
+  redis.call('HSET', key, 'at', string.format('%d', now), 'missed', string.format('%d', missed))
+else
+  redis.call('HSET', key, 'at', string.format('%d', now))
+end
+local due = redis.call('ZRANGEBYSCORE', k_schedule_due(), '-inf', now, 'WITHSCORES', 'LIMIT', 0,
+  tonumber(ARGV[2]))
+local head = {}
+if #due == 0 then head = redis.call('ZRANGE', k_schedule_due(), 0, 0, 'WITHSCORES') end
+return {string.format('%d', now), string.format('%d', missed), due, head}
 `,
 );

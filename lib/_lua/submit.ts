@@ -297,7 +297,7 @@ for i = first + 2, #ARGV, 5 do
             local kept = {}
             for _, c in ipairs(info.c or {}) do if c ~= ref then kept[#kept + 1] = c end end
             info.c = kept
-            if #kept == 0 and #(info.r or {}) == 0 and not info.d then
+            if #kept == 0 and #(info.r or {}) == 0 and not info.d and not info.k then
               redis.call('HDEL', k_watch(), parent)
             else
               redis.call('HSET', k_watch(), parent, cjson.encode(info))

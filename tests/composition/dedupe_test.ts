@@ -128,4 +128,25 @@ describe("dedupe (request coalescing)", () => {
     assert.throws(() => pool.submit("mark", [file, "x"], { dedupeKey: "" }), TypeError);
     assert.throws(() => pool.map("mark", [[file, "x"]], { dedupe: true } as never), TypeError);
   });
+
+  it("a cancelled task is not shared: an identical call after the cancel runs afresh", async () => {
+    const app = nextApp("dedupecancel");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using alice = makePool(redis, app);
+    await using bob = makePool(redis, app);
+    const options = { dedupe: true, dedupeTtl: 60_000 };
+    const running = alice.submit("later", [60_000, "r", file], options);
+    await waitFor(() => running.running(), "running");
+    assert.equal(await running.cancel(), true);
+    const delayed = alice.submit("later", [10, "d", file], { ...options, delay: 60_000 });
+    await alice.results(delayed.operationId); // written
+    assert.equal(await delayed.cancel(), true);
+    // Bob cancelled nothing: his identical calls run.
+    assert.equal(await bob.submit("later", [10, "d", file], options), "d");
+    const again = bob.submit("later", [60_000, "r", file], options);
+    await waitFor(() => again.running(), "the identical call runs afresh");
+    assert.notEqual(again.id, running.id);
+    await again.cancel();
+  });
 });

@@ -1,6 +1,9 @@
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import type { ChildProcessHandle } from "../../lib/_runtime.ts";
+import { FIRE, SCHEDULE } from "../../lib/_lua/schedule.ts";
+import { startLossyProxy } from "../faults/_proxy.ts";
 import { startRedis, type TestRedis } from "../_redis.ts";
 import {
   cleanUp,
@@ -68,6 +71,10 @@ describe("time: delay, startAt, cron", () => {
       /either delay .* or startAt/,
     );
     assert.throws(() => pool.submit("mark", [file, "x"], { delay: -1 }), RangeError);
+    assert.throws(
+      () => pool.submit("mark", [file, "x"], { startAt: new Date(8.64e15) }),
+      /startAt must be at most 100 years ahead/,
+    );
   });
 
   it("many delayed tasks, several workers racing: each runs once, none early", async () => {
@@ -228,5 +235,130 @@ describe("time: delay, startAt, cron", () => {
     }, "the skipped schedule moved on to its next due time");
     assert.equal((await readTrace(skipped)).length, 0, "missed ticks were skipped");
     assert.equal((await readTrace(caught)).length, 1, "caught up once, not once per missed tick");
+  });
+
+  /** The due time (ms) in a fired task's operation id, `cron-<hash>-<due in base 36>`. */
+  function dueOf(operationId: string): number {
+    return parseInt(operationId.slice(operationId.lastIndexOf("-") + 1), 36);
+  }
+
+  it("cron: a due time late from a backlog, with workers up all along, still runs", async () => {
+    const app = nextApp("cronbacklog");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    await pool.schedule("late", "0 0 1 1 *", "mark", [file, "late"]); // next due: New Year
+    const c = await redis.client();
+    // Workers have looked at the schedules for a while: nothing counts as missed since.
+    const seen = `${app}:schedule-seen`;
+    await waitFor(
+      async () => Number(await c.sendCommand(["HGET", seen, "missed"])) < await redisNow() - 6_500,
+      "the worker looking at the schedules for over a second",
+    );
+    // A due time 6 s ago, over the 5 s grace, as if a backlog of due schedules had held it up.
+    const due = await redisNow() - 6_000;
+    await c.sendCommand(["ZADD", `${app}:schedule-due`, String(due), "late"]);
+    await waitFor(async () => (await readTrace(file)).length === 1, "the late due time run");
+    assert.equal(dueOf((await readTrace(file))[0].operationId), due);
+    await pool.unschedule("late");
+  });
+
+  it("cron: after an outage, due times older than the grace are skipped, the later ones run", async () => {
+    const app = nextApp("cronoutage");
+    const file = await traceFile();
+    await using pool = makePool(redis, app, { requireWorkers: false });
+    await pool.schedule("every", "* * * * * *", "mark", [file, "every"]);
+    // Every worker was down for 30 s: the last look at the schedules was then, and the schedule
+    // has been due since 20 s ago.
+    const c = await redis.client();
+    const now = await redisNow();
+    const first = Math.floor((now - 20_000) / 1000) * 1000;
+    await c.sendCommand(["HSET", `${app}:schedule-seen`, "at", String(now - 30_000)]);
+    await c.sendCommand(["ZADD", `${app}:schedule-due`, String(first), "every"]);
+    children.push(await startWorker(redis, app));
+    await waitFor(async () => (await readTrace(file)).length >= 4, "four runs");
+    await pool.unschedule("every");
+    const missed = Number(await c.sendCommand(["HGET", `${app}:schedule-seen`, "missed"]));
+    const runs = (await readTrace(file)).map((t) => ({ due: dueOf(t.operationId), at: t.at }));
+    assert.ok(runs.every((r) => r.due > missed), "no due time up to the outage's end was run");
+    // The first look came 5 s (the grace) after `missed`: due times between ran, late.
+    assert.ok(
+      runs.some((r) => r.due <= missed + 5_000),
+      `a due time within the grace of the first look ran (${
+        JSON.stringify(runs)
+      }, missed ${missed})`,
+    );
+    const dues = runs.map((r) => r.due);
+    assert.equal(new Set(dues).size, dues.length, "none ran twice");
+  });
+
+  it("cron: keepResults counts from the fired task's outcome; a task running longer is not stopped", async () => {
+    const app = nextApp("cronkeep");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const due = await pool.schedule("slow", "* * * * * *", "later", [2_500, "slow", file], {
+      keepResults: 1_000,
+    });
+    await waitFor(
+      async () => (await readTrace(file)).some((t) => t.label === "later:start"),
+      "the first run started",
+    );
+    await pool.unschedule("slow");
+    const op = (await readTrace(file)).find((t) => t.label === "later:start")!.operationId;
+    assert.equal(dueOf(op), due!.getTime());
+    const c = await redis.client();
+    assert.equal(await c.sendCommand(["PTTL", `${app}:${op}:status`]), -1, "kept while it runs");
+    // Past keepResults, it runs on and completes.
+    assert.equal(await pool.future<string>(op).result({ timeout: 10_000 }), "slow");
+    const ttl = Number(await c.sendCommand(["PTTL", `${app}:${op}:results`]));
+    assert.ok(ttl > 0 && ttl <= 1_000, `kept keepResults after its outcome, PTTL ${ttl}`);
+    await waitFor(
+      async () => await c.sendCommand(["EXISTS", `${app}:${op}:status`]) === 0,
+      "its keys gone keepResults after it finished",
+    );
+    assert.equal(await c.sendCommand(["HLEN", `${app}:watch`]), 0, "no watch record left");
+  });
+
+  it("cron: a due time read before unschedule and schedule again is not taken from the new schedule", async () => {
+    const app = nextApp("cronrace");
+    await using pool = makePool(redis, app, { requireWorkers: false });
+    const c = await redis.client();
+    // A worker read the due time `old` of "race", then the schedule was removed (its HGET finds
+    // nothing), and created again with a new due time before the worker's FIRE arrived.
+    const old = await redisNow() - 1_000;
+    await c.sendCommand(["ZADD", `${app}:schedule-due`, String(old), "race"]);
+    await pool.unschedule("race");
+    const due = (await pool.schedule("race", "0 0 1 1 *", "mark", ["/dev/null", "x"]))!.getTime();
+    const run = (args: string[]) => FIRE.run(c, [], [app, "race", ...args]);
+    assert.equal(await run([String(old), "", "cron-x-1", "-1", "0"]), 0);
+    assert.equal(Number(await c.sendCommand(["ZSCORE", `${app}:schedule-due`, "race"])), due);
+    // A due time left over from a schedule that is gone is dropped.
+    await c.sendCommand(["ZADD", `${app}:schedule-due`, String(old), "gone"]);
+    assert.equal(await FIRE.run(c, [], [app, "gone", String(old), "", "cron-x-2", "-1", "0"]), 1);
+    assert.equal(await c.sendCommand(["ZSCORE", `${app}:schedule-due`, "gone"]), null);
+  });
+
+  it("schedule(), unschedule() and schedules() go again when a reply is lost", async () => {
+    const app = nextApp("cronlost");
+    const proxy = await startLossyProxy(redis.port);
+    try {
+      await using pool = makePool(redis, app, { url: proxy.url, requireWorkers: false });
+      await pool.schedule("warmup", "0 0 1 1 *", "mark", ["/dev/null", "x"]); // scripts loaded
+      const sha = createHash("sha1").update(SCHEDULE.source).digest("hex");
+      const lost = proxy.loseReplyTo(sha);
+      const due = await pool.schedule("s", "0 0 1 1 *", "mark", ["/dev/null", "x"]);
+      await lost;
+      assert.ok(due instanceof Date && due.getTime() > Date.now());
+      const listed = proxy.loseReplyTo("HGETALL");
+      assert.deepEqual((await pool.schedules()).map((s) => s.name), ["s", "warmup"]);
+      await listed;
+      const removed = proxy.loseReplyTo("unschedule");
+      assert.equal(await pool.unschedule("s"), true);
+      await removed;
+      assert.deepEqual((await pool.schedules()).map((s) => s.name), ["warmup"]);
+    } finally {
+      await proxy.close();
+    }
   });
 });
