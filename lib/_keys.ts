@@ -127,6 +127,14 @@ export class Keys {
   deps(op: string, taskId: string): string {
     return `${this.app}:deps:${op}:${taskId}`;
   }
+  /**
+   * `<app>:children:<op>:<taskId>` — sorted set `{child task ref "<op>/<taskId>": order}`: the
+   * tasks waiting for this one (its dependents), released or failed at its final outcome.
+   */
+  children(op: string, taskId: string): string {
+    return `${this.app}:children:${op}:${taskId}`;
+  }
+
 
   /** `<app>:dedupe:<hash>` — string `"<op>/<taskId>"`: the task identical calls share. */
   dedupe(hash: string): string {
@@ -257,6 +265,7 @@ local function k_control() return APP .. ':control' end
 local function k_priorities(q) return APP .. ':priorities:' .. q end
 local function k_watch() return APP .. ':watch' end
 local function k_deps(op, tid) return APP .. ':deps:' .. op .. ':' .. tid end
+local function k_children(op, tid) return APP .. ':children:' .. op .. ':' .. tid end
 local function k_dedupe(h) return APP .. ':dedupe:' .. h end
 local function k_schedules() return APP .. ':schedules' end
 local function k_watch_cursor() return APP .. ':watch-cursor' end

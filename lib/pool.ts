@@ -1614,11 +1614,17 @@ export class StreamFuturePool implements AsyncDisposable {
       for (const key of Object.keys(record)) out[key] = rewrite(record[key]);
       return out;
     };
-    return {
-      ...item,
-      args: JSON.stringify(rewrite(JSON.parse(item.args))),
-      parents: item.parents.map((p) => moved.get(p) ?? p),
-    };
+    // Two parents may now be one task (two futures of one call shared by dedupe): listed once,
+    // since the task waits for each listed parent's release.
+    const parents: string[] = [];
+    const parentFutures: StreamFuture<unknown>[] = [];
+    item.parents.forEach((p, i) => {
+      const ref = moved.get(p) ?? p;
+      if (parents.includes(ref)) return;
+      parents.push(ref);
+      parentFutures.push(item.parentFutures[i]);
+    });
+    return { ...item, args: JSON.stringify(rewrite(JSON.parse(item.args))), parents, parentFutures };
   }
 
   /**
@@ -1802,6 +1808,9 @@ export class StreamFuturePool implements AsyncDisposable {
       if (waits.length > 0) await Promise.all(waits);
       await this.#writeUnsentParents(batch.items);
       unalias(items, 0);
+      // A call whose parent turned out to be another call's task (dedupe) is identified by that
+      // task: identical calls naming either future are one call.
+      if (dedupe !== "") dedupe = dedupeHash(batch.dedupe, names[0], items[0].args);
     }
     /** Takes up to `want` more tasks of the batch (all that are left: Infinity). */
     const take = (want: number): [Outgoing[], string[]] => {

@@ -368,6 +368,24 @@ local function release_child(child, parent_ref, parent_tid, status, stored)
   enqueue(record[2], flat, tonumber(record[4] or ''))
 end
 
+-- The children waiting for task 'tid' of 'op' (those of an older version's record 'c' list
+-- first), taken out of Redis: its final outcome or its clean-up releases them.
+local function take_children(op, tid, info)
+  local out = {}
+  for _, c in ipairs(info.c or {}) do out[#out + 1] = c end
+  local key = k_children(op, tid)
+  for _, c in ipairs(redis.call('ZRANGE', key, 0, -1)) do out[#out + 1] = c end
+  redis.call('DEL', key)
+  return out
+end
+
+-- Whether the watch record 'info' of task 'ref' holds nothing any more (it can be deleted).
+local function watch_empty(ref, info)
+  if #(info.r or {}) > 0 or #(info.c or {}) > 0 or info.d or info.k then return false end
+  local op, tid = split_ref(ref)
+  return redis.call('EXISTS', k_children(op, tid)) == 0
+end
+
 local function process_finals()
   local i = 1
   while i <= #FINALS do
@@ -397,7 +415,9 @@ local function process_finals()
         redis.call('PEXPIRE', k_results(f[1]), info.k)
         redis.call('PEXPIRE', k_delayed_entries(f[1]), info.k)
       end
-      for _, child in ipairs(info.c or {}) do release_child(child, ref, f[2], f[3], f[4]) end
+      for _, child in ipairs(take_children(f[1], f[2], info)) do
+        release_child(child, ref, f[2], f[3], f[4])
+      end
     end
   end
 end
@@ -406,6 +426,21 @@ end
 -- dedupe key with its time to live ('d', 'dt'), or how long a scheduled task's keys are kept once
 -- it is final ('k', ms).
 local function watch(ref, kind, value, ttl)
+  if WATCHING == nil then WATCHING = redis.call('EXISTS', k_watch()) == 1 end
+  if kind == 'c' then
+    -- Children go in a sorted set of their own (in the order they came, once each): a parent
+    -- shared by thousands of children costs each one O(log n), not a rewrite of the record.
+    local op, tid = split_ref(ref)
+    local key = k_children(op, tid)
+    redis.call('ZADD', key, 'NX', redis.call('ZCARD', key), value)
+    if WATCHING then
+      redis.call('HSETNX', k_watch(), ref, '{}')
+    else
+      hset_wide(k_watch(), ref, '{}')
+      WATCHING = true
+    end
+    return
+  end
   local info = {}
   local w = redis.call('HGET', k_watch(), ref)
   if w then info = cjson.decode(w) end
@@ -420,7 +455,6 @@ local function watch(ref, kind, value, ttl)
     list[#list + 1] = value
     info[kind] = list
   end
-  if WATCHING == nil then WATCHING = redis.call('EXISTS', k_watch()) == 1 end
   if WATCHING then
     redis.call('HSET', k_watch(), ref, cjson.encode(info))
   else

@@ -51,7 +51,8 @@ if ARGV[9] ~= '1' then
     if redis.call('HEXISTS', k_status(wop), wtid) == 0 then
       local ok, info = pcall(cjson.decode, page[2][i + 1])
       redis.call('HDEL', k_watch(), ref)
-      if ok and type(info) == 'table' then
+      if not ok or type(info) ~= 'table' then info = {} end
+      do
         local gone = 'no task ' .. wtid .. ' (released or expired)'
         for _, r in ipairs(info.r or {}) do
           notice(r, 't', wtid, 's', '3', 'p',
@@ -60,7 +61,7 @@ if ARGV[9] ~= '1' then
         if info.d and redis.call('GET', k_dedupe(info.d)) == ref then
           redis.call('DEL', k_dedupe(info.d))
         end
-        for _, child in ipairs(info.c or {}) do
+        for _, child in ipairs(take_children(wop, wtid, info)) do
           release_child(child, ref, wtid, '3', 'TaskNotFoundError: ' .. gone)
         end
       end

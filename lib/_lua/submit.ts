@@ -269,23 +269,27 @@ for i = first + 2, #ARGV, 5 do
     if parents == '' then
       enqueue(queue, flat, due)
     else
-      local left, failed, finished = 0, nil, {}
+      local left, failed, finished, listed = 0, nil, {}, {}
       for parent in string.gmatch(parents, '%S+') do
-        local pop, ptid = split_ref(parent)
-        local s = redis.call('HGET', k_status(pop), ptid)
-        if s == '0' or s == '1' then
-          left = left + 1
-          watch(parent, 'c', ref)
-        else
-          local stored
-          if s then
-            stored = redis.call('HGET', k_results(pop), ptid) or ''
+        -- (A parent listed twice is waited for once: its final outcome releases the child once.)
+        if not listed[parent] then
+          listed[parent] = true
+          local pop, ptid = split_ref(parent)
+          local s = redis.call('HGET', k_status(pop), ptid)
+          if s == '0' or s == '1' then
+            left = left + 1
+            watch(parent, 'c', ref)
           else
-            s = '3'
-            stored = 'TaskNotFoundError: no task ' .. ptid .. ' (never submitted, released, or expired)'
+            local stored
+            if s then
+              stored = redis.call('HGET', k_results(pop), ptid) or ''
+            else
+              s = '3'
+              stored = 'TaskNotFoundError: no task ' .. ptid .. ' (never submitted, released, or expired)'
+            end
+            finished[parent] = {s, stored}
+            if s ~= '2' and not failed then failed = {parent, ptid, s, stored} end
           end
-          finished[parent] = {s, stored}
-          if s ~= '2' and not failed then failed = {parent, ptid, s, stored} end
         end
       end
       if failed and ope ~= 'pass' then
@@ -294,10 +298,14 @@ for i = first + 2, #ARGV, 5 do
           local w = redis.call('HGET', k_watch(), parent)
           if w then
             local info = cjson.decode(w)
-            local kept = {}
-            for _, c in ipairs(info.c or {}) do if c ~= ref then kept[#kept + 1] = c end end
-            info.c = kept
-            if #kept == 0 and #(info.r or {}) == 0 and not info.d and not info.k then
+            local pop, ptid = split_ref(parent)
+            redis.call('ZREM', k_children(pop, ptid), ref)
+            if info.c then
+              local kept = {}
+              for _, c in ipairs(info.c) do if c ~= ref then kept[#kept + 1] = c end end
+              info.c = kept
+            end
+            if watch_empty(parent, info) then
               redis.call('HDEL', k_watch(), parent)
             else
               redis.call('HSET', k_watch(), parent, cjson.encode(info))

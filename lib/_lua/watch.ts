@@ -55,7 +55,7 @@ for i = 3, #ARGV do
     if #kept ~= #(info.r or {}) then
       changed = changed + 1
       info.r = kept
-      if #kept == 0 and #(info.c or {}) == 0 and not info.d and not info.k then
+      if watch_empty(ARGV[i], info) then
         redis.call('HDEL', k_watch(), ARGV[i])
       else
         redis.call('HSET', k_watch(), ARGV[i], cjson.encode(info))

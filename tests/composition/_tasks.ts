@@ -156,3 +156,13 @@ export async function appendMany(key: string, n: number, tag: string): Promise<n
 export async function readKey(key: string): Promise<unknown> {
   return await currentTask().kv.get(key);
 }
+
+/** Waits until the shared store has `key` (it looks every 20 ms), then returns `value`. */
+export async function gate<T>(key: string, value: T): Promise<T> {
+  const { kv, signal } = currentTask();
+  while (await kv.get(key) === undefined) {
+    signal.throwIfAborted();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return value;
+}

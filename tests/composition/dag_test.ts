@@ -65,6 +65,48 @@ describe("futures as arguments (dependency graphs)", () => {
     assert.deepEqual(totals[0].values, [1, 2, 3, 4, 5]);
   });
 
+  it("a parent shared by thousands of children: each child is one cheap write, and all run once", async () => {
+    const app = nextApp("dagfanout");
+    children.push(await startWorker(redis, app, ["--concurrency", "50"]));
+    await using pool = makePool(redis, app);
+    const parent = pool.submit<number>("gate", ["open", 7]);
+    const many = pool.map<number>("sum", Array.from({ length: 3_000 }, (_, i) => [parent, i]));
+    const c = await redis.client();
+    const waiting = `${app}:children:${parent.operationId}:${parent.id}`;
+    try {
+      await pool.results(many[0].operationId); // written
+      // The children wait in a sorted set of the parent's; its watch record stays a few bytes
+      // (it held them all, and every child rewrote it: quadratic, seconds of Redis time).
+      const ref = `${parent.operationId}/${parent.id}`;
+      const record = await c.sendCommand(["HGET", `${app}:watch`, ref]) as string | null;
+      assert.ok(record !== null && record.length < 64, record?.slice(0, 100));
+      assert.equal(await c.sendCommand(["ZCARD", waiting]), 3_000);
+    } finally {
+      await pool.kv.set("open", true);
+    }
+    const values = await Promise.all(many);
+    assert.deepEqual(values, Array.from({ length: 3_000 }, (_, i) => 7 + i));
+    assert.equal(await c.sendCommand(["EXISTS", waiting]), 0);
+    assert.equal(await c.sendCommand(["HLEN", `${app}:watch`]), 0);
+  });
+
+  it("two futures of one call shared by dedupe, as parents of one child: it runs once, after it", async () => {
+    const app = nextApp("dagdupparents");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const a = pool.submit<number>("later", [200, 5, file], { dedupe: true });
+    const b = pool.submit<number>("later", [200, 5, file], { dedupe: true });
+    const child = pool.submit<number>("sum", [a, b]);
+    try {
+      assert.equal(await child.result({ timeout: 10_000 }), 10); // (it waited forever)
+    } finally {
+      await child.cancel(); // (no-op once done; the pool's shutdown would wait for it)
+    }
+    assert.equal(a.id, b.id);
+    assert.equal((await readTrace(file)).filter((t) => t.label === "later:start").length, 1);
+  });
+
   it("a parent that finished before the child was submitted", async () => {
     const app = nextApp("dagdone");
     children.push(await startWorker(redis, app));

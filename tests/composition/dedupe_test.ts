@@ -149,4 +149,22 @@ describe("dedupe (request coalescing)", () => {
     assert.notEqual(again.id, running.id);
     await again.cancel();
   });
+
+  it("identical calls whose parents are one shared call are one call, in the same tick too", async () => {
+    const app = nextApp("dedupechild");
+    const file = await traceFile();
+    children.push(await startWorker(redis, app));
+    await using pool = makePool(redis, app);
+    const options = { dedupe: true };
+    const p1 = pool.submit<number>("later", [1_000, 1, file], options);
+    const c1 = pool.submit<string>("hello", [p1, file], options);
+    await waitFor(() => p1.running(), "the parent running");
+    // p2 turns out to be p1's task, once its submission is answered; c2 names p2.
+    const p2 = pool.submit<number>("later", [1_000, 1, file], options);
+    const c2 = pool.submit<string>("hello", [p2, file], options);
+    assert.deepEqual(await Promise.all([c1, c2]), ["hello 1", "hello 1"]);
+    assert.equal(p2.id, p1.id);
+    assert.equal(c2.id, c1.id);
+    assert.equal((await readTrace(file)).filter((t) => t.label === "hello").length, 1);
+  });
 });
