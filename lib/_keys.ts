@@ -135,7 +135,6 @@ export class Keys {
     return `${this.app}:children:${op}:${taskId}`;
   }
 
-
   /** `<app>:dedupe:<hash>` — string `"<op>/<taskId>"`: the task identical calls share. */
   dedupe(hash: string): string {
     return `${this.app}:dedupe:${hash}`;

@@ -43,6 +43,8 @@ export interface FutureHooks {
    * its entries (unless the pool keeps them); for a task it only watches, stop watching.
    */
   dispose(future: StreamFuture<unknown>): Promise<void>;
+  /** The app (key prefix) of the pool the future belongs to. */
+  readonly app?: string;
 }
 
 /** The pool's side of a future: how the reply reader moves it through its states. */
@@ -68,6 +70,8 @@ export interface FutureControl {
    * nothing when it is not there.
    */
   removeDoneCallback(callback: (future: StreamFuture<unknown>) => void): void;
+  /** The app of the future's pool (undefined for a future made without one). */
+  app(): string | undefined;
   /** The task's timings, from its final notice: `"<wait ms>,<run ms>,<started at ms>"`. */
   timings(timings: string): void;
   /** Called on every state change (progress bars). */
@@ -130,6 +134,9 @@ export class StreamFuture<T> implements PromiseLike<T> {
     // every notice it applies, so a literal of a dozen closures per call was a dozen allocations.
     class Control implements FutureControl {
       constructor(readonly future: StreamFuture<unknown>) {}
+      app(): string | undefined {
+        return this.future.#hooks.app;
+      }
       removeDoneCallback(callback: (future: StreamFuture<unknown>) => void): void {
         const callbacks = this.future.#callbacks;
         if (callbacks) removeItem(callbacks, callback);

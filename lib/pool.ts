@@ -598,6 +598,11 @@ export class StreamFuturePool implements AsyncDisposable {
   #attached = new Set<string>();
   /** Operations being written, for children that must wait for their parents' entries. */
   #writing = new Map<string, Promise<void>>();
+  /** `future(id)`'s attaching under way (a child waits for it: its parent may be a chunk call). */
+  #attaching = new WeakMap<StreamFuture<unknown>, Promise<void>>();
+  /** Resolves once the flush under way has taken its batches (and put their writes in #writing). */
+  #flushTaken: Promise<void> = Promise.resolve();
+  #onFlushTaken: () => void = () => {};
   /**
    * Futures taken from the outbox whose SUBMIT call Redis has not answered yet, each with a
    * promise settled once it has: a cancel waits for it (a CANCEL sent before would find no status).
@@ -691,6 +696,7 @@ export class StreamFuturePool implements AsyncDisposable {
     this.#hooks = {
       cancel: (future) => this.#cancel(future),
       dispose: (future) => this.#dispose(future),
+      app: this.app,
     };
     this.#ready = this.#start();
     this.#ready.catch(() => {});
@@ -739,7 +745,7 @@ export class StreamFuturePool implements AsyncDisposable {
     if (!Array.isArray(args)) {
       throw new TypeError(`args must be an array of task arguments, got ${describeValue(args)}`);
     }
-    const { text, refs, parentFutures } = encodeArgs(args, "args");
+    const { text, refs, parentFutures } = encodeArgs(args, "args", this.app);
     checkPayloadSize(text, this.#maxPayloadBytes, "the arguments");
     const batch = this.#batchOf(options);
     const future = this.#newFuture(batch.op, batch.op);
@@ -794,7 +800,7 @@ export class StreamFuturePool implements AsyncDisposable {
           `argsList[${i}] must be an array of task arguments, got ${describeValue(args)}`,
         );
       }
-      encoded.push(encodeListItem(args, "argsList", i, this.#maxPayloadBytes));
+      encoded.push(encodeListItem(args, "argsList", i, this.#maxPayloadBytes, this.app));
       i++;
     }
     if (options.dedupe || options.dedupeKey !== undefined) {
@@ -980,7 +986,8 @@ export class StreamFuturePool implements AsyncDisposable {
     const host: ImapHost = {
       maxPayloadBytes: this.#maxPayloadBytes,
       checkOpen: () => this.#checkOpen(),
-      encode: (args, index) => encodeListItem(args, "argsIterable", index, this.#maxPayloadBytes),
+      encode: (args, index) =>
+        encodeListItem(args, "argsIterable", index, this.#maxPayloadBytes, this.app),
       sendCall: (index, { text, refs, parentFutures }) => {
         const future = this.#newFuture(`${op}.${index.toString(36)}`, op);
         openBatch().items.push({ future, fn: task, args: text, parents: refs, parentFutures });
@@ -1176,7 +1183,7 @@ export class StreamFuturePool implements AsyncDisposable {
     const future = new StreamFuture<unknown>(taskId, op, this.#hooks);
     this.#futures.add(future);
     this.#attached.add(`${op}/${taskId}`);
-    void this.#watch([future]);
+    this.#attaching.set(future, this.#watch([future]));
     return future as StreamFuture<T>;
   }
 
@@ -1215,7 +1222,10 @@ export class StreamFuturePool implements AsyncDisposable {
    * so that a read right after `submit` / `map` (`results`, `operation`, `future`) finds it.
    */
   async #submitted(ops: readonly string[]): Promise<void> {
-    await this.#flushing?.catch(() => {});
+    if (!ops.some((op) => this.#ops.has(op))) return; // not this pool's
+    // (Only until the flush under way has taken its batches: waiting for all it writes would
+    // deadlock a child of that flush that waits for this attach.)
+    if (this.#outbox.some((batch) => ops.includes(batch.op))) await this.#flushTaken;
     const writes = ops.map((op) => this.#writing.get(op)).filter((w) => w !== undefined);
     if (writes.length > 0) await Promise.all(writes.map((w) => w.catch(() => {})));
   }
@@ -1246,6 +1256,7 @@ export class StreamFuturePool implements AsyncDisposable {
       }
     }
     if (!found) return false;
+    followsChunk.add(future);
     const task = this.#attachedFuture(found.id, op);
     const call =
       chunkCalls(task, op, chunkCallIds(op, found.first, found.count))[index - found.first];
@@ -1329,7 +1340,7 @@ export class StreamFuturePool implements AsyncDisposable {
     if (!Array.isArray(args)) {
       throw new TypeError(`args must be an array of task arguments, got ${describeValue(args)}`);
     }
-    const { text, refs } = encodeArgs(args, "args");
+    const { text, refs } = encodeArgs(args, "args", this.app);
     if (refs.length > 0) throw new TypeError("a scheduled task cannot take futures as arguments");
     checkPayloadSize(text, this.#maxPayloadBytes, "the arguments");
     await this.#ready;
@@ -1502,7 +1513,10 @@ export class StreamFuturePool implements AsyncDisposable {
       }
     }
     this.#outbox.push(batch);
-    this.#flushing ??= this.#flush();
+    if (!this.#flushing) {
+      this.#flushTaken = new Promise((resolve) => (this.#onFlushTaken = resolve));
+      this.#flushing = this.#flush();
+    }
   }
 
   async #flush(): Promise<void> {
@@ -1512,6 +1526,7 @@ export class StreamFuturePool implements AsyncDisposable {
       const batches = this.#outbox.splice(0);
       for (const batch of batches) this.#failBatch(batch.items, error);
       this.#flushing = undefined;
+      this.#onFlushTaken();
       return;
     }
     // Let this turn of the event loop's submissions join this flush.
@@ -1519,6 +1534,7 @@ export class StreamFuturePool implements AsyncDisposable {
     const batches = this.#outbox.splice(0);
     for (const batch of batches) batch.sealed = true;
     this.#flushing = undefined;
+    const taken = this.#onFlushTaken;
     // The batches go out in submission order, without an await between them (FIFO within a
     // queue; the first of identical calls creates the task).
     const calls: Promise<void>[] = [];
@@ -1528,33 +1544,37 @@ export class StreamFuturePool implements AsyncDisposable {
       if (solo) calls.push(this.#submitSolo(solo));
       solo = undefined;
     };
-    for (const batch of batches) {
-      const items: Outgoing[] = [];
-      const names: string[] = [];
-      // A large batch's first chunk goes out before the rest of its items are taken (see
-      // #submitBatch): workers get their first tasks sooner.
-      const next = this.#takeItems(batch, 0, FIRST_CHUNK, items, names);
-      if (items.length === 0) continue;
-      const dedupe = dedupeHash(batch.dedupe, names[0], items[0].args);
-      if (
-        dedupe === "" && items.length === 1 && next === batch.items.length &&
-        items[0].parents.length === 0 && items[0].future.id === batch.op
-      ) {
-        const key = `${batch.queue}\n${batch.due}\n${batch.extra.join("\n")}`;
-        if (solo && solo.key !== key) sendSolo();
-        solo ??= { key, batches: [], items: [], names: [] };
-        solo.batches.push(batch);
-        solo.items.push(items[0]);
-        solo.names.push(names[0]);
-        continue;
+    try {
+      for (const batch of batches) {
+        const items: Outgoing[] = [];
+        const names: string[] = [];
+        // A large batch's first chunk goes out before the rest of its items are taken (see
+        // #submitBatch): workers get their first tasks sooner.
+        const next = this.#takeItems(batch, 0, FIRST_CHUNK, items, names);
+        if (items.length === 0) continue;
+        const dedupe = dedupeHash(batch.dedupe, names[0], items[0].args);
+        if (
+          dedupe === "" && items.length === 1 && next === batch.items.length &&
+          items[0].parents.length === 0 && items[0].future.id === batch.op
+        ) {
+          const key = `${batch.queue}\n${batch.due}\n${batch.extra.join("\n")}`;
+          if (solo && solo.key !== key) sendSolo();
+          solo ??= { key, batches: [], items: [], names: [] };
+          solo.batches.push(batch);
+          solo.items.push(items[0]);
+          solo.names.push(names[0]);
+          continue;
+        }
+        sendSolo();
+        const written = this.#submitBatch(batch, items, names, dedupe, next);
+        this.#writing.set(batch.op, written);
+        void written.finally(() => this.#writing.delete(batch.op));
+        calls.push(written);
       }
       sendSolo();
-      const written = this.#submitBatch(batch, items, names, dedupe, next);
-      this.#writing.set(batch.op, written);
-      void written.finally(() => this.#writing.delete(batch.op));
-      calls.push(written);
+    } finally {
+      taken(); // (every write of the flush is in #writing now)
     }
-    sendSolo();
     await Promise.all(calls);
   }
 
@@ -1624,7 +1644,12 @@ export class StreamFuturePool implements AsyncDisposable {
       parents.push(ref);
       parentFutures.push(item.parentFutures[i]);
     });
-    return { ...item, args: JSON.stringify(rewrite(JSON.parse(item.args))), parents, parentFutures };
+    return {
+      ...item,
+      args: JSON.stringify(rewrite(JSON.parse(item.args))),
+      parents,
+      parentFutures,
+    };
   }
 
   /**
@@ -1825,6 +1850,15 @@ export class StreamFuturePool implements AsyncDisposable {
       const [rest] = take(Infinity);
       this.#failBatch(items.concat(rest), error);
     };
+    if (withParents) {
+      // A future attached by id may turn out to be a call sent in a chunk, which has no task of
+      // its own to wait for: refused as refOfFuture refuses the submitting pool's own.
+      const parents = batch.items.flatMap((item) => item.parentFutures);
+      const attaching = parents.map((f) => this.#attaching.get(f)).filter((w) => w !== undefined);
+      if (attaching.length > 0) await Promise.all(attaching);
+      const call = parents.find((f) => followsChunk.has(f));
+      if (call) return failAll(chunkCallArgumentError(call.id));
+    }
     const general = dedupe !== "" || withParents;
     const keys = [this.#keys.listeners(queue), this.#keys.status(op), this.#keys.results(op)];
     const cmd = this.#cmd!;
@@ -2540,14 +2574,26 @@ const NO_REFS: readonly never[] = Object.freeze([]);
 const NO_PARENTS = { parents: NO_REFS, parentFutures: NO_REFS } as const;
 /** The futures met while encoding one argument list (encoding is synchronous: one at a time). */
 const parentsMet = new Map<string, StreamFuture<unknown>>();
+/** Futures attached by id (`pool.future`) to calls that were sent in chunks. */
+const followsChunk = new WeakSet<StreamFuture<unknown>>();
+function chunkCallArgumentError(id: string): TypeError {
+  return new TypeError(
+    `the future of call ${id}, sent in a chunk (map's chunksize > 1), cannot be a task ` +
+      "argument: await it and pass its value, or map with chunksize 1",
+  );
+}
+/** The app of the pool whose arguments are being encoded (a parent must be of the same app). */
+let encodingApp: string | undefined;
 function refOfFuture(value: object): { op: string; id: string } | undefined {
   if (!(value instanceof StreamFuture)) return undefined;
-  if (isChunkCall(value)) {
+  const app = futureControl(value).app();
+  if (app !== undefined && encodingApp !== undefined && app !== encodingApp) {
     throw new TypeError(
-      `the future of call ${value.id}, sent in a chunk (map's chunksize > 1), cannot be a task ` +
-        "argument: await it and pass its value, or map with chunksize 1",
+      `the future of task ${value.id} belongs to app "${app}", not "${encodingApp}": a task's ` +
+        "parents must be tasks of its own app (await it and pass its value)",
     );
   }
+  if (isChunkCall(value) || followsChunk.has(value)) throw chunkCallArgumentError(value.id);
   parentsMet.set(`${value.operationId}/${value.id}`, value);
   return { op: value.operationId, id: value.id };
 }
@@ -2563,11 +2609,12 @@ function encodeListItem(
   list: string,
   index: number,
   limit: number,
+  app: string,
 ): string | EncodedArgs {
   let text = plainJsonText(args);
   let item: EncodedArgs | undefined;
   if (text === undefined) {
-    item = encodeArgs(args, `${list}[${index}]`);
+    item = encodeArgs(args, `${list}[${index}]`, app);
     text = item.text;
   }
   if (mayExceedPayload(text, limit)) {
@@ -2577,8 +2624,9 @@ function encodeListItem(
 }
 
 /** Encodes task arguments; futures among them become task references (parents). */
-function encodeArgs(args: readonly unknown[], path: string): EncodedArgs {
+function encodeArgs(args: readonly unknown[], path: string, app: string): EncodedArgs {
   parentsMet.clear();
+  encodingApp = app;
   const { text, refs } = encodeWithRefs(args, path, refOfFuture);
   if (refs.length === 0) return { text, refs: NO_REFS, parentFutures: NO_REFS };
   const parentFutures = refs.map((ref) => parentsMet.get(ref)!);

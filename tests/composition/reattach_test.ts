@@ -119,6 +119,33 @@ describe("re-attaching: pool.future(id) and pool.operation(id)", () => {
     }
   });
 
+  it("parents: a call attached by id that was sent in a chunk, or a future of another app, is a TypeError", async () => {
+    const app = nextApp("attachparent");
+    children.push(await startWorker(redis, app));
+    await using submitter = makePool(redis, app);
+    await using observer = makePool(redis, app);
+    const calls = submitter.map<number>("sum", [[1, 1], [2, 2], [3, 3]], { chunksize: 3 });
+    await submitter.results(calls[0].operationId); // written
+    // Used as a parent in the same turn as the attach (not known yet to be a chunk call)...
+    const attached = observer.future<number>(calls[1].id);
+    const child = observer.submit("sum", [attached, 1]);
+    await assert.rejects(
+      child.result(),
+      /the future of call \S+, sent in a chunk .* cannot be a task argument/,
+    );
+    assert.equal(await attached, 4);
+    // ... and once it is known.
+    assert.throws(() => observer.submit("sum", [attached, 1]), TypeError);
+    // A future of another app's pool: its task is not one of this app's.
+    await using other = makePool(redis, nextApp("attachparentother"), { requireWorkers: false });
+    const foreign = other.submit("sum", [1, 2]);
+    assert.throws(
+      () => observer.submit("sum", [foreign]),
+      /belongs to app "attachparentother\d+", not "attachparent\d+"/,
+    );
+    await foreign.cancel();
+  });
+
   it("unknown tasks and operations: TaskNotFoundError; bad ids: TypeError", async () => {
     const app = nextApp("attachmissing");
     await using pool = makePool(redis, app, { requireWorkers: false });
