@@ -132,5 +132,12 @@ export function settleStored(
     control.reject(errorFromLine(stored));
   } else if (status === "4") {
     control.cancel(new CancelledError(stored.replace(/^CancelledError: /, "") || undefined));
+  } else {
+    control.reject(
+      new ProtocolError(
+        `task ${id} has the status ${JSON.stringify(status)} in Redis, which is none this ` +
+          'library writes ("0" to "4"): something else wrote it',
+      ),
+    );
   }
 }

@@ -302,6 +302,9 @@ function className(value: object): string {
  * The general encoder: converts a value into a JSON-compatible tree (tagging what JSON cannot
  * express) for `JSON.stringify`. Paths are only formatted when an error is thrown.
  */
+/** Errors that say themselves where and why a value cannot be encoded. */
+const pathErrors = new WeakSet<object>();
+
 class Encoder {
   readonly #root: string;
   /** The path from the root to the value being encoded. */
@@ -314,12 +317,42 @@ class Encoder {
 
   constructor(root: string, refOf?: (value: object) => FutureRef | undefined) {
     this.#root = root;
-    this.#refOf = refOf;
+    // (What `refOf` throws, it says itself: passed on as it is.)
+    this.#refOf = refOf && ((value) => {
+      try {
+        return refOf(value);
+      } catch (error) {
+        if (error !== null && typeof error === "object") pathErrors.add(error);
+        throw error;
+      }
+    });
   }
 
   #fail(what: string): TypeError {
     const path = formatPath(this.#root, this.#segments, this.#segments.length);
-    return new TypeError(`${path}: ${what} cannot be serialized ${ACCEPTED}`);
+    const error = new TypeError(`${path}: ${what} cannot be serialized ${ACCEPTED}`);
+    pathErrors.add(error);
+    return error;
+  }
+
+  /**
+   * Encodes `value`, the root. An error that reading it raises (a getter, a `toJSON`, a proxy
+   * trap that throws) becomes a `TypeError` naming where it was met, its `cause` the error.
+   */
+  encodeRoot(value: unknown): unknown {
+    try {
+      return this.encode(value);
+    } catch (error) {
+      if (pathErrors.has(error as object)) throw error;
+      // (The segments were not popped on the way out: they still lead to the value.)
+      const path = formatPath(this.#root, this.#segments, this.#segments.length);
+      const what = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      const wrapped = new TypeError(`${path} cannot be serialized: reading it threw ${what}`, {
+        cause: error,
+      });
+      pathErrors.add(wrapped);
+      throw wrapped;
+    }
   }
 
   encode(value: unknown): unknown {
@@ -354,7 +387,9 @@ class Encoder {
     // The ancestors are the objects this one is nested in.
     if (this.#ancestors.size >= MAX_DEPTH) {
       const path = formatPath(this.#root, this.#segments, this.#segments.length);
-      throw new TypeError(`${path}: ${TOO_DEEP}`);
+      const error = new TypeError(`${path}: ${TOO_DEEP}`);
+      pathErrors.add(error);
+      throw error;
     }
     const segments = this.#segments;
     this.#ancestors.set(object, segments.length);
@@ -542,8 +577,7 @@ export const ERROR_FIELDS: ReadonlySet<string> = new Set([
  * ```
  */
 export function encode(value: unknown, path = "value"): string {
-  if (isPlainJson(value, 0, null)) return JSON.stringify(value);
-  return JSON.stringify(new Encoder(path).encode(value));
+  return plainJsonText(value) ?? JSON.stringify(new Encoder(path).encodeRoot(value));
 }
 
 /** A reference to a task (a future) inside encoded arguments. */
@@ -569,9 +603,10 @@ export function encodeWithRefs(
   path: string,
   refOf: (value: object) => FutureRef | undefined,
 ): { text: string; refs: string[] } {
-  if (isPlainJson(value, 0, null)) return { text: JSON.stringify(value), refs: [] };
+  const plain = plainJsonText(value);
+  if (plain !== undefined) return { text: plain, refs: [] };
   const encoder = new Encoder(path, refOf);
-  const text = JSON.stringify(encoder.encode(value));
+  const text = JSON.stringify(encoder.encodeRoot(value));
   return { text, refs: encoder.refs };
 }
 
@@ -909,7 +944,12 @@ export function mayExceedPayload(text: string, limit: number): boolean {
  * @returns `JSON.stringify(value)`, or `undefined`.
  */
 export function plainJsonText(value: unknown): string | undefined {
-  return isPlainJson(value, 0, null) ? JSON.stringify(value) : undefined;
+  try {
+    return isPlainJson(value, 0, null) ? JSON.stringify(value) : undefined;
+  } catch {
+    // A getter, `toJSON` or proxy trap that throws: the encoder names where.
+    return undefined;
+  }
 }
 
 /**

@@ -2093,7 +2093,16 @@ export class StreamFuturePool implements AsyncDisposable {
         this.#settle(future.id, (c) => c.cancel(reason));
         return true;
       }
-      if (reply !== 1) return false;
+      if (reply !== 1) {
+        // Final already (or a status this library does not write): its notice may never come
+        // (a reply stream that was lost or tampered with), so the stored outcome settles it.
+        if (!future.done()) {
+          const stored = await cmd.sendCommand(["HGET", this.#keys.results(op), future.id]);
+          const status = String(reply);
+          this.#settle(future.id, (c) => settleStored(c, future.id, status, String(stored ?? "")));
+        }
+        return false;
+      }
       this.#settle(future.id, (c) => c.cancel(reason));
       return true;
     } finally {

@@ -587,3 +587,40 @@ test("byteLength matches TextEncoder", () => {
     assert.equal(byteLength(sample), encoder.encode(sample).length, JSON.stringify(sample));
   }
 });
+
+test("a getter, toJSON or proxy that throws: a TypeError naming where, the error as its cause", () => {
+  const getter = new Error("getter boom");
+  const bad = {
+    get x(): number {
+      throw getter;
+    },
+  };
+  assert.throws(() => encode({ a: [1, bad] }), (error: unknown) => {
+    assert.ok(error instanceof TypeError);
+    assert.equal(
+      error.message,
+      "value.a[1].x cannot be serialized: reading it threw Error: getter boom",
+    );
+    assert.equal(error.cause, getter);
+    return true;
+  });
+  const toJSON = {
+    toJSON: () => {
+      throw new RangeError("no");
+    },
+  };
+  assert.throws(() => encodeArgs([toJSON]), {
+    name: "TypeError",
+    message: "args[0] cannot be serialized: reading it threw RangeError: no",
+  });
+  const { proxy, revoke } = Proxy.revocable({}, {});
+  revoke();
+  assert.throws(() => encode(new Map([["k", proxy]])), {
+    name: "TypeError",
+    message: /^value\.get\("k"\) cannot be serialized: reading it threw TypeError: /,
+  });
+  // The encoder's own errors are unchanged.
+  assert.throws(() => encode({ f() {} }), {
+    message: `value.f: a function cannot be serialized ${ACCEPTED}`,
+  });
+});

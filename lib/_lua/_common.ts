@@ -209,6 +209,16 @@ local function notice(reply, ...)
 end
 
 -- One XADD per client, or several when there are many notices: never splitting a notice.
+-- Runs f(...), and logs an error it raises instead of letting it end the script: a key of the
+-- wrong type or a record that does not decode (written by something else) must not undo what
+-- the script did for other tasks — Redis does not roll a script back when it fails half-way, and
+-- the writes before it (say FINISH's acknowledgements) would stay without the rest.
+local function guarded(what, f, ...)
+  local ok, err = pcall(f, ...)
+  if not ok then redis.log(redis.LOG_WARNING, 'streamfutures: ' .. what .. ': ' .. tostring(err)) end
+  return ok
+end
+
 local function send_notices(reply, flat, starts)
   local n = #flat
   if n == 0 then return end
@@ -264,9 +274,20 @@ local function enqueue(queue, flat, due)
   end
 end
 
--- Puts a task back in its queue as attempt 'attempt', at once or after delay_ms.
+-- Puts a task back in its queue as attempt 'attempt', at once or after delay_ms. (Its priority
+-- level, from an entry this library may not have written, is checked: one that is not -9..9 is
+-- dropped, and a level workers do not know yet is registered, so that they read its stream.)
 local function requeue(queue, flat, attempt, delay_ms)
   set_field(flat, 'attempt', tostring(attempt))
+  local pri = get_field(flat, 'pri')
+  if pri and pri ~= '' and pri ~= '0' then
+    local n = tonumber(pri)
+    if not string.match(pri, '^%-?%d$') or not n or n < -9 or n > 9 then
+      set_field(flat, 'pri', '0')
+    elseif redis.call('SADD', k_priorities(queue), pri) == 1 then
+      redis.call('PUBLISH', k_control(), 'p ' .. queue .. ' ' .. pri)
+    end
+  end
   local due = nil
   if delay_ms > 0 then due = now_ms() + delay_ms end
   enqueue(queue, flat, due)
@@ -386,39 +407,45 @@ local function watch_empty(ref, info)
   return redis.call('EXISTS', k_children(op, tid)) == 0
 end
 
+-- Follows up the final outcome f = {op, tid, status, stored, payload} of a watched task.
+local function process_final(f)
+  local ref = f[1] .. '/' .. f[2]
+  local w = redis.call('HGET', k_watch(), ref)
+  if w then
+    redis.call('HDEL', k_watch(), ref)
+    local ok, info = pcall(cjson.decode, w)
+    if not ok or type(info) ~= 'table' then info = {} end -- (not written by this library)
+    for _, reply in ipairs(info.r or {}) do
+      if f[5] then notice(reply, 't', f[2], 's', f[3], 'p', f[5])
+      else notice(reply, 't', f[2], 's', f[3]) end
+    end
+    if info.d then
+      -- Identical calls share a finished task for its dedupe time to live; a cancelled one, never.
+      local key = k_dedupe(info.d)
+      if redis.call('GET', key) == ref then
+        local ttl = tonumber(info.dt or '0') or 0
+        if ttl > 0 and f[3] ~= '4' then redis.call('PEXPIRE', key, ttl)
+        else redis.call('DEL', key) end
+      end
+    end
+    if info.k then
+      -- A scheduled task's keys: kept for the schedule's result time to live from now on.
+      redis.call('PEXPIRE', k_status(f[1]), info.k)
+      redis.call('PEXPIRE', k_results(f[1]), info.k)
+      redis.call('PEXPIRE', k_delayed_entries(f[1]), info.k)
+    end
+    for _, child in ipairs(take_children(f[1], f[2], info)) do
+      release_child(child, ref, f[2], f[3], f[4])
+    end
+  end
+end
+
 local function process_finals()
   local i = 1
   while i <= #FINALS do
     local f = FINALS[i]
     i = i + 1
-    local ref = f[1] .. '/' .. f[2]
-    local w = redis.call('HGET', k_watch(), ref)
-    if w then
-      redis.call('HDEL', k_watch(), ref)
-      local info = cjson.decode(w)
-      for _, reply in ipairs(info.r or {}) do
-        if f[5] then notice(reply, 't', f[2], 's', f[3], 'p', f[5])
-        else notice(reply, 't', f[2], 's', f[3]) end
-      end
-      if info.d then
-        -- Identical calls share a finished task for its dedupe time to live; a cancelled one, never.
-        local key = k_dedupe(info.d)
-        if redis.call('GET', key) == ref then
-          local ttl = tonumber(info.dt or '0') or 0
-          if ttl > 0 and f[3] ~= '4' then redis.call('PEXPIRE', key, ttl)
-          else redis.call('DEL', key) end
-        end
-      end
-      if info.k then
-        -- A scheduled task's keys: kept for the schedule's result time to live from now on.
-        redis.call('PEXPIRE', k_status(f[1]), info.k)
-        redis.call('PEXPIRE', k_results(f[1]), info.k)
-        redis.call('PEXPIRE', k_delayed_entries(f[1]), info.k)
-      end
-      for _, child in ipairs(take_children(f[1], f[2], info)) do
-        release_child(child, ref, f[2], f[3], f[4])
-      end
-    end
+    guarded('following up the outcome of task ' .. f[2], process_final, f)
   end
 end
 
@@ -498,24 +525,26 @@ end
 -- one reply entry per client holding all its notices (each notice starts with its 't' field, or
 -- is a compact 'c' one). The final outcomes are followed up first (watchers, dependents), which
 -- may add writes of their own.
+local function write_hset(key, list)
+  if GROWING[key] and #list > 0 and #list < 2 * WIDE_BATCH then
+    local added = redis.call('HSET', key, unpack(list))
+    local n = redis.call('HLEN', key)
+    if n >= WIDE_BATCH and n - added < WIDE_BATCH then hset_wide(key) end
+  else
+    hset_all(key, list)
+  end
+end
+
+-- (Each write guarded: a key of the wrong type spoils its own writes, not the rest.)
 local function flush(group)
   process_finals()
-  for _, key in ipairs(HSET_KEYS) do
-    local list = HSETS[key]
-    if GROWING[key] and #list > 0 and #list < 2 * WIDE_BATCH then
-      local added = redis.call('HSET', key, unpack(list))
-      local n = redis.call('HLEN', key)
-      if n >= WIDE_BATCH and n - added < WIDE_BATCH then hset_wide(key) end
-    else
-      hset_all(key, list)
-    end
-  end
+  for _, key in ipairs(HSET_KEYS) do guarded('writing ' .. key, write_hset, key, HSETS[key]) end
   for _, stream in ipairs(ACK_KEYS) do
     if not ACKED[stream] then call_chunked('XACK', stream, {group}, ACKS[stream]) end
-    remove_acked(stream, group, ACKS[stream])
+    guarded('trimming ' .. stream, remove_acked, stream, group, ACKS[stream])
   end
   for _, reply in ipairs(NOTICE_KEYS) do
-    send_notices(reply, NOTICES[reply], NOTICE_STARTS[reply])
+    guarded('notifying ' .. reply, send_notices, reply, NOTICES[reply], NOTICE_STARTS[reply])
   end
 end
 
@@ -523,10 +552,13 @@ end
 -- stored beside it (ARGS_ASIDE), are put back in: they go when the task's operation does.
 local function dead_letter(fields, flat, op, tid)
   if get_field(flat, 'args') == ARGS_ASIDE then
-    set_field(flat, 'args', redis.call('HGET', k_args(op), tid) or ARGS_ASIDE)
+    local ok, args = pcall(redis.call, 'HGET', k_args(op), tid)
+    set_field(flat, 'args', ok and args or ARGS_ASIDE)
   end
   for _, v in ipairs(flat) do fields[#fields + 1] = v end
-  redis.call('XADD', k_dead(), 'MAXLEN', '~', '10000', '*', unpack(fields))
+  guarded('dead-lettering task ' .. tid, function()
+    redis.call('XADD', k_dead(), 'MAXLEN', '~', '10000', '*', unpack(fields))
+  end)
 end
 
 -- Records a final failure written by the library itself (not by the task): status 3, the results

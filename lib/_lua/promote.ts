@@ -21,24 +21,30 @@ export const PROMOTE: Script = new Script(
   LUA_COMMON + `
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-for _, member in ipairs(due) do
-  local flat = nil
+-- One due member; an error (its queue's stream of the wrong type, say) leaves it to the next call
+-- and does not hold up the others. A member or record this library did not write is dropped.
+local function promote_one(member)
+  local flat, kd, tid = nil, nil, nil
   if string.sub(member, 1, 1) == '[' then
     -- Written by an earlier version: the entry itself.
-    flat = cjson.decode(member)
-  else
-    local op, tid = split_ref(member)
-    local kd = k_delayed_entries(op)
+    local ok, v = pcall(cjson.decode, member)
+    if ok and type(v) == 'table' then flat = v end
+  elseif string.find(member, '/', 1, true) then
+    local op
+    op, tid = split_ref(member)
+    kd = k_delayed_entries(op)
     local record = redis.call('HGET', kd, tid)
     -- (No record: the operation's keys were released or expired; the task is dropped.)
     if record then
-      flat = cjson.decode(record)[2]
-      redis.call('HDEL', kd, tid)
+      local ok, v = pcall(cjson.decode, record)
+      if ok and type(v) == 'table' and type(v[2]) == 'table' then flat = v[2] end
     end
   end
   if flat then redis.call('XADD', k_stream(ARGV[2], get_field(flat, 'pri')), '*', unpack(flat)) end
+  if kd then redis.call('HDEL', kd, tid) end
   redis.call('ZREM', KEYS[1], member)
 end
+for _, member in ipairs(due) do guarded('promoting ' .. member, promote_one, member) end
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local nxt = -1
 if #head == 2 then nxt = tonumber(head[2]) end

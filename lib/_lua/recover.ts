@@ -70,7 +70,8 @@ if ARGV[9] ~= '1' then
 end
 local pending = redis.call('XPENDING', stream, group, 'IDLE', timeout, ARGV[8], '+', ARGV[7])
 local requeued, failed = 0, 0
-for _, p in ipairs(pending) do
+-- One candidate; an error (a key of the wrong type, written by something else) skips it alone.
+local function recover_one(p)
   local id = p[1]
   local flat = entry_fields(stream, id)
   local op, tid, reply
@@ -83,7 +84,8 @@ for _, p in ipairs(pending) do
   else
     local s = redis.call('HGET', k_status(op), tid)
     if s == '1' then
-      local hb = tonumber(redis.call('HGET', k_heartbeat(op), tid) or '0') or 0
+      local got, beat = pcall(redis.call, 'HGET', k_heartbeat(op), tid)
+      local hb = tonumber(got and beat or '0') or 0
       local age = now - hb * 1000
       if age > timeout then
         local verdict = lost(queue, stream, id, flat, op, tid, reply,
@@ -100,6 +102,7 @@ for _, p in ipairs(pending) do
     end
   end
 end
+for _, p in ipairs(pending) do guarded('recovering entry ' .. p[1], recover_one, p) end
 flush(group)
 local last = ''
 if #pending > 0 then last = pending[#pending][1] end
