@@ -140,6 +140,7 @@ return 1
  * looked for more than the grace (`ARGV[3]` ms), nothing was up to fire what came due meanwhile,
  * so due times up to now minus the grace count as missed (they are skipped, or caught up once);
  * a due time that is late while workers kept looking (a backlog of due schedules) is not missed.
+ * The record is kept while the app has schedules, for an hour after the last look.
  *
  * ARGV[1] app prefix
  * ARGV[2] the most due schedules to return
@@ -153,13 +154,18 @@ export const CRON_DUE: Script = new Script(
   LUA_COMMON + `
 local now, grace = now_ms(), tonumber(ARGV[3])
 local key = k_schedule_seen()
-local seen = tonumber(redis.call('HGET', key, 'at') or '')
-local missed = tonumber(redis.call('HGET', key, 'missed') or '') or 0
-if not seen or now - seen > grace then
-  missed = math.max(missed, now - grace)
-  redis.call('HSET', key, 'at', string.format('%d', now), 'missed', string.format('%d', missed))
-else
-  redis.call('HSET', key, 'at', string.format('%d', now))
+local missed = 0
+-- (Kept only while the app has schedules; no look for an hour counts as an outage anyway.)
+if redis.call('EXISTS', k_schedule_due()) == 1 then
+  local seen = tonumber(redis.call('HGET', key, 'at') or '')
+  missed = tonumber(redis.call('HGET', key, 'missed') or '') or 0
+  if not seen or now - seen > grace then
+    missed = math.max(missed, now - grace)
+    redis.call('HSET', key, 'at', string.format('%d', now), 'missed', string.format('%d', missed))
+  else
+    redis.call('HSET', key, 'at', string.format('%d', now))
+  end
+  redis.call('PEXPIRE', key, 3600000)
 end
 local due = redis.call('ZRANGEBYSCORE', k_schedule_due(), '-inf', now, 'WITHSCORES', 'LIMIT', 0,
   tonumber(ARGV[2]))

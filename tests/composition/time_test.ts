@@ -251,10 +251,10 @@ describe("time: delay, startAt, cron", () => {
     const c = await redis.client();
     // Workers have looked at the schedules for a while: nothing counts as missed since.
     const seen = `${app}:schedule-seen`;
-    await waitFor(
-      async () => Number(await c.sendCommand(["HGET", seen, "missed"])) < await redisNow() - 6_500,
-      "the worker looking at the schedules for over a second",
-    );
+    await waitFor(async () => {
+      const missed = await c.sendCommand(["HGET", seen, "missed"]);
+      return missed !== null && Number(missed) < await redisNow() - 6_500;
+    }, "the worker looking at the schedules for over a second");
     // A due time 6 s ago, over the 5 s grace, as if a backlog of due schedules had held it up.
     const due = await redisNow() - 6_000;
     await c.sendCommand(["ZADD", `${app}:schedule-due`, String(due), "late"]);
