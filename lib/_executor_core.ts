@@ -38,7 +38,7 @@ import {
 } from "./errors.ts";
 import { RawParts, type ThreadPort } from "./_runtime.ts";
 import { connect, type ConnectionOptions, type RedisConnection } from "./_redis.ts";
-import { KeyValueStore } from "./kv.ts";
+import { KeyValueStore, reconnectingCommander } from "./kv.ts";
 import { loadTasks, type TaskRegistry } from "./_tasks.ts";
 import { chunkedTaskName, isGenerator, runChunk } from "./_chunks.ts";
 import {
@@ -183,19 +183,17 @@ class Executor {
     this.#packed = packed;
     this.maxPayloadBytes = init.maxPayloadBytes;
     let connection: Promise<RedisConnection> | undefined;
-    this.kv = new KeyValueStore({
-      sendCommand: async (args) => {
-        connection ??= connect(init.url, "streamfutures-task-kv");
-        let opened: RedisConnection;
-        try {
-          opened = await connection;
-        } catch (error) {
-          connection = undefined; // the next use tries again
-          throw error;
-        }
-        return await opened.sendCommand(args);
-      },
-    }, init.app);
+    const open = async (): Promise<RedisConnection> => {
+      connection ??= connect(init.url, "streamfutures-task-kv");
+      try {
+        return await connection;
+      } catch (error) {
+        connection = undefined; // the next use tries again
+        throw error;
+      }
+    };
+    // (30 s, the default reconnectDeadline, for a blip of Redis during a task's call.)
+    this.kv = new KeyValueStore(reconnectingCommander(open, 30_000), init.app);
   }
 
   receive(message: unknown): void {

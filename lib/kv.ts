@@ -42,7 +42,13 @@ import { KV_POP } from "./_lua/kv_pop.ts";
 import { KV_READ } from "./_lua/kv_read.ts";
 import { KV_SET_LIST } from "./_lua/kv_set_list.ts";
 import { checkOptions, keyName, positiveInt, storedDuration } from "./_options.ts";
-import type { RedisCommander } from "./_redis.ts";
+import {
+  isConnectionError,
+  type RedisCommander,
+  type RedisConnection,
+  withReconnect,
+} from "./_redis.ts";
+import { ConnectionError } from "./errors.ts";
 
 /** The store's scripts. */
 const KV_SCRIPTS = [KV_SET_LIST, KV_APPEND, KV_POP, KV_INCR, KV_READ];
@@ -557,4 +563,47 @@ function describe(value: unknown): string {
 /** Escapes the `SCAN MATCH` glob characters of a literal prefix. */
 function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, "\\$&");
+}
+
+/** The store's scripts whose call, if sent again after a lost reply, could apply twice. */
+const ONCE_SCRIPTS = [KV_APPEND, KV_POP, KV_INCR];
+let onceMarkers: Promise<Set<string>> | undefined;
+
+/** The function names, SHA1s and sources that mark a call of {@link ONCE_SCRIPTS}. */
+function markersOnce(): Promise<Set<string>> {
+  return onceMarkers ??= Promise.all(ONCE_SCRIPTS.map(async (script) => {
+    const name = await script.functionName();
+    return [name, name.slice(name.lastIndexOf("_") + 1), script.source];
+  })).then((all) => new Set(all.flat()));
+}
+
+/**
+ * A store's commands over `connection()`, sent again over a lost connection (with backoff, until
+ * `deadline` ms, then `ConnectionError`) when that is harmless: every call but `append`, `pop` and
+ * `incr`, which a lost reply may have applied — those reject with `ConnectionError` at once, and say
+ * so. (Without it every call failed with the driver's raw error at the first blip.)
+ */
+export function reconnectingCommander(
+  connection: () => Promise<RedisConnection>,
+  deadline: number,
+): RedisCommander {
+  return {
+    async sendCommand(args) {
+      const cmd = await connection();
+      const once = (await markersOnce()).has(args[1] ?? "");
+      if (!once) {
+        return await withReconnect(cmd, () => cmd.sendCommand(args), deadline, `kv ${args[0]}`);
+      }
+      try {
+        return await cmd.sendCommand(args);
+      } catch (error) {
+        if (!isConnectionError(error)) throw error;
+        throw new ConnectionError(
+          "kv: the connection to Redis was lost during a call that is not sent again (append, " +
+            `pop, incr): it may or may not have been applied: ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
+    },
+  };
 }

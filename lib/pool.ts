@@ -37,7 +37,7 @@ import {
   type Logger,
   type LogLevel,
 } from "./_log.ts";
-import { KeyValueStore } from "./kv.ts";
+import { KeyValueStore, reconnectingCommander } from "./kv.ts";
 import {
   ARGS_ASIDE,
   ARGS_ASIDE_MIN,
@@ -677,9 +677,10 @@ export class StreamFuturePool implements AsyncDisposable {
     if (this.#workers > 0 && this.#modules.length === 0) {
       throw new TypeError("workers > 0 needs tasks: the task modules the local listeners run");
     }
-    this.kv = new KeyValueStore({
-      sendCommand: async (args) => (await this.#connection()).sendCommand(args),
-    }, this.app);
+    this.kv = new KeyValueStore(
+      reconnectingCommander(() => this.#connection(), this.#reconnectDeadline),
+      this.app,
+    );
     // The last character says that this client reads compact completion notices (see _keys.ts).
     this.clientId = randomId(CLIENT_ID_LENGTH - 1) + COMPACT_NOTICE_MARK;
     this.#logLevel = checkLogLevel(options.logLevel, "logLevel");

@@ -3,7 +3,10 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { KeyValueStore } from "../lib/kv.ts";
-import { ProtocolError } from "../lib/errors.ts";
+import { ConnectionError, ProtocolError } from "../lib/errors.ts";
+import { KV_INCR } from "../lib/_lua/kv_incr.ts";
+import { StreamFuturePool } from "../mod.ts";
+import { startLossyProxy } from "./faults/_proxy.ts";
 import type { RedisConnection } from "../lib/_redis.ts";
 import { type ChildProcessHandle, isDeno, siblingUrl, spawnProcess } from "../lib/_runtime.ts";
 import { startRedis, type TestRedis, waitFor } from "./_redis.ts";
@@ -814,5 +817,36 @@ describe("KeyValueStore (lib/kv.ts)", () => {
       assert.ok(outputs.every((o) => o.length > 0), "every process got some");
       assert.deepStrictEqual(await kv.get("work"), []);
     });
+  });
+
+  it("a pool's store sends a call again over a lost connection, except append, pop and incr", async () => {
+    const proxy = await startLossyProxy(redis.port);
+    try {
+      await using pool = new StreamFuturePool({
+        url: proxy.url,
+        app: `kv${apps++}`,
+        requireWorkers: false,
+      });
+      await pool.kv.set("k", { a: 1 }); // (scripts loaded)
+      await pool.kv.incr("n");
+      const lostGet = proxy.loseReplyTo("GET");
+      assert.deepEqual(await pool.kv.get("k"), { a: 1 });
+      await lostGet;
+      const lostSet = proxy.loseReplyTo("SET");
+      await pool.kv.set("k", 2);
+      await lostSet;
+      assert.equal(await pool.kv.get("k"), 2);
+      const name = await KV_INCR.functionName();
+      const lostIncr = proxy.loseReplyTo(name.slice(name.lastIndexOf("_") + 1));
+      await assert.rejects(pool.kv.incr("n"), (error: unknown) => {
+        assert.ok(error instanceof ConnectionError, String(error));
+        assert.match(error.message, /may or may not have been applied/);
+        return true;
+      });
+      await lostIncr;
+      assert.equal(await pool.kv.get("n"), 2, "it was applied, once: not sent again");
+    } finally {
+      await proxy.close();
+    }
   });
 });
