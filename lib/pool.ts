@@ -1280,7 +1280,7 @@ export class StreamFuturePool implements AsyncDisposable {
   async #watch(futures: StreamFuture<unknown>[]): Promise<void> {
     try {
       await this.#ready;
-      await this.#submitted(futures.map((f) => f.operationId));
+      await this.#submitted([...new Set(futures.map((f) => f.operationId))]);
       const cmd = this.#cmd!;
       const refs = futures.map((f) => `${f.operationId}/${f.id}`);
       const replies = await withReconnect(
