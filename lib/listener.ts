@@ -992,8 +992,7 @@ export class Listener {
         }
       } catch (error) {
         this.#logger.warn(`schedule ${name} is broken and is dropped: ${error}`);
-        fire = "0";
-        next = undefined;
+        fire = "0"; // (and no next due time: FIRE drops it)
       }
     }
     const op = `cron-${await shortHash(name)}-${due.toString(36)}`;

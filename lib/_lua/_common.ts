@@ -208,7 +208,6 @@ local function notice(reply, ...)
   for i = 1, #fields do l[c + i] = fields[i] end
 end
 
--- One XADD per client, or several when there are many notices: never splitting a notice.
 -- Runs f(...), and logs an error it raises instead of letting it end the script: a key of the
 -- wrong type or a record that does not decode (written by something else) must not undo what
 -- the script did for other tasks — Redis does not roll a script back when it fails half-way, and
@@ -219,6 +218,7 @@ local function guarded(what, f, ...)
   return ok
 end
 
+-- One XADD per client, or several when there are many notices: never splitting a notice.
 local function send_notices(reply, flat, starts)
   local n = #flat
   if n == 0 then return end

@@ -52,18 +52,16 @@ if ARGV[9] ~= '1' then
       local ok, info = pcall(cjson.decode, page[2][i + 1])
       redis.call('HDEL', k_watch(), ref)
       if not ok or type(info) ~= 'table' then info = {} end
-      do
-        local gone = 'no task ' .. wtid .. ' (released or expired)'
-        for _, r in ipairs(info.r or {}) do
-          notice(r, 't', wtid, 's', '3', 'p',
-            cjson.encode({name = 'TaskNotFoundError', message = gone, attempts = 0}))
-        end
-        if info.d and redis.call('GET', k_dedupe(info.d)) == ref then
-          redis.call('DEL', k_dedupe(info.d))
-        end
-        for _, child in ipairs(take_children(wop, wtid, info)) do
-          release_child(child, ref, wtid, '3', 'TaskNotFoundError: ' .. gone)
-        end
+      local gone = 'no task ' .. wtid .. ' (released or expired)'
+      for _, r in ipairs(info.r or {}) do
+        notice(r, 't', wtid, 's', '3', 'p',
+          cjson.encode({name = 'TaskNotFoundError', message = gone, attempts = 0}))
+      end
+      if info.d and redis.call('GET', k_dedupe(info.d)) == ref then
+        redis.call('DEL', k_dedupe(info.d))
+      end
+      for _, child in ipairs(take_children(wop, wtid, info)) do
+        release_child(child, ref, wtid, '3', 'TaskNotFoundError: ' .. gone)
       end
     end
   end
