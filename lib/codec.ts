@@ -298,13 +298,13 @@ function className(value: object): string {
   return objectToString.call(value).slice(8, -1);
 }
 
+/** Errors that say themselves where and why a value cannot be encoded. */
+const pathErrors = new WeakSet<object>();
+
 /**
  * The general encoder: converts a value into a JSON-compatible tree (tagging what JSON cannot
  * express) for `JSON.stringify`. Paths are only formatted when an error is thrown.
  */
-/** Errors that say themselves where and why a value cannot be encoded. */
-const pathErrors = new WeakSet<object>();
-
 class Encoder {
   readonly #root: string;
   /** The path from the root to the value being encoded. */
